@@ -1,0 +1,68 @@
+"""One Settings object for the whole application, read from the environment (FACETRAIL_*)."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """facetrail settings. Every field can be set with an environment variable FACETRAIL_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="FACETRAIL_", extra="ignore")
+
+    data_dir: Path = Field(Path("facetrail-data"), description="Folder for the database, index and media.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite file facetrail.db in the data folder."
+    )
+
+    # Face engine
+    detect_max_side: int = Field(
+        800, ge=64, description="Longest side of the downscaled copy the HOG detector scans (see bench/detect.py)."
+    )
+    detect_min_side: int = Field(
+        300, ge=32, description="Images smaller than this are enlarged to it before detection."
+    )
+    cnn_fallback_max_side: int = Field(
+        400,
+        ge=0,
+        description="When HOG finds nothing in an image no larger than this, retry with dlib's CNN detector "
+        "(slow, so only for small images such as tight profile crops). 0 disables the fallback.",
+    )
+    min_face_size: int = Field(20, ge=1, description="Faces smaller than this (pixels) are ignored.")
+
+    # Decoding limits
+    max_image_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Files larger than this are skipped.")
+    max_image_pixels: int = Field(
+        64_000_000, ge=1, description="Images with more pixels than this are refused (decompression bombs)."
+    )
+
+    # Search
+    match_threshold: float = Field(
+        0.6, gt=0, description="Largest descriptor distance reported as a match (dlib's usual 0.6)."
+    )
+    top_k: int = Field(10, ge=1, le=1000, description="Default number of results.")
+
+    # Ingest
+    workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, description="Processes used by ingest."
+    )
+
+    @cached_property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'facetrail.db').resolve()}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (e.g. from CLI options) on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,1 @@
+"""Governance: who may search, why, and the record of what they did."""

@@ -1,0 +1,126 @@
+"""Turn untrusted bytes into RGB pixels, or a clear reason why not.
+
+Checks, in order: empty, too many bytes, magic bytes (a known image format), pixel count
+from the header before any pixel is decoded (decompression bombs), then a full decode
+(truncated or corrupt data). GIFs give their first frame; EXIF orientation is applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from struct import error as struct_error
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+# Formats facetrail indexes, by their magic bytes.
+SUPPORTED = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"}
+_MAGIC: list[tuple[bytes, int, str]] = [
+    (b"\xff\xd8\xff", 0, "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", 0, "PNG"),
+    (b"GIF87a", 0, "GIF"),
+    (b"GIF89a", 0, "GIF"),
+    (b"WEBP", 8, "WEBP"),
+    (b"BM", 0, "BMP"),
+    (b"II*\x00", 0, "TIFF"),
+    (b"MM\x00*", 0, "TIFF"),
+]
+# Image formats we recognise but do not index (reported as unsupported, not as "not an image").
+_OTHER_IMAGES: list[tuple[bytes, int, str]] = [
+    (b"ftypavif", 4, "AVIF"),
+    (b"ftypheic", 4, "HEIC"),
+    (b"ftypmif1", 4, "HEIF"),
+    (b"\x00\x00\x01\x00", 0, "ICO"),
+    (b"8BPS", 0, "PSD"),
+    (b"gimp xcf", 0, "XCF"),
+    (b"\x00\x00\x00\x0cjP  ", 0, "JPEG2000"),
+    (b"\xff\x0a", 0, "JPEG-XL"),
+    (b"<svg", 0, "SVG"),
+    (b"<?xml", 0, "SVG"),
+]
+
+
+class DecodeError(Exception):
+    """An input that cannot be indexed. `reason` is a short stable code, the message explains."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = 64_000_000
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    sha256: str
+    bytes: int
+    format: str
+    width: int
+    height: int
+    pixels: np.ndarray  # H x W x 3 uint8 RGB
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Image format from magic bytes: a SUPPORTED name, another image format's name, or None."""
+    for magic, offset, name in _MAGIC + _OTHER_IMAGES:
+        if data[offset : offset + len(magic)] == magic:
+            if name == "WEBP" and data[:4] != b"RIFF":
+                continue
+            return name
+    return None
+
+
+def decode(data: bytes, limits: Limits = Limits()) -> DecodedImage:
+    """Decode image bytes to RGB pixels. Raises DecodeError with a reason code."""
+    if not data:
+        raise DecodeError("empty", "empty file")
+    if len(data) > limits.max_bytes:
+        raise DecodeError("too_large", f"{len(data)} bytes is over the limit of {limits.max_bytes}")
+    kind = sniff_format(data)
+    if kind is None:
+        raise DecodeError("not_an_image", "not an image (unknown file signature)")
+    if kind not in SUPPORTED:
+        raise DecodeError("unsupported_format", f"{kind} images are not supported")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=[kind])
+            width, height = image.size
+            if width * height > limits.max_pixels:
+                raise DecodeError(
+                    "too_many_pixels",
+                    f"{width}x{height} pixels is over the limit of {limits.max_pixels} (decompression bomb?)",
+                )
+            image.seek(0)
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            rgb = image.convert("RGB")
+    except DecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecodeError("too_many_pixels", f"decompression bomb: {exc}") from None
+    except OSError as exc:
+        text = str(exc)
+        if "truncated" in text or "broken data stream" in text or "premature end" in text.lower():
+            raise DecodeError("truncated", f"truncated {kind} file: {text}") from None
+        raise DecodeError("corrupt", f"corrupt {kind} file: {text}") from None
+    except (ValueError, SyntaxError, EOFError, IndexError, struct_error) as exc:
+        raise DecodeError("corrupt", f"corrupt {kind} file: {exc}") from None
+    return DecodedImage(
+        sha256=hashlib.sha256(data).hexdigest(),
+        bytes=len(data),
+        format=kind,
+        width=rgb.width,
+        height=rgb.height,
+        pixels=np.asarray(rgb),
+    )
+

@@ -1,0 +1,186 @@
+"""Search by photo: query photo -> faces -> nearest neighbours -> results, always audited.
+
+`Searcher.search` is the only way to query the index: it refuses to run without an actor
+and a purpose, and writes the audit entry in the same transaction that reads the results,
+before returning anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from ..config import Settings
+from ..faces import FaceEngine
+from ..governance import audit
+from ..index import VectorIndex
+from ..ingest.decode import DecodeError, Limits, decode
+from ..store import Database, Face, Image
+
+SIMILARITY_SCALE = 1.2  # similarity = 1 - distance / 1.2, so the default threshold 0.6 maps to 0.5
+
+
+class SearchRefused(Exception):
+    """A search that policy does not allow (e.g. no purpose given)."""
+
+
+def similarity(distance: float) -> float:
+    return round(min(1.0, max(0.0, 1.0 - distance / SIMILARITY_SCALE)), 4)
+
+
+@dataclass
+class QueryFace:
+    index: int
+    box: tuple[int, int, int, int]
+    score: float
+    size: int
+
+
+@dataclass
+class Match:
+    face_id: int
+    distance: float
+    similarity: float
+    box: tuple[int, int, int, int]
+    image: dict
+
+
+@dataclass
+class SearchResult:
+    query: dict
+    results: list[Match] = field(default_factory=list)
+    error: str | None = None
+    audit_id: int | None = None
+
+    def to_dict(self) -> dict:
+        data = {"query": self.query, "results": [asdict(m) for m in self.results], "audit_id": self.audit_id}
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+def _iso(value: datetime) -> str:
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; they are stored as UTC
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
+
+
+class Searcher:
+    def __init__(self, settings: Settings, db: Database, index: VectorIndex, engine: FaceEngine) -> None:
+        self.settings = settings
+        self.db = db
+        self.index = index
+        self.engine = engine
+        self.limits = Limits(settings.max_image_bytes, settings.max_image_pixels)
+
+    def search(
+        self,
+        photo: bytes,
+        *,
+        actor: str,
+        actor_kind: str,
+        purpose: str,
+        face: int | None = None,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        name: str | None = None,
+    ) -> SearchResult:
+        """Search for the person in `photo`. Raises SearchRefused without actor or purpose."""
+        purpose = (purpose or "").strip()
+        if not actor:
+            raise SearchRefused("a search needs an identified user")
+        if not purpose:
+            raise SearchRefused("a search needs a purpose: say why you are searching (--purpose)")
+        top_k = top_k or self.settings.top_k
+        threshold = self.settings.match_threshold if threshold is None else threshold
+        sha = hashlib.sha256(photo).hexdigest()
+        result = SearchResult(query={"sha256": sha, "name": name, "faces": [], "selected": None})
+        try:
+            image = decode(photo, self.limits)
+            faces = self.engine.faces(image.pixels)
+        except DecodeError as exc:
+            faces = []
+            result.error = f"not a usable image: {exc}"
+        result.query["faces"] = [
+            asdict(QueryFace(i, f.box, round(f.score, 4), f.size)) for i, f in enumerate(faces)
+        ]
+        if faces:
+            selected = 0 if face is None else face
+            if not 0 <= selected < len(faces):
+                result.error = f"face {selected} does not exist: the photo has {len(faces)} face(s), 0-{len(faces) - 1}"
+            else:
+                result.query["selected"] = selected
+        elif not result.error:
+            result.error = "no face found in the photo"
+
+        with self.db.session() as session, session.begin():
+            if result.query["selected"] is not None:
+                vector = faces[result.query["selected"]].embedding
+                result.results = self._neighbours(session, vector, top_k, threshold)
+            entry = audit.record(
+                session,
+                actor=actor,
+                actor_kind=actor_kind,
+                action="search",
+                purpose=purpose,
+                details={
+                    "query_sha256": sha,
+                    "faces_found": len(faces),
+                    "selected_face": result.query["selected"],
+                    "top_k": top_k,
+                    "threshold": threshold,
+                    "model": self.engine.model_name,
+                    "index": {"kind": self.index.kind, "size": len(self.index)},
+                    "results": [[m.face_id, round(m.distance, 6)] for m in result.results],
+                    "result_count": len(result.results),
+                    "outcome": "error" if result.error else "ok",
+                },
+            )
+            result.audit_id = entry.id
+        return result
+
+    def _neighbours(self, session, vector: np.ndarray, top_k: int, threshold: float) -> list[Match]:
+        distances, ids = self.index.search(vector, top_k)
+        hits = [(int(i), float(d)) for i, d in zip(ids[0], distances[0]) if i >= 0 and d <= threshold]
+        if not hits:
+            return []
+        rows = {
+            f.id: f
+            for f in session.scalars(
+                select(Face)
+                .where(Face.id.in_([i for i, _ in hits]))
+                .options(selectinload(Face.image).selectinload(Image.locations))
+            )
+        }
+        matches = []
+        for face_id, distance in hits:
+            row = rows.get(face_id)
+            if row is None:  # removed from the database since the index was read
+                continue
+            image = row.image
+            locations = [loc.location for loc in image.locations]
+            matches.append(
+                Match(
+                    face_id=face_id,
+                    distance=round(distance, 6),
+                    similarity=similarity(distance),
+                    box=row.box,
+                    image={
+                        "id": image.id,
+                        "sha256": image.sha256,
+                        "location": locations[0] if locations else None,
+                        "locations": locations,
+                        "width": image.width,
+                        "height": image.height,
+                        "format": image.format,
+                        "first_seen": _iso(image.first_seen),
+                        "last_seen": _iso(image.last_seen),
+                    },
+                )
+            )
+        return matches

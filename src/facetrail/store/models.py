@@ -1,0 +1,111 @@
+"""Database tables. The database is the source of truth; the vector index is derived from `faces`.
+
+Changing a table here needs an Alembic migration in `store/migrations/versions/`
+(tests compare the migrated schema with these models).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Image(Base):
+    """One distinct image (by sha256), wherever it was found."""
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str] = mapped_column(String(16))
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    faces: Mapped[list[Face]] = relationship(back_populates="image", order_by="Face.idx")
+    locations: Mapped[list[Location]] = relationship(back_populates="image", order_by="Location.id")
+
+
+class Location(Base):
+    """A place a file was found (a path or URL), with what became of it.
+
+    `image_id` is null when the file could not be used; `error` then says why.
+    `size` and `mtime_ns` let a rerun skip files that have not changed.
+    """
+
+    __tablename__ = "locations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    location: Mapped[str] = mapped_column(String(2048), unique=True)
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(String(64))
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    image: Mapped[Image | None] = relationship(back_populates="locations")
+
+
+class Face(Base):
+    """A face in an image: box, landmarks, detector score and its descriptor."""
+
+    __tablename__ = "faces"
+    __table_args__ = (UniqueConstraint("image_id", "idx"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    idx: Mapped[int] = mapped_column(Integer)
+    left: Mapped[int] = mapped_column(Integer)
+    top: Mapped[int] = mapped_column(Integer)
+    right: Mapped[int] = mapped_column(Integer)
+    bottom: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    detector: Mapped[str] = mapped_column(String(32))
+    landmarks: Mapped[list] = mapped_column(JSON)
+    model: Mapped[str] = mapped_column(String(64))
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+
+    image: Mapped[Image] = relationship(back_populates="faces")
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        return (self.left, self.top, self.right, self.bottom)
+
+
+class AuditEntry(Base):
+    """Append-only, hash-chained record of every search and other accountable action.
+
+    hash = sha256(prev_hash + canonical JSON of the entry's fields); see governance/audit.py.
+    """
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(255))
+    actor_kind: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    purpose: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)  # the chain cannot fork
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
