@@ -1,0 +1,95 @@
+"""Shared fixtures: the dev photo set, databases (SQLite and PostgreSQL), the face engine,
+and a dev-set index built once per test run."""
+
+from __future__ import annotations
+
+import csv
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from facetrail.config import Settings
+from facetrail.faces import FaceEngine, load_engine
+from facetrail.index import open_index
+from facetrail.ingest import Ingestor, Summary, walk
+from facetrail.store import Database
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV = ROOT.parent / "shared" / "data" / "faces" / "dev"
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@dataclass(frozen=True)
+class DevImage:
+    path: Path
+    identity: str  # a person, "none" (no person) or "unknown" (unlabelled people)
+
+    @property
+    def labelled(self) -> bool:
+        return self.identity not in ("none", "unknown")
+
+
+@pytest.fixture(scope="session")
+def dev_images() -> list[DevImage]:
+    manifest = DEV / "manifest.csv"
+    if not manifest.is_file():
+        pytest.fail(f"dev photos not found at {DEV} (the repository expects ../shared beside it)")
+    with manifest.open() as handle:
+        return [DevImage(DEV / row["path"], row["identity"]) for row in csv.DictReader(handle)]
+
+
+def settings_for(data_dir: Path, **extra) -> Settings:
+    return Settings(data_dir=data_dir, workers=2, **extra)
+
+
+@pytest.fixture(scope="session")
+def engine() -> FaceEngine:
+    return load_engine(Settings())
+
+
+def _postgres_database() -> Iterator[str]:
+    name = f"facetrail_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path) -> Iterator[str]:
+    """A fresh, empty database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'facetrail.db'}"
+    else:
+        yield from _postgres_database()
+
+
+@pytest.fixture
+def settings(tmp_path, db_url) -> Settings:
+    return settings_for(tmp_path / "data", database_url=db_url)
+
+
+@dataclass
+class DevIndex:
+    settings: Settings
+    db: Database
+    summary: Summary
+
+
+@pytest.fixture(scope="session")
+def dev_index(tmp_path_factory, dev_images) -> DevIndex:
+    """The whole dev set, ingested once per test run (SQLite + FAISS)."""
+    settings = settings_for(tmp_path_factory.mktemp("dev-index"))
+    db = Database(settings.db_url)
+    index = open_index(settings, db)
+    summary = Ingestor(settings, db, index).run(walk([DEV]))
+    return DevIndex(settings, db, summary)
