@@ -84,12 +84,13 @@ def index_command(
     summary = ingestor.summary
     if verbose or len(summary.errors) <= 20:
         for location, reason, message in summary.errors:
-            err.print(f"[yellow]skipped[/] {location}: {reason} ({message})")
+            err.print(f"[yellow]skipped[/] {location}: {reason} ({message})", soft_wrap=True)
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(summary.skipped.items())) or "none"
     out.print(
         f"{'Interrupted' if interrupted else 'Done'}: {summary.files} files, {summary.images} new images, "
         f"{summary.faces} faces, {summary.duplicates} duplicates, {summary.unchanged} unchanged, "
-        f"skipped: {skipped}; {summary.seconds:.1f} s, {summary.images_per_second:.1f} images/s"
+        f"skipped: {skipped}; {summary.seconds:.1f} s, {summary.images_per_second:.1f} images/s",
+        soft_wrap=True,
     )
     out.print(f"Index: {len(index)} faces.")
     if interrupted:

@@ -1,0 +1,135 @@
+"""The command line as a user runs it: index, search (--json, several photos), reindex, audit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from facetrail.cli import app
+from facetrail.store import AuditEntry
+
+runner = CliRunner()
+
+
+def run(data_dir, *args):
+    result = runner.invoke(app, ["--data-dir", str(data_dir), *args], catch_exceptions=False)
+    return result
+
+
+def audit_count(db):
+    with db.session() as session:
+        return session.scalar(select(func.count()).select_from(AuditEntry))
+
+
+@pytest.fixture(scope="module")
+def data_dir(dev_index):
+    return dev_index.settings.data_dir
+
+
+def photo_of(dev_images, identity, n=0):
+    return [d for d in dev_images if d.identity == identity][n].path
+
+
+def test_search_json_reports_faces_and_ranked_results(data_dir, dev_images, dev_index):
+    photo = photo_of(dev_images, "will_smith")
+    before = audit_count(dev_index.db)
+    result = run(data_dir, "search", str(photo), "--purpose", "test", "--json", "--top-k", "5")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["query"]["selected"] == 0
+    assert data["query"]["faces"][0]["index"] == 0 and len(data["query"]["faces"][0]["box"]) == 4
+    results = data["results"]
+    assert 1 <= len(results) <= 5
+    assert results[0]["image"]["location"] == str(photo)  # the photo itself is indexed
+    assert results[0]["distance"] == pytest.approx(0, abs=1e-5)
+    assert [r["distance"] for r in results] == sorted(r["distance"] for r in results)
+    for r in results:
+        assert set(r) >= {"distance", "similarity", "box", "image"}
+        assert len(r["image"]["sha256"]) == 64
+        assert 0 <= r["similarity"] <= 1
+    assert sum("will_smith" in r["image"]["location"] for r in results) >= 3
+    assert audit_count(dev_index.db) == before + 1
+
+
+def test_several_photos_give_json_lines_in_order_and_faceless_photos_an_error(data_dir, dev_images):
+    photos = [
+        photo_of(dev_images, "tom_hanks"),
+        next(d.path for d in dev_images if d.identity == "none"),
+        photo_of(dev_images, "madonna"),
+    ]
+    result = run(data_dir, "search", *map(str, photos), "--purpose", "test", "--json")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["query"]["name"] for line in lines] == list(map(str, photos))
+    assert lines[1]["query"]["faces"] == [] and lines[1]["results"] == []
+    assert "no face" in lines[1]["error"]
+    assert "error" not in lines[0] and "error" not in lines[2]
+
+
+def test_search_without_purpose_is_refused_and_not_run(data_dir, dev_images, dev_index):
+    before = audit_count(dev_index.db)
+    for purpose in ([], ["--purpose", "   "]):
+        result = run(data_dir, "search", str(photo_of(dev_images, "madonna")), *purpose)
+        assert result.exit_code == 2
+        assert "purpose" in result.output
+    assert audit_count(dev_index.db) == before
+
+
+def test_face_option_picks_another_face(data_dir, dev_images, tmp_path):
+    from PIL import Image
+
+    left = Image.open(photo_of(dev_images, "anthony_hopkins")).convert("RGB")
+    right = Image.open(photo_of(dev_images, "bill_gates")).convert("RGB").resize(left.size)
+    both = Image.new("RGB", (left.width * 2, left.height), "white")
+    both.paste(left, (0, 0))
+    both.paste(right, (left.width, 0))
+    pair = tmp_path / "pair.jpg"
+    both.save(pair, quality=95)
+
+    found = json.loads(run(data_dir, "search", str(pair), "--purpose", "t", "--json").stdout)
+    assert len(found["query"]["faces"]) == 2
+    boxes = [f["box"] for f in found["query"]["faces"]]
+    right_face = next(i for i, box in enumerate(boxes) if box[0] >= left.width)
+    picked = json.loads(
+        run(data_dir, "search", str(pair), "--purpose", "t", "--json", "--face", str(right_face)).stdout
+    )
+    assert picked["query"]["selected"] == right_face
+    assert "bill_gates" in picked["results"][0]["image"]["location"]
+
+    missing = json.loads(run(data_dir, "search", str(pair), "--purpose", "t", "--json", "--face", "7").stdout)
+    assert "does not exist" in missing["error"] and missing["results"] == []
+
+
+def test_text_output_lists_faces_and_matches(data_dir, dev_images):
+    result = run(data_dir, "search", str(photo_of(dev_images, "madonna")), "--purpose", "t")
+    assert result.exit_code == 0
+    assert "face 0" in result.stdout and "madonna" in result.stdout
+
+
+def test_reindex_rebuilds_the_same_results(data_dir, dev_images):
+    photo = str(photo_of(dev_images, "keanu_reeves"))
+    before = json.loads(run(data_dir, "search", photo, "--purpose", "t", "--json").stdout)["results"]
+    result = run(data_dir, "reindex")
+    assert result.exit_code == 0 and "rebuilt" in result.stdout
+    after = json.loads(run(data_dir, "search", photo, "--purpose", "t", "--json").stdout)["results"]
+    assert [(r["face_id"], r["distance"]) for r in after] == [(r["face_id"], r["distance"]) for r in before]
+
+
+def test_audit_verify_reports_ok(data_dir):
+    result = run(data_dir, "audit", "verify")
+    assert result.exit_code == 0 and result.stdout.startswith("OK")
+
+
+def test_index_reports_a_summary_and_missing_paths(tmp_path, dev_images):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(photo_of(dev_images, "madonna").read_bytes())
+    (folder / "notes.jpg").write_text("not a photo")
+    result = run(tmp_path / "data", "index", str(folder), "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert "1 new images" in result.stdout and "1 not_an_image" in result.stdout
+    assert "images/s" in result.stdout
+    assert run(tmp_path / "data", "index", str(tmp_path / "nowhere")).exit_code == 2
