@@ -1,0 +1,87 @@
+"""Schema, migrations, vector index and audit chain on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import numpy as np
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import delete, select, update
+
+from facetrail.governance import audit
+from facetrail.index import FaissIndex, sync
+from facetrail.store import AuditEntry, Base, Database, Face, Image
+
+
+def test_migrations_build_exactly_the_models_schema(db_url):
+    db = Database(db_url)
+    Database(db_url)  # a second open is a no-op
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_faiss_index_add_remove_search_and_persist(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(50, 128)).astype(np.float32)
+    index = FaissIndex(tmp_path / "faces.faiss")
+    index.add(np.arange(100, 150), vectors)
+    distances, ids = index.search(vectors[7], 3)
+    assert ids[0][0] == 107 and distances[0][0] == 0
+    assert np.allclose(distances[0][1], np.sort(np.linalg.norm(vectors - vectors[7], axis=1))[1], rtol=1e-4)
+    assert index.remove(np.array([107, 999])) == 1
+    index.save()
+    reopened = FaissIndex(tmp_path / "faces.faiss")
+    assert len(reopened) == 49 and 107 not in reopened.ids()
+    assert reopened.search(vectors[7], 1)[1][0][0] != 107
+
+
+def _add_faces(db, n, rng):
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    with db.session() as session, session.begin():
+        image = Image(sha256="a" * 64, bytes=1, width=1, height=1, format="PNG", first_seen=now, last_seen=now)
+        session.add(image)
+        for i in range(n):
+            session.add(
+                Face(image=image, idx=i, left=0, top=0, right=1, bottom=1, score=1.0, detector="test",
+                     landmarks=[], model="test", embedding=rng.normal(size=128).astype(np.float32).tobytes())
+            )
+
+
+def test_index_is_brought_in_step_with_the_database(tmp_path, db_url):
+    db = Database(db_url)
+    _add_faces(db, 5, np.random.default_rng(1))
+    index = FaissIndex(tmp_path / "faces.faiss")
+    assert sync(index, db) == (5, 0)
+    with db.session() as session, session.begin():
+        gone = session.scalars(select(Face.id).order_by(Face.id).limit(2)).all()
+        session.execute(delete(Face).where(Face.id.in_(gone)))
+    assert sync(index, db) == (0, 2)
+    with db.session() as session:
+        remaining = sorted(session.scalars(select(Face.id)))
+    assert len(remaining) == 3 and sorted(index.ids().tolist()) == remaining
+
+
+def _write_entries(db, n):
+    with db.session() as session, session.begin():
+        for i in range(n):
+            audit.record(session, actor="alice", actor_kind="os_user", action="search", purpose=f"case {i}",
+                         details={"result_count": i, "results": [[i, 0.5]]})
+
+
+def test_audit_chain_verifies_and_detects_an_edit_and_a_deletion(db_url):
+    db = Database(db_url)
+    _write_entries(db, 4)
+    with db.session() as session:
+        assert audit.verify(session) == (4, None)
+    with db.session() as session, session.begin():
+        session.execute(update(AuditEntry).where(AuditEntry.id == 2).values(purpose="edited"))
+    with db.session() as session:
+        count, problem = audit.verify(session)
+    assert (count, problem.entry_id) == (1, 2) and "edited" in problem.reason
+    with db.session() as session, session.begin():
+        session.execute(delete(AuditEntry).where(AuditEntry.id == 2))
+    with db.session() as session:
+        count, problem = audit.verify(session)
+    assert problem.entry_id == 3 and "deleted" in problem.reason
