@@ -22,10 +22,10 @@ class Settings(BaseSettings):
 
     # Face engine
     detect_max_side: int = Field(
-        800, ge=64, description="Longest side of the downscaled copy the HOG detector scans (see bench/detect.py)."
+        1024, ge=64, description="Longest side of the downscaled copy the HOG detector scans (see bench/detect.py)."
     )
     detect_min_side: int = Field(
-        300, ge=32, description="Images smaller than this are enlarged to it before detection."
+        250, ge=32, description="Images smaller than this are enlarged to it (and padded) before detection."
     )
     cnn_fallback_max_side: int = Field(
         400,

@@ -12,9 +12,9 @@ import dlib
 import numpy as np
 from PIL import Image
 
+from .resnet import CHIP_SIZE, DESCRIPTOR_DIM, ResnetDescriptor
 from .types import Box, Detection, Face
 
-CHIP_SIZE = 150
 CHIP_PADDING = 0.25
 
 
@@ -26,17 +26,18 @@ def model_path(name: str) -> Path:
     return path
 
 
-def _resize(image: np.ndarray, scale: float) -> np.ndarray:
-    if scale == 1.0:
-        return image
-    h, w = image.shape[:2]
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
-
-
-def _pad(image: np.ndarray, fraction: float) -> tuple[np.ndarray, int]:
-    pad = int(max(image.shape[:2]) * fraction)
-    return np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge"), pad
+def _scaled(image: np.ndarray, scale: float, pad_fraction: float, gray: bool) -> tuple[np.ndarray, int]:
+    """A resized (optionally greyscale, edge-padded) copy to detect on, and the padding in pixels."""
+    picture = Image.fromarray(image)
+    if scale != 1.0:
+        size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+        picture = picture.resize(size, Image.Resampling.BILINEAR)
+    work = np.asarray(picture.convert("L") if gray else picture)
+    pad = int(max(work.shape[:2]) * pad_fraction)
+    if pad:
+        widths = ((pad, pad), (pad, pad)) + (((0, 0),) if work.ndim == 3 else ())
+        work = np.pad(work, widths, mode="edge")
+    return work, pad
 
 
 def _to_box(rect: dlib.rectangle, scale: float, offset: int, width: int, height: int) -> Box:
@@ -49,57 +50,67 @@ def _to_box(rect: dlib.rectangle, scale: float, offset: int, width: int, height:
 
 
 class HogDetector:
-    """dlib's HOG + linear SVM frontal face detector, run on a resized copy of the image.
+    """dlib's HOG + linear SVM face detector on a greyscale, resized copy of the image.
 
-    Large images are scanned at `max_side` (boxes are mapped back); if nothing is found the
-    scan is repeated at twice that resolution, so small faces in large photos are found too.
-    Small images are enlarged to `min_side` and padded, so tight face crops are found.
+    The first scan looks at the image scaled to `max_side` (or, for images smaller than
+    `min_side`, enlarged to it and padded, so tight face crops are found). Only if it finds
+    nothing does a second scan look at twice that resolution with dlib's upsampling, which
+    finds faces down to a quarter of the first scan's smallest; faceless images pay for
+    both, images with a face only for the first. See bench/detect.py for the measurements.
     """
 
     name = "hog"
+    SMALL_PAD = 0.15
 
-    def __init__(self, max_side: int = 800, min_side: int = 300) -> None:
+    def __init__(self, max_side: int = 1024, min_side: int = 250) -> None:
         self.max_side = max_side
         self.min_side = min_side
         self._detector = dlib.get_frontal_face_detector()
 
-    def _scan(self, image: np.ndarray, scale: float, pad_fraction: float) -> list[Detection]:
-        h, w = image.shape[:2]
-        work = _resize(image, scale)
-        offset = 0
-        if pad_fraction:
-            work, offset = _pad(work, pad_fraction)
-        rects, scores, _ = self._detector.run(work, 1, 0.0)
-        return [
-            Detection(_to_box(r, scale, offset, w, h), float(s), self.name) for r, s in zip(rects, scores)
-        ]
+    def _scan(self, work: np.ndarray, upsample: int, scale: float, pad: int, size: tuple[int, int]):
+        rects, scores, _ = self._detector.run(work, upsample, 0.0)
+        return [Detection(_to_box(r, scale, pad, *size), float(s), self.name) for r, s in zip(rects, scores)]
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        longest = max(image.shape[:2])
+        height, width = image.shape[:2]
+        longest = max(height, width)
         if longest < self.min_side:
-            return self._scan(image, self.min_side / longest, 0.2)
+            scale = self.min_side / longest
+            work, pad = _scaled(image, scale, self.SMALL_PAD, gray=True)
+            return self._scan(work, 0, scale, pad, (width, height)) or self._scan(
+                work, 1, scale, pad, (width, height)
+            )
         scale = min(1.0, self.max_side / longest)
-        found = self._scan(image, scale, 0.0)
-        if not found and scale < 1.0:
-            found = self._scan(image, min(1.0, 2 * scale), 0.0)
+        work, _ = _scaled(image, scale, 0.0, gray=True)
+        found = self._scan(work, 0, scale, 0, (width, height))
+        if not found:
+            retry = min(1.0, 2 * scale)
+            if retry != scale:
+                work, _ = _scaled(image, retry, 0.0, gray=True)
+            found = self._scan(work, 1, retry, 0, (width, height))
         return found
 
 
 class CnnDetector:
-    """dlib's MMOD CNN face detector: finds profiles and tilted faces HOG misses; slow on CPU."""
+    """dlib's MMOD CNN face detector: finds profiles and tilted faces HOG misses.
+
+    Slow on a CPU (~125 ms at the default size), so facetrail uses it only as a fallback
+    for small images, scaled to `max_side` and padded.
+    """
 
     name = "cnn"
+    PAD = 0.3
 
-    def __init__(self, max_side: int = 200) -> None:
+    def __init__(self, max_side: int = 100) -> None:
         self.max_side = max_side
         self._detector = dlib.cnn_face_detection_model_v1(str(model_path("mmod_human_face_detector.dat")))
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        h, w = image.shape[:2]
-        scale = self.max_side / max(h, w)
-        work, offset = _pad(_resize(image, scale), 0.2)
+        height, width = image.shape[:2]
+        scale = self.max_side / max(height, width)
+        work, pad = _scaled(image, scale, self.PAD, gray=False)
         return [
-            Detection(_to_box(d.rect, scale, offset, w, h), float(d.confidence), self.name)
+            Detection(_to_box(d.rect, scale, pad, width, height), float(d.confidence), self.name)
             for d in self._detector(work, 0)
         ]
 
@@ -122,20 +133,18 @@ class CascadeDetector:
 
 class DlibEmbedder:
     """5-point landmarks and aligned 150x150 chips on the full-resolution image, then the
-    dlib ResNet descriptor (128-d; same person typically < 0.6 apart)."""
+    dlib ResNet descriptor (128-d; same person typically < 0.6 apart).
+
+    The descriptor network is dlib's own weights run by onnxruntime (faces/resnet.py):
+    the same numbers as dlib's `compute_face_descriptor`, about 12x faster.
+    """
 
     name = "dlib_resnet_v1"
-    dim = 128
+    dim = DESCRIPTOR_DIM
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = 1) -> None:
         self._shapes = dlib.shape_predictor(str(model_path("shape_predictor_5_face_landmarks.dat")))
-        self._net = dlib.face_recognition_model_v1(str(model_path("dlib_face_recognition_resnet_model_v1.dat")))
-
-    def describe(self, chips: list[np.ndarray]) -> np.ndarray:
-        """Descriptors (N x 128 float32) of aligned RGB chips."""
-        if not chips:
-            return np.zeros((0, self.dim), np.float32)
-        return np.asarray(self._net.compute_face_descriptor(chips), dtype=np.float32)
+        self._net = ResnetDescriptor(str(model_path("dlib_face_recognition_resnet_model_v1.dat")), threads)
 
     def embed(self, image: np.ndarray, detections: list[Detection]) -> list[Face]:
         if not detections:
@@ -145,7 +154,7 @@ class DlibEmbedder:
             left, top, right, bottom = d.box
             shapes.append(self._shapes(image, dlib.rectangle(left, top, right - 1, bottom - 1)))
         chips = dlib.get_face_chips(image, shapes, size=CHIP_SIZE, padding=CHIP_PADDING)
-        vectors = self.describe([np.asarray(c) for c in chips])
+        vectors = self._net.compute(np.stack([np.asarray(c) for c in chips]))
         return [
             Face(
                 box=d.box,

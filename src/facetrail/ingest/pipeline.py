@@ -83,6 +83,8 @@ class Ingestor:
         context.set_forkserver_preload(["facetrail.ingest.analyze"])
         workers = self.settings.workers
         pool = ProcessPoolExecutor(workers, context, _ignore_sigint_then_init, (self.settings,))
+        for _ in range(workers):  # start the workers (and load their models) while files are read
+            pool.submit(int)
         futures: dict[Future[Analysis], tuple[str, FileEntry]] = {}
         try:
             for chunk in _chunks(entries, CHUNK):
