@@ -56,16 +56,11 @@ def folder(tmp_path, dev_images):
     return folder
 
 
-def test_kill_9_mid_ingest_then_rerun_equals_an_uninterrupted_run(tmp_path, folder):
-    clean = tmp_path / "clean"
-    subprocess.run(index_cmd(clean, folder), check=True, capture_output=True)
-    expected = snapshot(clean)
-    total = len(expected[0])
-
-    crashed = tmp_path / "crashed"
-    process = subprocess.Popen(index_cmd(crashed, folder), start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    db = Database(settings_for(crashed).db_url)
+def start_and_wait_for_progress(data_dir, folder, total):
+    """Start an ingest and return once a third of the files are stored (the process still running)."""
+    process = subprocess.Popen(index_cmd(data_dir, folder), start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    db = Database(settings_for(data_dir).db_url)
     deadline = time.monotonic() + 120
     stored = 0
     while time.monotonic() < deadline and process.poll() is None:
@@ -77,12 +72,26 @@ def test_kill_9_mid_ingest_then_rerun_equals_an_uninterrupted_run(tmp_path, fold
         if stored >= total // 3:
             break
         time.sleep(0.05)
-    assert process.poll() is None, "the ingest finished before it could be killed"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
     db.close()
+    assert process.poll() is None, "the ingest finished before it could be interrupted"
     assert 0 < stored < total
+    return process
 
-    rerun = subprocess.run(index_cmd(crashed, folder), check=True, capture_output=True, text=True)
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_interrupted_ingest_then_rerun_equals_an_uninterrupted_run(tmp_path, folder, how):
+    clean = tmp_path / "clean"
+    subprocess.run(index_cmd(clean, folder), check=True, capture_output=True)
+    expected = snapshot(clean)
+
+    interrupted = tmp_path / "interrupted"
+    process = start_and_wait_for_progress(interrupted, folder, len(expected[0]))
+    os.killpg(process.pid, getattr(signal, how))  # Ctrl-C in a terminal signals the whole group
+    output, _ = process.communicate(timeout=60)
+    if how == "SIGINT":
+        assert process.returncode == 130
+        assert "Interrupted" in output and "again" in output
+
+    rerun = subprocess.run(index_cmd(interrupted, folder), check=True, capture_output=True, text=True)
     assert "unchanged" in rerun.stdout
-    assert snapshot(crashed) == expected
+    assert snapshot(interrupted) == expected
