@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 
@@ -13,6 +14,7 @@ from facetrail.index import open_index
 from facetrail.ingest import Ingestor, walk
 from facetrail.search import Searcher
 from facetrail.store import AuditEntry, Database, Face, Image, Location
+from facetrail.store.media import MediaStore
 
 from .hostile import write_hostile_files
 
@@ -81,14 +83,19 @@ def test_rerun_skips_unchanged_files_and_redoes_changed_ones(settings, photos, d
     assert (again.unchanged, again.images, again.duplicates) == (4, 0, 0)
     assert count(db, Face) == faces_before
 
-    # replace one photo with a different person: its old image and faces leave, the new one arrives
+    # replace one photo with a different person: its old image, faces and media leave, the new one arrives
     target = sorted(photos.iterdir())[0]
+    media = MediaStore(settings.media_dir)
+    old_sha = hashlib.sha256(target.read_bytes()).hexdigest()
+    assert media.thumb_path(old_sha).is_file() and media.crop_path(old_sha, 0).is_file()
     replacement = next(d for d in dev_images if d.identity == "madonna")
     target.write_bytes(replacement.path.read_bytes())
     os.utime(target, ns=(1, 1))
     db, index, third = ingest(settings, photos)
     assert (third.unchanged, third.images) == (3, 1)
     assert count(db, Image) == 4
+    assert not media.thumb_path(old_sha).exists() and not media.crop_path(old_sha, 0).exists()
+    assert media.thumb_path(hashlib.sha256(target.read_bytes()).hexdigest()).is_file()
     with db.session() as session:
         face_ids = sorted(session.scalars(select(Face.id)))
     assert sorted(index.ids().tolist()) == face_ids

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     def index_dir(self) -> Path:
         return self.data_dir / "index"
 
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
 
 def get_settings(**overrides: object) -> Settings:
     """Settings from the environment, with explicit overrides (e.g. from CLI options) on top."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..config import Settings
 from ..faces import Face, FaceEngine, load_engine
+from ..store.media import make_crop, make_thumbnail
 from .decode import DecodeError, Limits, decode
 
 
@@ -20,6 +21,8 @@ class Analysis:
     height: int = 0
     faces: list[Face] = field(default_factory=list)
     model: str = ""
+    thumbnail: bytes = b""  # JPEG, for the web app
+    crops: list[bytes] = field(default_factory=list)  # one JPEG per face, same order
     error: str | None = None
     message: str = ""
 
@@ -29,14 +32,17 @@ def analyze(engine: FaceEngine, data: bytes, limits: Limits) -> Analysis:
         image = decode(data, limits)
     except DecodeError as exc:
         return Analysis(error=exc.reason, message=str(exc))
+    faces = engine.faces(image.pixels)
     return Analysis(
         sha256=image.sha256,
         bytes=image.bytes,
         format=image.format,
         width=image.width,
         height=image.height,
-        faces=engine.faces(image.pixels),
+        faces=faces,
         model=engine.model_name,
+        thumbnail=make_thumbnail(image.pixels),
+        crops=[make_crop(image.pixels, f.box) for f in faces],
     )
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import delete, func, select, update
 from ..config import Settings
 from ..index import VectorIndex
 from ..store import Database, Face, Image, Location
+from ..store.media import MediaStore
 from .analyze import Analysis, analyze_in_worker, init_worker
 from .files import FileEntry
 
@@ -72,6 +73,7 @@ class Ingestor:
         self.db = db
         self.index = index
         self.summary = Summary()
+        self.media = MediaStore(settings.media_dir)
         self._pending: dict[str, list[FileEntry]] = {}  # sha256 in flight -> files with those bytes
         self._last_save = time.monotonic()
 
@@ -177,6 +179,7 @@ class Ingestor:
 
     def _store_image(self, result: Analysis, entries: list[FileEntry]) -> None:
         now = _now()
+        self.media.save(result.sha256, result.thumbnail, result.crops)  # before the commit that refers to them
         with self.db.session() as session, session.begin():
             image = Image(
                 sha256=result.sha256,
@@ -211,7 +214,7 @@ class Ingestor:
         # committed: the index follows
         if len(face_ids):
             self.index.add(face_ids, np.stack([f.embedding for f in result.faces]).astype(np.float32))
-        self._drop_from_index(orphans)
+        self._drop(orphans)
         self.summary.images += 1
         self.summary.faces += len(rows)
         self.summary.duplicates += len(entries) - 1
@@ -220,18 +223,20 @@ class Ingestor:
         with self.db.session() as session, session.begin():
             orphans = self._upsert_locations(session, image_id, entries, _now())
             session.execute(update(Image).where(Image.id == image_id).values(last_seen=_now()))
-        self._drop_from_index(orphans)
+        self._drop(orphans)
 
     def _store_error(self, entry: FileEntry, reason: str, message: str) -> None:
         with self.db.session() as session, session.begin():
             orphans = self._upsert_locations(session, None, [entry], _now(), error=reason)
-        self._drop_from_index(orphans)
+        self._drop(orphans)
         self.summary.skipped[reason] += 1
         self.summary.errors.append((entry.location, reason, message))
 
-    def _upsert_locations(self, session, image_id: int | None, entries, now, error: str | None = None) -> list[int]:
-        """Point each location at image_id. Returns face ids of images no longer found anywhere
-        (their rows are deleted here, in the caller's transaction)."""
+    def _upsert_locations(
+        self, session, image_id: int | None, entries, now, error: str | None = None
+    ) -> list[tuple[str, list[int]]]:
+        """Point each location at image_id. Returns (sha256, face ids) of images no longer found
+        anywhere; their rows are deleted here, in the caller's transaction."""
         previous: set[int] = set()
         for entry in entries:
             row = session.scalar(select(Location).where(Location.location == entry.location))
@@ -258,14 +263,18 @@ class Ingestor:
                 now,
             )
         session.flush()
-        orphan_faces: list[int] = []
+        orphans = []
         for old in previous:
             if not session.scalar(select(func.count()).select_from(Location).where(Location.image_id == old)):
-                orphan_faces += session.scalars(select(Face.id).where(Face.image_id == old)).all()
+                sha = session.scalar(select(Image.sha256).where(Image.id == old))
+                orphans.append((sha, list(session.scalars(select(Face.id).where(Face.image_id == old)))))
                 session.execute(delete(Face).where(Face.image_id == old))
                 session.execute(delete(Image).where(Image.id == old))
-        return orphan_faces
+        return orphans
 
-    def _drop_from_index(self, face_ids: list[int]) -> None:
-        if face_ids:
-            self.index.remove(np.array(face_ids, np.int64))
+    def _drop(self, orphans: list[tuple[str, list[int]]]) -> None:
+        """After the commit: take deleted images' faces out of the index and their media off disk."""
+        for sha, face_ids in orphans:
+            if face_ids:
+                self.index.remove(np.array(face_ids, np.int64))
+            self.media.delete(sha, len(face_ids))

@@ -1,0 +1,75 @@
+"""Thumbnails and face crops, made at ingest time and kept in the data folder.
+
+Files are named by the image's sha256 (and the face's index in it), never by a path the
+outside world chose; the web app serves them by database id.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+THUMB_SIDE = 320
+CROP_SIDE = 160
+CROP_MARGIN = 0.25
+
+
+def _jpeg(picture: Image.Image, quality: int = 82) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=quality, optimize=True)
+    return buffer.getvalue()
+
+
+def make_thumbnail(pixels: np.ndarray) -> bytes:
+    picture = Image.fromarray(pixels)
+    picture.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+    return _jpeg(picture)
+
+
+def make_crop(pixels: np.ndarray, box: tuple[int, int, int, int], side: int = CROP_SIDE) -> bytes:
+    """A square crop around a face box (with a margin), resized to side x side."""
+    height, width = pixels.shape[:2]
+    left, top, right, bottom = box
+    half = max(right - left, bottom - top) * (0.5 + CROP_MARGIN)
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    region = (
+        max(0, int(cx - half)),
+        max(0, int(cy - half)),
+        min(width, int(cx + half)),
+        min(height, int(cy + half)),
+    )
+    picture = Image.fromarray(pixels).crop(region)
+    picture.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return _jpeg(picture)
+
+
+class MediaStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def thumb_path(self, sha256: str) -> Path:
+        return self.root / "thumbs" / sha256[:2] / f"{sha256}.jpg"
+
+    def crop_path(self, sha256: str, idx: int) -> Path:
+        return self.root / "faces" / sha256[:2] / f"{sha256}-{idx}.jpg"
+
+    def save(self, sha256: str, thumbnail: bytes, crops: list[bytes]) -> None:
+        _write(self.thumb_path(sha256), thumbnail)
+        for idx, crop in enumerate(crops):
+            _write(self.crop_path(sha256, idx), crop)
+
+    def delete(self, sha256: str, faces: int) -> None:
+        self.thumb_path(sha256).unlink(missing_ok=True)
+        for idx in range(faces):
+            self.crop_path(sha256, idx).unlink(missing_ok=True)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
