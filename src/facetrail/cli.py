@@ -205,6 +205,22 @@ def stats(ctx: typer.Context) -> None:
     out.print(f"index: {index.kind}, {len(index)} vectors\ndata folder: {settings.data_dir.resolve()}")
 
 
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Start the web app and JSON API."""
+    import uvicorn
+
+    from .web import create_app
+
+    settings: Settings = ctx.obj
+    err.print(f"facetrail: serving {settings.data_dir.resolve()} on http://{host}:{port}/ (API docs at /docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
 @audit_app.command("verify")
 def audit_verify(ctx: typer.Context) -> None:
     """Check the audit log's hash chain; prints OK or the first broken entry."""

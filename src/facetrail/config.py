@@ -41,6 +41,9 @@ class Settings(BaseSettings):
         64_000_000, ge=1, description="Images with more pixels than this are refused (decompression bombs)."
     )
 
+    # Web
+    upload_max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest photo the web app accepts.")
+
     # Search
     match_threshold: float = Field(
         0.6, gt=0, description="Largest descriptor distance reported as a match (dlib's usual 0.6)."

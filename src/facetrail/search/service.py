@@ -8,6 +8,7 @@ before returning anything.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -16,11 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from ..config import Settings
+from ..faces import Face as FaceData
 from ..faces import FaceEngine
 from ..governance import audit
 from ..index import VectorIndex
-from ..ingest.decode import DecodeError, Limits, decode
+from ..ingest.decode import DecodedImage, DecodeError, Limits, decode
 from ..store import Database, Face, Image
+from .bands import band
 
 SIMILARITY_SCALE = 1.2  # similarity = 1 - distance / 1.2, so the default threshold 0.6 maps to 0.5
 
@@ -46,6 +49,7 @@ class Match:
     face_id: int
     distance: float
     similarity: float
+    band: str  # very strong / strong / possible / weak, see search/bands.py
     box: tuple[int, int, int, int]
     image: dict
 
@@ -55,12 +59,14 @@ class SearchResult:
     query: dict
     results: list[Match] = field(default_factory=list)
     error: str | None = None
+    error_code: str | None = None  # no_face, no_such_face, or a decoding reason (not_an_image, ...)
     audit_id: int | None = None
 
     def to_dict(self) -> dict:
         data = {"query": self.query, "results": [asdict(m) for m in self.results], "audit_id": self.audit_id}
         if self.error:
             data["error"] = self.error
+            data["error_code"] = self.error_code
         return data
 
 
@@ -77,6 +83,7 @@ class Searcher:
         self.index = index
         self.engine = engine
         self.limits = Limits(settings.max_image_bytes, settings.max_image_pixels)
+        self._engine_lock = threading.Lock()
 
     def search(
         self,
@@ -101,22 +108,22 @@ class Searcher:
         sha = hashlib.sha256(photo).hexdigest()
         result = SearchResult(query={"sha256": sha, "name": name, "faces": [], "selected": None})
         try:
-            image = decode(photo, self.limits)
-            faces = self.engine.faces(image.pixels)
+            _, faces = self.faces_in(photo)
         except DecodeError as exc:
             faces = []
-            result.error = f"not a usable image: {exc}"
+            result.error, result.error_code = f"not a usable image: {exc}", exc.reason
         result.query["faces"] = [
             asdict(QueryFace(i, f.box, round(f.score, 4), f.size)) for i, f in enumerate(faces)
         ]
         if faces:
             selected = 0 if face is None else face
             if not 0 <= selected < len(faces):
+                result.error_code = "no_such_face"
                 result.error = f"face {selected} does not exist: the photo has {len(faces)} face(s), 0-{len(faces) - 1}"
             else:
                 result.query["selected"] = selected
         elif not result.error:
-            result.error = "no face found in the photo"
+            result.error, result.error_code = "no face found in the photo", "no_face"
 
         with self.db.session() as session, session.begin():
             if result.query["selected"] is not None:
@@ -144,6 +151,14 @@ class Searcher:
             result.audit_id = entry.id
         return result
 
+    def faces_in(self, photo: bytes) -> tuple[DecodedImage, list[FaceData]]:
+        """Decode a query photo and find its faces (largest first). Raises DecodeError.
+
+        This only looks at the photo; it does not query the index, so it is not a search."""
+        image = decode(photo, self.limits)
+        with self._engine_lock:  # dlib's detectors are not safe to share between threads
+            return image, self.engine.faces(image.pixels)
+
     def _neighbours(self, session, vector: np.ndarray, top_k: int, threshold: float) -> list[Match]:
         distances, ids = self.index.search(vector, top_k)
         hits = [(int(i), float(d)) for i, d in zip(ids[0], distances[0]) if i >= 0 and d <= threshold]
@@ -169,6 +184,7 @@ class Searcher:
                     face_id=face_id,
                     distance=round(distance, 6),
                     similarity=similarity(distance),
+                    band=band(distance),
                     box=row.box,
                     image={
                         "id": image.id,

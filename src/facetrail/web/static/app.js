@@ -1,0 +1,185 @@
+// facetrail search page: choose a photo, pick a face, give a purpose, see results.
+"use strict";
+
+const PAGE = 12;
+const state = { file: null, faces: [], selected: null, topK: PAGE, photoUrl: null };
+const $ = (id) => document.getElementById(id);
+
+function setStatus(message, isError = false) {
+  const status = $("status");
+  status.textContent = message;
+  status.classList.toggle("error", isError);
+}
+
+async function apiError(response) {
+  try {
+    const body = await response.json();
+    if (typeof body.detail === "string") return body.detail;
+    if (Array.isArray(body.detail)) return body.detail.map((d) => d.msg).join("; ");
+  } catch (_) { /* not JSON */ }
+  return `The server answered ${response.status}.`;
+}
+
+function updateSubmit() {
+  $("submit").disabled = state.selected === null;
+}
+
+function selectFace(index) {
+  state.selected = index;
+  for (const box of $("boxes").children) {
+    box.setAttribute("aria-pressed", String(Number(box.dataset.index) === index));
+  }
+  const face = state.faces[index];
+  $("faces-caption").textContent =
+    `${state.faces.length} face(s) found. Searching for face ${index + 1}` +
+    (state.faces.length > 1 ? " (click another box to choose it)." : ".");
+  updateSubmit();
+  return face;
+}
+
+function drawBoxes(width, height) {
+  const layer = $("boxes");
+  layer.replaceChildren();
+  state.faces.forEach((face, i) => {
+    const [left, top, right, bottom] = face.box;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "face-box";
+    button.dataset.index = String(i);
+    button.setAttribute("aria-label", `Face ${i + 1} of ${state.faces.length}`);
+    button.setAttribute("aria-pressed", "false");
+    button.style.left = `${(100 * left) / width}%`;
+    button.style.top = `${(100 * top) / height}%`;
+    button.style.width = `${(100 * (right - left)) / width}%`;
+    button.style.height = `${(100 * (bottom - top)) / height}%`;
+    button.addEventListener("click", () => selectFace(i));
+    layer.appendChild(button);
+  });
+}
+
+async function choosePhoto(file) {
+  state.file = file;
+  state.faces = [];
+  state.selected = null;
+  state.topK = PAGE;
+  $("results").hidden = true;
+  $("boxes").replaceChildren();
+  $("faces-caption").textContent = "";
+  updateSubmit();
+  if (state.photoUrl) URL.revokeObjectURL(state.photoUrl);
+  state.photoUrl = URL.createObjectURL(file);
+  $("photo").src = state.photoUrl;
+  $("preview").hidden = false;
+  setStatus("Looking for faces…");
+  const form = new FormData();
+  form.append("image", file);
+  const response = await fetch("/api/v1/faces", { method: "POST", body: form });
+  if (!response.ok) {
+    $("preview").hidden = true;
+    setStatus(await apiError(response), true);
+    return;
+  }
+  const body = await response.json();
+  state.faces = body.faces;
+  if (!state.faces.length) {
+    setStatus("No face was found in this photo. Try a clearer, larger photo of the face.", true);
+    return;
+  }
+  drawBoxes(body.width, body.height);
+  selectFace(0);
+  setStatus("");
+}
+
+function formatDate(iso) {
+  return iso ? new Date(iso).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" }) : "?";
+}
+
+function resultCard(result) {
+  const item = document.createElement("li");
+  item.className = "card";
+  const crop = document.createElement("img");
+  crop.src = result.crop_url;
+  crop.alt = `Matching face, ${result.band} similarity`;
+  crop.loading = "lazy";
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const band = document.createElement("div");
+  band.className = `band band-${result.band.replace(" ", "-")}`;
+  band.textContent = `${result.band} · ${Math.round(result.similarity * 100)}%`;
+  const where = document.createElement("div");
+  where.className = "location";
+  const location = result.image.location || "";
+  if (/^https?:\/\//i.test(location)) {
+    const link = document.createElement("a");
+    link.href = location;
+    link.rel = "noopener noreferrer nofollow";
+    link.textContent = location;
+    where.appendChild(link);
+  } else {
+    where.textContent = location;
+  }
+  const details = document.createElement("div");
+  details.textContent =
+    `${result.image.width}×${result.image.height} · distance ${result.distance.toFixed(3)} · ` +
+    `first seen ${formatDate(result.image.first_seen)} · last seen ${formatDate(result.image.last_seen)}`;
+  meta.append(band, where, details);
+  item.append(crop, meta);
+  return item;
+}
+
+async function search(event) {
+  if (event) event.preventDefault();
+  const purpose = $("purpose").value.trim();
+  if (!state.file || state.selected === null) {
+    setStatus("Choose a photo with a face first.", true);
+    return;
+  }
+  if (!purpose) {
+    setStatus("A purpose is required: say why you are searching.", true);
+    $("purpose").focus();
+    return;
+  }
+  const form = new FormData();
+  form.append("image", state.file);
+  form.append("purpose", purpose);
+  form.append("face", String(state.selected));
+  form.append("top_k", String(state.topK));
+  $("submit").disabled = true;
+  setStatus("Searching…");
+  try {
+    const response = await fetch("/api/v1/search", { method: "POST", body: form });
+    if (!response.ok) {
+      setStatus(await apiError(response), true);
+      return;
+    }
+    const body = await response.json();
+    const grid = $("grid");
+    grid.replaceChildren(...body.results.map(resultCard));
+    $("results").hidden = false;
+    $("more").hidden = body.results.length < state.topK;
+    setStatus(
+      body.results.length
+        ? `${body.results.length} result(s). This search was recorded (audit entry ${body.audit_id}).`
+        : `Nothing within the match threshold. This search was recorded (audit entry ${body.audit_id}).`
+    );
+  } finally {
+    updateSubmit();
+  }
+}
+
+function init() {
+  const input = $("image");
+  const drop = $("drop");
+  input.addEventListener("change", () => input.files.length && choosePhoto(input.files[0]));
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    if (e.dataTransfer.files.length) choosePhoto(e.dataTransfer.files[0]);
+  });
+  $("search-form").addEventListener("submit", search);
+  $("more").addEventListener("click", () => { state.topK += PAGE; search(); });
+}
+
+document.addEventListener("DOMContentLoaded", init);

@@ -1,0 +1,147 @@
+"""The JSON API with real photos: faces, search (same results as the CLI), errors, media, stats."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from typer.testing import CliRunner
+
+from facetrail.cli import app as cli
+from facetrail.web import create_app
+
+from .hostile import png_bomb
+
+
+@pytest.fixture(scope="module")
+def client(dev_index):
+    with TestClient(create_app(dev_index.settings)) as client:
+        yield client
+
+
+def photo_of(dev_images, identity, n=0):
+    return [d for d in dev_images if d.identity == identity][n].path
+
+
+def pair_photo(dev_images, left_identity="anthony_hopkins", right_identity="bill_gates") -> bytes:
+    """Two dev photos side by side; the left one larger, so it is face 0 and the right one face 1."""
+    left = Image.open(photo_of(dev_images, left_identity)).convert("RGB")
+    right = Image.open(photo_of(dev_images, right_identity)).convert("RGB")
+    right.thumbnail((int(left.width * 0.8), int(left.height * 0.8)))
+    both = Image.new("RGB", (left.width + right.width + 20, left.height), "white")
+    both.paste(left, (0, 0))
+    both.paste(right, (left.width + 20, 0))
+    buffer = io.BytesIO()
+    both.save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def upload(data: bytes, name="photo.jpg"):
+    return {"image": (name, data, "application/octet-stream")}
+
+
+def test_faces_lists_every_face_with_a_crop(client, dev_images):
+    response = client.post("/api/v1/faces", files=upload(pair_photo(dev_images)))
+    assert response.status_code == 200
+    faces = response.json()["faces"]
+    assert [f["index"] for f in faces] == [0, 1]
+    assert faces[0]["box"][0] < faces[1]["box"][0]  # the larger, left face first
+    for f in faces:
+        assert f["crop_url"].startswith("data:image/jpeg;base64,")
+
+
+def test_search_returns_the_same_results_as_the_cli(client, dev_images, dev_index, tmp_path):
+    photo = photo_of(dev_images, "keanu_reeves", 2)
+    api = client.post("/api/v1/search", files=upload(photo.read_bytes()), data={"purpose": "test", "top_k": "5"})
+    assert api.status_code == 200
+    body = api.json()
+    runner = CliRunner()
+    cli_result = runner.invoke(
+        cli, ["--data-dir", str(dev_index.settings.data_dir), "search", str(photo), "--purpose", "test",
+              "--json", "--top-k", "5"],
+    )
+    from_cli = json.loads(cli_result.stdout)
+    assert [(r["face_id"], r["distance"], r["image"]["location"]) for r in body["results"]] == [
+        (r["face_id"], r["distance"], r["image"]["location"]) for r in from_cli["results"]
+    ]
+    assert body["query"]["faces"] == from_cli["query"]["faces"]
+    assert all("keanu_reeves" in r["image"]["location"] for r in body["results"][:3])
+    assert body["audit_id"] != from_cli["audit_id"]
+
+
+def test_search_the_second_face_finds_that_person(client, dev_images):
+    response = client.post(
+        "/api/v1/search", files=upload(pair_photo(dev_images)), data={"purpose": "test", "face": "1"}
+    )
+    body = response.json()
+    assert body["query"]["selected"] == 1
+    assert "bill_gates" in body["results"][0]["image"]["location"]
+
+
+def test_result_media_are_served_by_id(client, dev_images):
+    body = client.post(
+        "/api/v1/search", files=upload(photo_of(dev_images, "madonna").read_bytes()), data={"purpose": "test"}
+    ).json()
+    first = body["results"][0]
+    for url in (first["crop_url"], first["thumb_url"]):
+        assert url.startswith("/media/") and "/work/" not in url
+        media = client.get(url)
+        assert media.status_code == 200 and media.headers["content-type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(media.content)).format == "JPEG"
+    assert client.get("/media/faces/999999.jpg").status_code == 404
+    assert client.get("/media/images/..%2F..%2Fetc%2Fpasswd.jpg").status_code in (404, 422)
+
+
+@pytest.mark.parametrize(
+    ("data", "form", "status", "code"),
+    [
+        (b"just some text\n" * 5, {"purpose": "test"}, 400, "not_an_image"),
+        (None, {}, 422, "purpose_required"),
+        (None, {"purpose": "   "}, 422, "purpose_required"),
+        ("faceless", {"purpose": "test"}, 422, "no_face"),
+        ("bomb", {"purpose": "test"}, 413, "too_many_pixels"),
+        (None, {"purpose": "test", "face": "5"}, 422, "no_such_face"),
+    ],
+)
+def test_search_errors_are_clear(client, dev_images, data, form, status, code):
+    if data is None:
+        data = photo_of(dev_images, "madonna").read_bytes()
+    elif data == "faceless":
+        data = next(d.path for d in dev_images if d.identity == "none").read_bytes()
+    elif data == "bomb":
+        data = png_bomb()
+    response = client.post("/api/v1/search", files=upload(data), data=form)
+    assert response.status_code == status
+    assert response.json()["code"] == code
+    assert len(response.json()["detail"]) > 10
+
+
+def test_uploads_over_the_limit_are_refused(dev_index, dev_images):
+    settings = dev_index.settings.model_copy(update={"upload_max_bytes": 10_000})
+    with TestClient(create_app(settings)) as small:
+        data = photo_of(dev_images, "anthony_hopkins").read_bytes()
+        assert len(data) > 10_000
+        response = small.post("/api/v1/search", files=upload(data), data={"purpose": "test"})
+    assert response.status_code == 413 and "limit" in response.json()["detail"]
+
+
+def test_stats_health_and_openapi(client, dev_index):
+    stats = client.get("/api/v1/stats").json()
+    assert stats["images"] == dev_index.summary.images
+    assert stats["faces"] == stats["index"]["size"] == dev_index.summary.faces
+    assert client.get("/healthz").json() == {"status": "ok"}
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/v1/faces", "/api/v1/search", "/api/v1/stats", "/healthz"} <= set(paths)
+
+
+def test_page_has_a_strict_content_security_policy_and_no_inline_script(client):
+    response = client.get("/")
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    html = response.text
+    assert '<label for="purpose">' in html and 'id="image"' in html
+    assert html.count("<script") == html.count("<script src=")
+    assert "http://" not in html and "https://" not in html  # no third-party assets
