@@ -32,4 +32,7 @@ Try it yourself (data folder: $FACETRAIL_DATA_DIR):
   $BIN/facetrail search $PHOTOS/biden.jpg --purpose "your reason" --json
   $BIN/facetrail stats
   $BIN/facetrail audit verify
+
+== Web app: open http://127.0.0.1:${PORT:-8000}/ (API docs at /docs). Ctrl-C stops it.
 TXT
+exec "$BIN/facetrail" serve --host 127.0.0.1 --port "${PORT:-8000}"

@@ -1,0 +1,122 @@
+"""End to end in real headless Chromium: upload a two-face photo, pick the second face,
+give a purpose, search, and see that person; then the error for a text file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .test_api import pair_photo
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def server(dev_index):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs the Debian package)")
+        pytest.skip("chromium is not installed: apt-get install chromium")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facetrail.cli", "--data-dir", str(dev_index.settings.data_dir),
+         "serve", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("the server did not start")
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        yield page
+        browser.close()
+
+
+def test_pick_the_second_face_and_find_that_person(page, server, dev_images, tmp_path):
+    photo = tmp_path / "two-people.jpg"
+    photo.write_bytes(pair_photo(dev_images, "anthony_hopkins", "bill_gates"))
+    errors = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.goto(server)
+
+    page.set_input_files("#image", str(photo))
+    boxes = page.locator(".face-box")
+    boxes.nth(1).wait_for()
+    assert boxes.count() == 2
+    assert boxes.nth(0).get_attribute("aria-pressed") == "true"  # the largest is preselected
+    boxes.nth(1).click()
+    assert boxes.nth(1).get_attribute("aria-pressed") == "true"
+    assert boxes.nth(0).get_attribute("aria-pressed") == "false"
+
+    page.click("#submit")  # no purpose yet: refused in the page
+    assert "purpose is required" in page.locator("#status").inner_text()
+    page.fill("#purpose", "e2e test: find the second person")
+    page.click("#submit")
+    cards = page.locator("#grid .card")
+    cards.first.wait_for()
+    locations = [text for text in page.locator("#grid .location").all_inner_texts()]
+    assert locations and all("bill_gates" in text for text in locations[:3]), locations
+    assert "audit entry" in page.locator("#status").inner_text()
+    assert page.locator("#grid .card img").first.evaluate("img => img.naturalWidth") > 0
+    page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
+    assert (tmp_path / "results.png").stat().st_size > 10_000
+    assert errors == []
+
+
+def test_a_text_file_gets_a_clear_error(page, server, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a photo at all\n" * 20)
+    page.goto(server)
+    page.set_input_files("#image", str(text))
+    status = page.locator("#status.error")
+    status.wait_for()
+    assert "not an image" in status.inner_text()
+    assert page.locator("#submit").is_disabled()
+
+
+def test_keyboard_and_phone_width(page, server, dev_images, tmp_path):
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(server)
+    photo = tmp_path / "one.png"
+    photo.write_bytes([d for d in dev_images if d.identity == "madonna"][0].path.read_bytes())
+    page.set_input_files("#image", str(photo))
+    page.locator(".face-box").first.wait_for()
+    page.focus("#purpose")
+    page.keyboard.type("keyboard only")
+    page.keyboard.press("Enter")  # submits the form
+    page.locator("#grid .card").first.wait_for()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375  # nothing overflows sideways on a phone
+    page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
