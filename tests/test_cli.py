@@ -123,6 +123,21 @@ def test_audit_verify_reports_ok(data_dir):
     assert result.exit_code == 0 and result.stdout.startswith("OK")
 
 
+def test_audit_export_writes_the_chain_as_json_lines(data_dir, dev_index, dev_images):
+    from facetrail.governance.audit import GENESIS
+
+    for identity in ("madonna", "tom_hanks"):
+        run(data_dir, "search", str(photo_of(dev_images, identity)), "--purpose", "export test")
+
+    lines = [json.loads(line) for line in run(data_dir, "audit", "export").stdout.splitlines()]
+    assert len(lines) == audit_count(dev_index.db) > 0
+    assert lines[0]["prev_hash"] == GENESIS
+    assert all(b["prev_hash"] == a["hash"] for a, b in zip(lines, lines[1:]))
+    assert {"created_at", "actor", "action", "purpose", "details", "hash"} <= set(lines[-1])
+    later = run(data_dir, "audit", "export", "--since", "2999-01-01").stdout
+    assert later == ""
+
+
 def test_index_reports_a_summary_and_missing_paths(tmp_path, dev_images):
     folder = tmp_path / "in"
     folder.mkdir()

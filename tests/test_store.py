@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import delete, select, update
+import pytest
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from facetrail.governance import audit
 from facetrail.index import FaissIndex, sync
@@ -70,18 +72,73 @@ def _write_entries(db, n):
                          details={"result_count": i, "results": [[i, 0.5]]})
 
 
-def test_audit_chain_verifies_and_detects_an_edit_and_a_deletion(db_url):
+def test_the_database_rejects_updates_and_deletes_of_audit_entries(db_url):
     db = Database(db_url)
-    _write_entries(db, 4)
+    _write_entries(db, 2)
+    for statement in (
+        update(AuditEntry).where(AuditEntry.id == 1).values(purpose="edited"),
+        delete(AuditEntry).where(AuditEntry.id == 1),
+    ):
+        with pytest.raises(DBAPIError, match="append-only"):
+            with db.session() as session, session.begin():
+                session.execute(statement)
+    if db.engine.dialect.name == "postgresql":
+        with pytest.raises(DBAPIError, match="append-only"):
+            with db.engine.begin() as conn:
+                conn.execute(text("TRUNCATE audit_log"))
     with db.session() as session:
-        assert audit.verify(session) == (4, None)
-    with db.session() as session, session.begin():
-        session.execute(update(AuditEntry).where(AuditEntry.id == 2).values(purpose="edited"))
+        assert audit.verify(session) == (2, None)
+
+
+def tamper(db, *statements):
+    """Change the audit table as someone with full database access would: around the triggers."""
+    with db.engine.begin() as conn:
+        if db.engine.dialect.name == "postgresql":
+            conn.execute(text("SET LOCAL session_replication_role = replica"))  # skips the triggers
+        else:
+            conn.execute(text("DROP TRIGGER audit_log_no_update"))
+            conn.execute(text("DROP TRIGGER audit_log_no_delete"))
+        for statement in statements:
+            conn.execute(text(statement))
+
+
+def first_problem(db):
     with db.session() as session:
-        count, problem = audit.verify(session)
-    assert (count, problem.entry_id) == (1, 2) and "edited" in problem.reason
-    with db.session() as session, session.begin():
-        session.execute(delete(AuditEntry).where(AuditEntry.id == 2))
-    with db.session() as session:
-        count, problem = audit.verify(session)
-    assert problem.entry_id == 3 and "deleted" in problem.reason
+        return audit.verify(session)
+
+
+@pytest.mark.parametrize(
+    ("statements", "broken_at", "reason"),
+    [
+        (["UPDATE audit_log SET purpose = 'edited' WHERE id = 3"], 3, "edited"),
+        (["UPDATE audit_log SET details = '{}' WHERE id = 2"], 2, "edited"),
+        (["DELETE FROM audit_log WHERE id = 2"], 3, "deleted"),
+        (  # swap two entries' contents (their ids stay): a reordering
+            [
+                "UPDATE audit_log SET id = 100 WHERE id = 2",
+                "UPDATE audit_log SET id = 2 WHERE id = 3",
+                "UPDATE audit_log SET id = 3 WHERE id = 100",
+            ],
+            2,
+            "previous hash",
+        ),
+        (  # insert a forged entry in the middle, shifting the later ones
+            [
+                "UPDATE audit_log SET id = id + 10 WHERE id >= 3",
+                "INSERT INTO audit_log (id, created_at, actor, actor_kind, action, purpose, details, prev_hash, hash)"
+                " SELECT 3, created_at, 'mallory', actor_kind, action, purpose, details, '" + "e" * 64 + "',"
+                " '" + "f" * 64 + "' FROM audit_log WHERE id = 2",
+            ],
+            3,
+            "previous hash",
+        ),
+    ],
+    ids=["edit-purpose", "edit-details", "delete", "reorder", "insert"],
+)
+def test_verify_finds_each_kind_of_tampering(db_url, statements, broken_at, reason):
+    db = Database(db_url)
+    _write_entries(db, 5)
+    assert first_problem(db) == (5, None)
+    tamper(db, *statements)
+    count, problem = first_problem(db)
+    assert problem is not None and problem.entry_id == broken_at and reason in problem.reason

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -233,6 +234,31 @@ def audit_verify(ctx: typer.Context) -> None:
         out.print(f"BROKEN at entry {problem.entry_id}: {problem.reason} ({count} entries before it are intact)")
         raise typer.Exit(1)
     out.print(f"OK: {count} entries, chain intact")
+
+
+@audit_app.command("export")
+def audit_export(
+    ctx: typer.Context,
+    since: Annotated[
+        datetime | None, typer.Option(help="Only entries at or after this time (UTC), e.g. 2026-11-01.")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--out", help="File to write [default: standard output].")] = None,
+) -> None:
+    """Write audit entries as JSON Lines, with their hashes, so the chain's head can be kept elsewhere."""
+    from .governance import audit
+
+    db = _open(ctx.obj)
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    handle = output.open("w") if output else sys.stdout
+    count = 0
+    with db.session() as session:
+        for record in audit.export(session, since):
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    if output:
+        handle.close()
+        err.print(f"{count} entries written to {output}")
 
 
 if __name__ == "__main__":

@@ -72,6 +72,19 @@ def entries(session: Session) -> Iterator[AuditEntry]:
     yield from session.scalars(select(AuditEntry).order_by(AuditEntry.id).execution_options(yield_per=1000))
 
 
+def as_record(entry: AuditEntry) -> dict:
+    """An entry as exported: its hashed content plus id and hashes, so a copy can be re-verified."""
+    return {"id": entry.id, **json.loads(canonical(entry)), "prev_hash": entry.prev_hash, "hash": entry.hash}
+
+
+def export(session: Session, since: datetime | None = None) -> Iterator[dict]:
+    query = select(AuditEntry).order_by(AuditEntry.id)
+    if since is not None:
+        query = query.where(AuditEntry.created_at >= since)
+    for entry in session.scalars(query.execution_options(yield_per=1000)):
+        yield as_record(entry)
+
+
 def verify(session: Session) -> tuple[int, Problem | None]:
     """Walk the chain; returns (entries checked, first problem or None)."""
     prev = GENESIS
