@@ -95,3 +95,7 @@ def test_interrupted_ingest_then_rerun_equals_an_uninterrupted_run(tmp_path, fol
     rerun = subprocess.run(index_cmd(interrupted, folder), check=True, capture_output=True, text=True)
     assert "unchanged" in rerun.stdout
     assert snapshot(interrupted) == expected
+    check = subprocess.run(
+        [sys.executable, "-m", "facetrail.cli", "--data-dir", str(interrupted), "check"], capture_output=True, text=True
+    )
+    assert check.returncode == 0 and "OK: consistent" in check.stdout, check.stdout

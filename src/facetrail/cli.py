@@ -207,6 +207,32 @@ def stats(ctx: typer.Context) -> None:
 
 
 @app.command()
+def check(
+    ctx: typer.Context,
+    repair: Annotated[bool, typer.Option("--repair", help="Fix what can be fixed (the database is the truth).")] = False,
+) -> None:
+    """Check that the database, the vector index and the media folder agree."""
+    from .check import check as run_check
+
+    db = _open(ctx.obj)
+    report = run_check(ctx.obj, db, repair=repair)
+    out.print(
+        f"faces in database: {report.faces}, in index: {report.index_size}\n"
+        f"missing from index: {report.missing_from_index}, stale in index: {report.stale_in_index}\n"
+        f"images found nowhere: {report.orphan_images}, media files of no image: {report.orphan_media}, "
+        f"images without a thumbnail: {report.missing_media}",
+        soft_wrap=True,
+    )
+    if report.ok:
+        out.print("OK: consistent")
+    elif report.repaired:
+        out.print("REPAIRED: run `facetrail check` again to confirm")
+    else:
+        out.print("INCONSISTENT: run `facetrail check --repair` to fix")
+        raise typer.Exit(1)
+
+
+@app.command()
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",

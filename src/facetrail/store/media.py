@@ -62,6 +62,13 @@ class MediaStore:
         for idx, crop in enumerate(crops):
             _write(self.crop_path(sha256, idx), crop)
 
+    def files_by_sha(self) -> dict[str, list[Path]]:
+        """Every media file on disk, grouped by the sha256 of the image it belongs to."""
+        found: dict[str, list[Path]] = {}
+        for path in self.root.glob("*/*/*.jpg"):
+            found.setdefault(path.stem.split("-")[0], []).append(path)
+        return found
+
     def delete(self, sha256: str, faces: int) -> None:
         self.thumb_path(sha256).unlink(missing_ok=True)
         for idx in range(faces):
