@@ -22,17 +22,35 @@ echo "== Indexing $PHOTOS"
 "$BIN/facetrail" index "$PHOTOS"
 
 echo
-echo "== Example search: who else looks like obama.jpg?"
-"$BIN/facetrail" search "$PHOTOS/obama.jpg" --purpose "demo: show how search works" --top-k 5
+echo "== Accounts"
+if "$BIN/facetrail" init admin > "$DEMO_DIR/.admin" 2>/dev/null; then
+  "$BIN/facetrail" --as admin user add investigator --role investigator > "$DEMO_DIR/.investigator"
+else  # accounts exist from an earlier run: give both new one-time passwords
+  "$BIN/facetrail" --as admin user reset-password admin > "$DEMO_DIR/.admin"
+  "$BIN/facetrail" --as admin user reset-password investigator > "$DEMO_DIR/.investigator"
+fi
+admin_password=$(grep -o '[^ ]*$' "$DEMO_DIR/.admin")
+investigator_password=$(grep -o '[^ ]*$' "$DEMO_DIR/.investigator")
+rm -f "$DEMO_DIR/.admin" "$DEMO_DIR/.investigator"
+echo "  admin         one-time password: $admin_password"
+echo "  investigator  one-time password: $investigator_password   (searches)"
+echo "  (each is asked to choose its own password at first sign-in)"
+
+echo
+echo "== Example search as the investigator: who else looks like obama.jpg?"
+"$BIN/facetrail" --as investigator search "$PHOTOS/obama.jpg" --purpose source-verification \
+  --justification "demo: show how search works" --case DEMO-1 --top-k 5
 
 cat <<TXT
 
 Try it yourself (data folder: $FACETRAIL_DATA_DIR):
   export FACETRAIL_DATA_DIR=$FACETRAIL_DATA_DIR
-  $BIN/facetrail search $PHOTOS/biden.jpg --purpose "your reason" --json
+  $BIN/facetrail --as investigator search $PHOTOS/biden.jpg --purpose source-verification \\
+      --justification "your reason" --case YOUR-REF --json
   $BIN/facetrail stats
-  $BIN/facetrail audit verify
+  $BIN/facetrail --as admin audit verify
 
-== Web app: open http://127.0.0.1:${PORT:-8000}/ (API docs at /docs). Ctrl-C stops it.
+== Web app: open http://127.0.0.1:${PORT:-8000}/ and sign in as investigator with the password above
+   (API docs at /docs). Ctrl-C stops it.
 TXT
 exec "$BIN/facetrail" serve --host 127.0.0.1 --port "${PORT:-8000}"

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from facetrail.config import Settings
 from facetrail.faces import FaceEngine, load_engine
 from facetrail.index import open_index
 from facetrail.ingest import Ingestor, Summary, walk
-from facetrail.store import Database
+from facetrail.governance.accounts import Actor
+from facetrail.store import Database, User
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT.parent / "shared" / "data" / "faces" / "dev"
@@ -78,18 +79,45 @@ def settings(tmp_path, db_url) -> Settings:
     return settings_for(tmp_path / "data", database_url=db_url)
 
 
+PASSWORD = "correct horse battery"
+SEARCH_ARGS = ["--purpose", "source-verification", "--justification", "testing", "--case", "T-1"]
+SEARCH_FORM = {"purpose": "source-verification", "justification": "testing", "case_ref": "T-1"}
+
+
 @dataclass
 class DevIndex:
     settings: Settings
     db: Database
     summary: Summary
+    tokens: dict[str, str]  # username -> API token
+
+
+def add_accounts(db: Database) -> dict[str, str]:
+    """ada (admin), sue (supervisor), ivan and iris (investigators), otto (auditor), all with
+    PASSWORD already set; returns an API token for each."""
+    from facetrail.governance.accounts import change_password, create_token, create_user
+
+    tokens = {}
+    with db.session() as session, session.begin():
+        for name, role in [("ada", "admin"), ("sue", "supervisor"), ("ivan", "investigator"),
+                           ("iris", "investigator"), ("otto", "auditor")]:
+            user, one_time = create_user(session, None, name, role)
+            change_password(session, user, one_time, PASSWORD)
+        admin = Actor.of(session.scalar(select(User).where(User.username == "ada")), "cli")
+        for name in ("ada", "sue", "ivan", "iris", "otto"):
+            tokens[name] = create_token(session, admin, name, "tests")[1]
+    return tokens
 
 
 @pytest.fixture(scope="session")
 def dev_index(tmp_path_factory, dev_images) -> DevIndex:
-    """The whole dev set, ingested once per test run (SQLite + FAISS)."""
+    """The whole dev set, ingested once per test run (SQLite + FAISS), with accounts."""
     settings = settings_for(tmp_path_factory.mktemp("dev-index"))
     db = Database(settings.db_url)
     index = open_index(settings, db)
     summary = Ingestor(settings, db, index).run(walk([DEV]))
-    return DevIndex(settings, db, summary)
+    return DevIndex(settings, db, summary, add_accounts(db))
+
+
+def investigator() -> Actor:
+    return Actor("ivan", "investigator", "test")

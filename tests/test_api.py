@@ -13,12 +13,28 @@ from typer.testing import CliRunner
 from facetrail.cli import app as cli
 from facetrail.web import create_app
 
+from .conftest import PASSWORD, SEARCH_ARGS, SEARCH_FORM
 from .hostile import png_bomb
+
+
+def login(client, username, password=PASSWORD):
+    """Sign in through the login form (with its CSRF token) and return the session's CSRF token."""
+    import re
+
+    form = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    response = client.post("/login", data={"username": username, "password": password, "csrf_token": token},
+                           follow_redirects=False)
+    assert response.status_code == 303, response.text
+    page = client.get("/")
+    return re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
 
 
 @pytest.fixture(scope="module")
 def client(dev_index):
-    with TestClient(create_app(dev_index.settings)) as client:
+    """An API client with an investigator's token."""
+    headers = {"Authorization": f"Bearer {dev_index.tokens['ivan']}"}
+    with TestClient(create_app(dev_index.settings), headers=headers) as client:
         yield client
 
 
@@ -55,12 +71,12 @@ def test_faces_lists_every_face_with_a_crop(client, dev_images):
 
 def test_search_returns_the_same_results_as_the_cli(client, dev_images, dev_index, tmp_path):
     photo = photo_of(dev_images, "keanu_reeves", 2)
-    api = client.post("/api/v1/search", files=upload(photo.read_bytes()), data={"purpose": "test", "top_k": "5"})
+    api = client.post("/api/v1/search", files=upload(photo.read_bytes()), data={**SEARCH_FORM, "top_k": "5"})
     assert api.status_code == 200
     body = api.json()
     runner = CliRunner()
     cli_result = runner.invoke(
-        cli, ["--data-dir", str(dev_index.settings.data_dir), "search", str(photo), "--purpose", "test",
+        cli, ["--data-dir", str(dev_index.settings.data_dir), "--as", "ivan", "search", str(photo), *SEARCH_ARGS,
               "--json", "--top-k", "5"],
     )
     from_cli = json.loads(cli_result.stdout)
@@ -74,7 +90,7 @@ def test_search_returns_the_same_results_as_the_cli(client, dev_images, dev_inde
 
 def test_search_the_second_face_finds_that_person(client, dev_images):
     response = client.post(
-        "/api/v1/search", files=upload(pair_photo(dev_images)), data={"purpose": "test", "face": "1"}
+        "/api/v1/search", files=upload(pair_photo(dev_images)), data={**SEARCH_FORM, "face": "1"}
     )
     body = response.json()
     assert body["query"]["selected"] == 1
@@ -83,7 +99,7 @@ def test_search_the_second_face_finds_that_person(client, dev_images):
 
 def test_result_media_are_served_by_id(client, dev_images):
     body = client.post(
-        "/api/v1/search", files=upload(photo_of(dev_images, "madonna").read_bytes()), data={"purpose": "test"}
+        "/api/v1/search", files=upload(photo_of(dev_images, "madonna").read_bytes()), data=SEARCH_FORM
     ).json()
     first = body["results"][0]
     for url in (first["crop_url"], first["thumb_url"]):
@@ -98,12 +114,14 @@ def test_result_media_are_served_by_id(client, dev_images):
 @pytest.mark.parametrize(
     ("data", "form", "status", "code"),
     [
-        (b"just some text\n" * 5, {"purpose": "test"}, 400, "not_an_image"),
-        (None, {}, 422, "purpose_required"),
-        (None, {"purpose": "   "}, 422, "purpose_required"),
-        ("faceless", {"purpose": "test"}, 422, "no_face"),
-        ("bomb", {"purpose": "test"}, 413, "too_many_pixels"),
-        (None, {"purpose": "test", "face": "5"}, 422, "no_such_face"),
+        (b"just some text\n" * 5, SEARCH_FORM, 400, "not_an_image"),
+        (None, {**SEARCH_FORM, "purpose": ""}, 422, "purpose_required"),
+        (None, {**SEARCH_FORM, "purpose": "curiosity"}, 422, "purpose_required"),
+        (None, {**SEARCH_FORM, "justification": "  "}, 422, "justification_required"),
+        (None, {**SEARCH_FORM, "case_ref": ""}, 422, "case_ref_required"),
+        ("faceless", SEARCH_FORM, 422, "no_face"),
+        ("bomb", SEARCH_FORM, 413, "too_many_pixels"),
+        (None, {**SEARCH_FORM, "face": "5"}, 422, "no_such_face"),
     ],
 )
 def test_search_errors_are_clear(client, dev_images, data, form, status, code):
@@ -121,10 +139,11 @@ def test_search_errors_are_clear(client, dev_images, data, form, status, code):
 
 def test_uploads_over_the_limit_are_refused(dev_index, dev_images):
     settings = dev_index.settings.model_copy(update={"upload_max_bytes": 10_000})
-    with TestClient(create_app(settings)) as small:
+    headers = {"Authorization": f"Bearer {dev_index.tokens['ivan']}"}
+    with TestClient(create_app(settings), headers=headers) as small:
         data = photo_of(dev_images, "anthony_hopkins").read_bytes()
         assert len(data) > 10_000
-        response = small.post("/api/v1/search", files=upload(data), data={"purpose": "test"})
+        response = small.post("/api/v1/search", files=upload(data), data=SEARCH_FORM)
     assert response.status_code == 413 and "limit" in response.json()["detail"]
 
 
@@ -137,11 +156,12 @@ def test_stats_health_and_openapi(client, dev_index):
     assert {"/api/v1/faces", "/api/v1/search", "/api/v1/stats", "/healthz"} <= set(paths)
 
 
-def test_page_has_a_strict_content_security_policy_and_no_inline_script(client):
+def test_page_has_a_strict_content_security_policy_and_no_inline_script(client, dev_index):
+    login(client, "ivan")
     response = client.get("/")
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     html = response.text
-    assert '<label for="purpose">' in html and 'id="image"' in html
+    assert '<label for="purpose">' in html and 'id="image"' in html and 'id="case-ref"' in html
     assert html.count("<script") == html.count("<script src=")
     assert "http://" not in html and "https://" not in html  # no third-party assets

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from .conftest import PASSWORD
 from .test_api import pair_photo
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -60,8 +61,20 @@ def page(server):
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"],
         )
         page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(f"{server}/")
+        assert page.url.endswith("/login")  # signed out: the search page sends you to sign in
+        page.fill("#username", "ivan")
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{server}/")
         yield page
         browser.close()
+
+
+def fill_reasons(page, purpose="source-verification"):
+    page.select_option("#purpose", purpose)
+    page.fill("#justification", "e2e test: find the second person")
+    page.fill("#case-ref", "E2E-1")
 
 
 def test_pick_the_second_face_and_find_that_person(page, server, dev_images, tmp_path):
@@ -82,7 +95,7 @@ def test_pick_the_second_face_and_find_that_person(page, server, dev_images, tmp
 
     page.click("#submit")  # no purpose yet: refused in the page
     assert "purpose is required" in page.locator("#status").inner_text()
-    page.fill("#purpose", "e2e test: find the second person")
+    fill_reasons(page)
     page.click("#submit")
     cards = page.locator("#grid .card")
     cards.first.wait_for()
@@ -114,7 +127,11 @@ def test_keyboard_and_phone_width(page, server, dev_images, tmp_path):
     page.set_input_files("#image", str(photo))
     page.locator(".face-box").first.wait_for()
     page.focus("#purpose")
+    page.keyboard.press("ArrowDown")  # the first purpose
+    page.keyboard.press("Tab")
     page.keyboard.type("keyboard only")
+    page.keyboard.press("Tab")
+    page.keyboard.type("KB-1")
     page.keyboard.press("Enter")  # submits the form
     page.locator("#grid .card").first.wait_for()
     width = page.evaluate("document.documentElement.scrollWidth")

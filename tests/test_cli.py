@@ -11,12 +11,14 @@ from typer.testing import CliRunner
 from facetrail.cli import app
 from facetrail.store import AuditEntry
 
+from .conftest import SEARCH_ARGS
+
 runner = CliRunner()
 
 
-def run(data_dir, *args):
-    result = runner.invoke(app, ["--data-dir", str(data_dir), *args], catch_exceptions=False)
-    return result
+def run(data_dir, *args, user="ivan"):
+    identity = ["--as", user] if user else []
+    return runner.invoke(app, ["--data-dir", str(data_dir), *identity, *args], catch_exceptions=False)
 
 
 def audit_count(db):
@@ -36,7 +38,7 @@ def photo_of(dev_images, identity, n=0):
 def test_search_json_reports_faces_and_ranked_results(data_dir, dev_images, dev_index):
     photo = photo_of(dev_images, "will_smith")
     before = audit_count(dev_index.db)
-    result = run(data_dir, "search", str(photo), "--purpose", "test", "--json", "--top-k", "5")
+    result = run(data_dir, "search", str(photo), *SEARCH_ARGS, "--json", "--top-k", "5")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["query"]["selected"] == 0
@@ -60,7 +62,7 @@ def test_several_photos_give_json_lines_in_order_and_faceless_photos_an_error(da
         next(d.path for d in dev_images if d.identity == "none"),
         photo_of(dev_images, "madonna"),
     ]
-    result = run(data_dir, "search", *map(str, photos), "--purpose", "test", "--json")
+    result = run(data_dir, "search", *map(str, photos), *SEARCH_ARGS, "--json")
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["query"]["name"] for line in lines] == list(map(str, photos))
@@ -69,13 +71,37 @@ def test_several_photos_give_json_lines_in_order_and_faceless_photos_an_error(da
     assert "error" not in lines[0] and "error" not in lines[2]
 
 
-def test_search_without_purpose_is_refused_and_not_run(data_dir, dev_images, dev_index):
+@pytest.mark.parametrize(
+    ("args", "user", "message"),
+    [
+        (["--justification", "j", "--case", "c"], "ivan", "purpose"),
+        (["--purpose", "curiosity", "--justification", "j", "--case", "c"], "ivan", "purpose"),
+        (["--purpose", "source-verification", "--case", "c"], "ivan", "justification"),
+        (["--purpose", "source-verification", "--justification", "  ", "--case", "c"], "ivan", "justification"),
+        (["--purpose", "source-verification", "--justification", "j"], "ivan", "case reference"),
+        (SEARCH_ARGS, None, "who is acting"),
+        (SEARCH_ARGS, "nobody", "no user named"),
+        (SEARCH_ARGS, "otto", "auditor role may not"),
+        (SEARCH_ARGS, "ada", "admin role may not"),
+    ],
+)
+def test_search_is_refused_without_user_purpose_justification_or_case(data_dir, dev_images, dev_index, args, user,
+                                                                       message):
     before = audit_count(dev_index.db)
-    for purpose in ([], ["--purpose", "   "]):
-        result = run(data_dir, "search", str(photo_of(dev_images, "madonna")), *purpose)
-        assert result.exit_code == 2
-        assert "purpose" in result.output
+    result = run(data_dir, "search", str(photo_of(dev_images, "madonna")), *args, user=user)
+    assert result.exit_code == 2
+    assert message in result.output
     assert audit_count(dev_index.db) == before
+
+
+def test_search_with_a_token_is_recorded_as_its_user(data_dir, dev_images, dev_index, monkeypatch):
+    monkeypatch.setenv("FACETRAIL_TOKEN", dev_index.tokens["iris"])
+    result = run(data_dir, "search", str(photo_of(dev_images, "madonna")), *SEARCH_ARGS, "--json", user=None)
+    assert result.exit_code == 0, result.output
+    audit_id = json.loads(result.stdout)["audit_id"]
+    with dev_index.db.session() as session:
+        entry = session.get(AuditEntry, audit_id)
+    assert (entry.actor, entry.actor_kind, entry.details["via"]) == ("iris", "user:investigator", "cli")
 
 
 def test_face_option_picks_another_face(data_dir, dev_images, tmp_path):
@@ -89,37 +115,37 @@ def test_face_option_picks_another_face(data_dir, dev_images, tmp_path):
     pair = tmp_path / "pair.jpg"
     both.save(pair, quality=95)
 
-    found = json.loads(run(data_dir, "search", str(pair), "--purpose", "t", "--json").stdout)
+    found = json.loads(run(data_dir, "search", str(pair), *SEARCH_ARGS, "--json").stdout)
     assert len(found["query"]["faces"]) == 2
     boxes = [f["box"] for f in found["query"]["faces"]]
     right_face = next(i for i, box in enumerate(boxes) if box[0] >= left.width)
     picked = json.loads(
-        run(data_dir, "search", str(pair), "--purpose", "t", "--json", "--face", str(right_face)).stdout
+        run(data_dir, "search", str(pair), *SEARCH_ARGS, "--json", "--face", str(right_face)).stdout
     )
     assert picked["query"]["selected"] == right_face
     assert "bill_gates" in picked["results"][0]["image"]["location"]
 
-    missing = json.loads(run(data_dir, "search", str(pair), "--purpose", "t", "--json", "--face", "7").stdout)
+    missing = json.loads(run(data_dir, "search", str(pair), *SEARCH_ARGS, "--json", "--face", "7").stdout)
     assert "does not exist" in missing["error"] and missing["results"] == []
 
 
 def test_text_output_lists_faces_and_matches(data_dir, dev_images):
-    result = run(data_dir, "search", str(photo_of(dev_images, "madonna")), "--purpose", "t")
+    result = run(data_dir, "search", str(photo_of(dev_images, "madonna")), *SEARCH_ARGS)
     assert result.exit_code == 0
     assert "face 0" in result.stdout and "madonna" in result.stdout
 
 
 def test_reindex_rebuilds_the_same_results(data_dir, dev_images):
     photo = str(photo_of(dev_images, "keanu_reeves"))
-    before = json.loads(run(data_dir, "search", photo, "--purpose", "t", "--json").stdout)["results"]
+    before = json.loads(run(data_dir, "search", photo, *SEARCH_ARGS, "--json").stdout)["results"]
     result = run(data_dir, "reindex")
     assert result.exit_code == 0 and "rebuilt" in result.stdout
-    after = json.loads(run(data_dir, "search", photo, "--purpose", "t", "--json").stdout)["results"]
+    after = json.loads(run(data_dir, "search", photo, *SEARCH_ARGS, "--json").stdout)["results"]
     assert [(r["face_id"], r["distance"]) for r in after] == [(r["face_id"], r["distance"]) for r in before]
 
 
 def test_audit_verify_reports_ok(data_dir):
-    result = run(data_dir, "audit", "verify")
+    result = run(data_dir, "audit", "verify", user="otto")
     assert result.exit_code == 0 and result.stdout.startswith("OK")
 
 
@@ -127,14 +153,16 @@ def test_audit_export_writes_the_chain_as_json_lines(data_dir, dev_index, dev_im
     from facetrail.governance.audit import GENESIS
 
     for identity in ("madonna", "tom_hanks"):
-        run(data_dir, "search", str(photo_of(dev_images, identity)), "--purpose", "export test")
+        run(data_dir, "search", str(photo_of(dev_images, identity)), *SEARCH_ARGS)
 
-    lines = [json.loads(line) for line in run(data_dir, "audit", "export").stdout.splitlines()]
+    assert run(data_dir, "audit", "export").exit_code == 2  # investigators do not read the log
+    lines = [json.loads(line) for line in run(data_dir, "audit", "export", user="otto").stdout.splitlines()]
     assert len(lines) == audit_count(dev_index.db) > 0
     assert lines[0]["prev_hash"] == GENESIS
     assert all(b["prev_hash"] == a["hash"] for a, b in zip(lines, lines[1:]))
     assert {"created_at", "actor", "action", "purpose", "details", "hash"} <= set(lines[-1])
-    later = run(data_dir, "audit", "export", "--since", "2999-01-01").stdout
+    assert lines[-1]["action"] == "audit.export" and lines[-1]["actor"] == "otto"  # the export is recorded
+    later = run(data_dir, "audit", "export", "--since", "2999-01-01", user="otto").stdout
     assert later == ""
 
 

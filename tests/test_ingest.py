@@ -16,6 +16,7 @@ from facetrail.search import Searcher
 from facetrail.store import AuditEntry, Database, Face, Image, Location
 from facetrail.store.media import MediaStore
 
+from .conftest import investigator
 from .hostile import write_hostile_files
 
 
@@ -105,7 +106,9 @@ def test_search_finds_the_person_and_writes_an_audit_entry(settings, photos, eng
     db, index, _ = ingest(settings, photos)
     searcher = Searcher(settings, db, index, engine)
     query = [d for d in dev_images if d.identity == "bill_gates"][3].path.read_bytes()
-    result = searcher.search(query, actor="tester", actor_kind="os_user", purpose="test: find bill gates")
+    result = searcher.search(
+        query, actor=investigator(), purpose="source-verification", justification="find bill gates", case_ref="C-7"
+    )
 
     assert result.error is None
     assert len(result.results) >= 2
@@ -115,7 +118,8 @@ def test_search_finds_the_person_and_writes_an_audit_entry(settings, photos, eng
     with db.session() as session:
         entry = session.get(AuditEntry, result.audit_id)
         assert entry.action == "search"
-        assert entry.purpose == "test: find bill gates"
+        assert (entry.actor, entry.purpose) == ("ivan", "source-verification")
+        assert (entry.details["justification"], entry.details["case_ref"]) == ("find bill gates", "C-7")
         assert entry.details["result_count"] == len(result.results)
         assert [face_id for face_id, _ in entry.details["results"]] == [m.face_id for m in result.results]
         assert np.isclose(entry.details["threshold"], settings.match_threshold)

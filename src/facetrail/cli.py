@@ -5,9 +5,10 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -18,10 +19,21 @@ from .config import Settings, get_settings
 
 app = typer.Typer(help="facetrail: an accountable, self-hosted face search engine.", no_args_is_help=True)
 audit_app = typer.Typer(help="Inspect the tamper-evident audit log.", no_args_is_help=True)
+user_app = typer.Typer(help="Manage user accounts (admin).", no_args_is_help=True)
+token_app = typer.Typer(help="Manage API tokens (admin).", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
 
 out = Console()
 err = Console(stderr=True)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    as_user: str | None
+    token: str | None
 
 
 @app.callback()
@@ -31,8 +43,45 @@ def main(
         Path | None,
         typer.Option("--data-dir", envvar="FACETRAIL_DATA_DIR", help="Data folder [default: ./facetrail-data]."),
     ] = None,
+    as_user: Annotated[
+        str | None,
+        typer.Option("--as", envvar="FACETRAIL_USER", help="Act as this account (you have local access)."),
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", envvar="FACETRAIL_TOKEN", help="Act with this API token.")
+    ] = None,
 ) -> None:
-    ctx.obj = get_settings(data_dir=data_dir)
+    ctx.obj = Context(get_settings(data_dir=data_dir), as_user, token)
+
+
+def _actor(ctx: typer.Context, db, permission: str):
+    """Who runs this command, from FACETRAIL_TOKEN or --as; refuses without the permission."""
+    from .governance.accounts import AccountError, Actor, get_user, user_for_token
+
+    context: Context = ctx.obj
+    with db.session() as session, session.begin():
+        if context.token:
+            user = user_for_token(session, context.token)
+            if user is None:
+                _refuse("the token is not valid (unknown, expired or revoked)")
+        elif context.as_user:
+            try:
+                user = get_user(session, context.as_user)
+            except AccountError as exc:
+                _refuse(str(exc))
+            if user.disabled:
+                _refuse(f"the account {user.username!r} is disabled")
+        else:
+            _refuse("who is acting? Give --as USERNAME (or FACETRAIL_USER) or FACETRAIL_TOKEN")
+        actor = Actor.of(user, "cli", getpass.getuser())
+    if not actor.can(permission):
+        _refuse(f"the {actor.role} role may not do this ({permission})")
+    return actor
+
+
+def _refuse(message: str) -> NoReturn:
+    err.print(f"[red]refused:[/] {message}")
+    raise typer.Exit(2)
 
 
 def _open(settings: Settings):
@@ -64,7 +113,7 @@ def index_command(
     from .index import open_index
     from .ingest import Ingestor, walk
 
-    settings: Settings = ctx.obj
+    settings: Settings = ctx.obj.settings
     if workers:
         settings = settings.model_copy(update={"workers": workers})
     for path in paths:
@@ -103,7 +152,9 @@ def index_command(
 def search(
     ctx: typer.Context,
     photos: Annotated[list[Path], typer.Argument(help="Query photo(s); each is searched separately.")],
-    purpose: Annotated[str, typer.Option(help="Why you are searching (required; recorded in the audit log).")] = "",
+    purpose: Annotated[str, typer.Option(help="Purpose category (see FACETRAIL_PURPOSES); recorded.")] = "",
+    justification: Annotated[str, typer.Option(help="Why this search is needed; recorded.")] = "",
+    case: Annotated[str, typer.Option("--case", help="Case reference; recorded.")] = "",
     face: Annotated[int | None, typer.Option(help="Which face in the photo (index; default the largest).")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=1000, help="Number of results.")] = None,
     threshold: Annotated[float | None, typer.Option(help="Largest distance reported [default 0.6].")] = None,
@@ -114,32 +165,36 @@ def search(
     from .index import open_index
     from .search import SearchRefused, Searcher
 
-    settings: Settings = ctx.obj
-    if not purpose.strip():
-        err.print("[red]refused:[/] a search needs a purpose: say why you are searching with --purpose TEXT")
-        raise typer.Exit(2)
+    settings: Settings = ctx.obj.settings
+    if purpose not in settings.purposes:
+        _refuse("a search needs a purpose: --purpose one of " + ", ".join(settings.purposes))
+    if not justification.strip():
+        _refuse("a search needs a justification: say why with --justification TEXT")
+    if not case.strip():
+        _refuse("a search needs a case reference: --case REF")
     for photo in photos:
         if not photo.is_file():
             err.print(f"[red]error:[/] no such file: {photo}")
             raise typer.Exit(2)
     db = _open(settings)
+    actor = _actor(ctx, db, "search")
     searcher = Searcher(settings, db, open_index(settings, db), load_engine(settings))
     failures = 0
     for photo in photos:
         try:
             result = searcher.search(
                 photo.read_bytes(),
-                actor=getpass.getuser(),
-                actor_kind="os_user",
+                actor=actor,
                 purpose=purpose,
+                justification=justification,
+                case_ref=case,
                 face=face,
                 top_k=top_k,
                 threshold=threshold,
                 name=str(photo),
             )
         except SearchRefused as exc:
-            err.print(f"[red]refused:[/] {exc}")
-            raise typer.Exit(2) from None
+            _refuse(str(exc))
         failures += bool(result.error)
         if as_json:
             sys.stdout.write(json.dumps(result.to_dict()) + "\n")
@@ -179,7 +234,7 @@ def reindex(ctx: typer.Context) -> None:
     from .store import Face
     from sqlalchemy import func, select
 
-    settings: Settings = ctx.obj
+    settings: Settings = ctx.obj.settings
     db = _open(settings)
     with db.session() as session:
         total = session.scalar(select(func.count()).select_from(Face)) or 0
@@ -197,7 +252,7 @@ def stats(ctx: typer.Context) -> None:
     from .index import open_index
     from .store import Face, Image, Location
 
-    settings: Settings = ctx.obj
+    settings: Settings = ctx.obj.settings
     db = _open(settings)
     index = open_index(settings, db)
     with db.session() as session:
@@ -214,8 +269,8 @@ def check(
     """Check that the database, the vector index and the media folder agree."""
     from .check import check as run_check
 
-    db = _open(ctx.obj)
-    report = run_check(ctx.obj, db, repair=repair)
+    db = _open(ctx.obj.settings)
+    report = run_check(ctx.obj.settings, db, repair=repair)
     out.print(
         f"faces in database: {report.faces}, in index: {report.index_size}\n"
         f"missing from index: {report.missing_from_index}, stale in index: {report.stale_in_index}\n"
@@ -243,7 +298,7 @@ def serve(
 
     from .web import create_app
 
-    settings: Settings = ctx.obj
+    settings: Settings = ctx.obj.settings
     err.print(f"facetrail: serving {settings.data_dir.resolve()} on http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
@@ -253,7 +308,8 @@ def audit_verify(ctx: typer.Context) -> None:
     """Check the audit log's hash chain; prints OK or the first broken entry."""
     from .governance import audit
 
-    db = _open(ctx.obj)
+    db = _open(ctx.obj.settings)
+    _actor(ctx, db, "audit.read")
     with db.session() as session:
         count, problem = audit.verify(session)
     if problem:
@@ -273,9 +329,14 @@ def audit_export(
     """Write audit entries as JSON Lines, with their hashes, so the chain's head can be kept elsewhere."""
     from .governance import audit
 
-    db = _open(ctx.obj)
+    from .governance.accounts import record
+
+    db = _open(ctx.obj.settings)
+    actor = _actor(ctx, db, "audit.read")
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
+    with db.session() as session, session.begin():  # the export itself is recorded, and included
+        record(session, actor, "audit.export", since=since.isoformat() if since else None)
     handle = output.open("w") if output else sys.stdout
     count = 0
     with db.session() as session:
@@ -285,6 +346,150 @@ def audit_export(
     if output:
         handle.close()
         err.print(f"{count} entries written to {output}")
+
+
+@app.command()
+def init(ctx: typer.Context, username: Annotated[str, typer.Argument(help="The first admin's name.")] = "admin") -> None:
+    """Create the first admin account and print its one-time password."""
+    from sqlalchemy import func, select
+
+    from .governance.accounts import create_user
+    from .store import User
+
+    db = _open(ctx.obj.settings)
+    with db.session() as session, session.begin():
+        if session.scalar(select(func.count()).select_from(User)):
+            _refuse("accounts exist already; an admin adds users with `facetrail user add`")
+        _, password = create_user(session, None, username, "admin")
+    out.print(f"Admin {username!r} created. One-time password (change it at first login): {password}")
+
+
+@user_app.command("add")
+def user_add(
+    ctx: typer.Context,
+    username: str,
+    role: Annotated[str, typer.Option(help="admin, supervisor, investigator or auditor.")],
+) -> None:
+    """Add an account; prints its one-time password."""
+    from .governance.accounts import AccountError, create_user
+
+    db = _open(ctx.obj.settings)
+    actor = _actor(ctx, db, "users.manage")
+    try:
+        with db.session() as session, session.begin():
+            _, password = create_user(session, actor, username, role)
+    except AccountError as exc:
+        _refuse(str(exc))
+    out.print(f"User {username!r} ({role}) created. One-time password: {password}")
+
+
+@user_app.command("list")
+def user_list(ctx: typer.Context) -> None:
+    """List accounts."""
+    from sqlalchemy import select
+
+    from .store import User
+
+    db = _open(ctx.obj.settings)
+    _actor(ctx, db, "users.manage")
+    table = Table("username", "role", "status", "created")
+    with db.session() as session:
+        for user in session.scalars(select(User).order_by(User.username)):
+            status = "disabled" if user.disabled else ("locked" if user.locked_until else "active")
+            table.add_row(user.username, user.role, status, user.created_at.strftime("%Y-%m-%d"))
+    out.print(table)
+
+
+def _user_change(ctx: typer.Context, change, *args) -> None:
+    from .governance.accounts import AccountError
+
+    db = _open(ctx.obj.settings)
+    actor = _actor(ctx, db, "users.manage")
+    try:
+        with db.session() as session, session.begin():
+            result = change(session, actor, *args)
+    except AccountError as exc:
+        _refuse(str(exc))
+    return result
+
+
+@user_app.command("disable")
+def user_disable(ctx: typer.Context, username: str) -> None:
+    """Disable an account (it can no longer sign in or use its tokens)."""
+    from .governance.accounts import set_disabled
+
+    _user_change(ctx, set_disabled, username, True)
+    out.print(f"User {username!r} disabled.")
+
+
+@user_app.command("enable")
+def user_enable(ctx: typer.Context, username: str) -> None:
+    """Enable a disabled account."""
+    from .governance.accounts import set_disabled
+
+    _user_change(ctx, set_disabled, username, False)
+    out.print(f"User {username!r} enabled.")
+
+
+@user_app.command("set-role")
+def user_set_role(ctx: typer.Context, username: str, role: str) -> None:
+    """Change an account's role."""
+    from .governance.accounts import set_role
+
+    _user_change(ctx, set_role, username, role)
+    out.print(f"User {username!r} is now {role}.")
+
+
+@user_app.command("reset-password")
+def user_reset_password(ctx: typer.Context, username: str) -> None:
+    """Give an account a new one-time password."""
+    from .governance.accounts import reset_password
+
+    password = _user_change(ctx, reset_password, username)
+    out.print(f"New one-time password for {username!r}: {password}")
+
+
+@token_app.command("create")
+def token_create(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option(help="The account the token acts for.")],
+    name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
+    days: Annotated[int, typer.Option(help="Days until it expires (0: never).")] = 90,
+) -> None:
+    """Create an API token; it is shown once."""
+    from .governance.accounts import create_token
+
+    token, secret = _user_change(ctx, create_token, user, name, days or None)
+    out.print(f"Token {token.id} for {user!r}: {secret}\nIt is shown only now; keep it secret.", soft_wrap=True)
+
+
+@token_app.command("list")
+def token_list(ctx: typer.Context) -> None:
+    """List API tokens (never their secrets)."""
+    from sqlalchemy import select
+
+    from .store import ApiToken
+
+    db = _open(ctx.obj.settings)
+    _actor(ctx, db, "users.manage")
+    table = Table("id", "user", "name", "created", "expires", "status")
+    with db.session() as session:
+        for token in session.scalars(select(ApiToken).order_by(ApiToken.id)):
+            table.add_row(
+                str(token.id), token.user.username, token.name, token.created_at.strftime("%Y-%m-%d"),
+                token.expires_at.strftime("%Y-%m-%d") if token.expires_at else "never",
+                "revoked" if token.revoked_at else "active",
+            )
+    out.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(ctx: typer.Context, token_id: int) -> None:
+    """Revoke an API token at once."""
+    from .governance.accounts import revoke_token
+
+    _user_change(ctx, revoke_token, token_id)
+    out.print(f"Token {token_id} revoked.")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     # Web
     upload_max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest photo the web app accepts.")
 
+    # Governance
+    purposes: list[str] = Field(
+        default=["source-verification", "trust-and-safety", "rights-management", "authorised-investigation"],
+        min_length=1,
+        description="Purpose categories a search may give (JSON list).",
+    )
+
     # Search
     match_threshold: float = Field(
         0.6, gt=0, description="Largest descriptor distance reported as a match (dlib's usual 0.6)."

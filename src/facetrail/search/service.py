@@ -20,6 +20,7 @@ from ..config import Settings
 from ..faces import Face as FaceData
 from ..faces import FaceEngine
 from ..governance import audit
+from ..governance.accounts import Actor
 from ..index import VectorIndex
 from ..ingest.decode import DecodedImage, DecodeError, Limits, decode
 from ..store import Database, Face, Image
@@ -89,20 +90,28 @@ class Searcher:
         self,
         photo: bytes,
         *,
-        actor: str,
-        actor_kind: str,
+        actor: Actor,
         purpose: str,
+        justification: str,
+        case_ref: str,
         face: int | None = None,
         top_k: int | None = None,
         threshold: float | None = None,
         name: str | None = None,
     ) -> SearchResult:
-        """Search for the person in `photo`. Raises SearchRefused without actor or purpose."""
-        purpose = (purpose or "").strip()
-        if not actor:
-            raise SearchRefused("a search needs an identified user")
-        if not purpose:
-            raise SearchRefused("a search needs a purpose: say why you are searching (--purpose)")
+        """Search for the person in `photo`. Raises SearchRefused unless the actor may search and
+        gives a purpose category, a justification and a case reference."""
+        justification, case_ref = (justification or "").strip(), (case_ref or "").strip()
+        if not actor.can("search"):
+            raise SearchRefused(f"the {actor.role} role may not search")
+        if purpose not in self.settings.purposes:
+            raise SearchRefused(
+                "a search needs a purpose: one of " + ", ".join(self.settings.purposes) + " (--purpose)"
+            )
+        if not justification:
+            raise SearchRefused("a search needs a justification: say why this search is needed (--justification)")
+        if not case_ref:
+            raise SearchRefused("a search needs a case reference (--case)")
         top_k = top_k or self.settings.top_k
         threshold = self.settings.match_threshold if threshold is None else threshold
         sha = hashlib.sha256(photo).hexdigest()
@@ -131,11 +140,16 @@ class Searcher:
                 result.results = self._neighbours(session, vector, top_k, threshold)
             entry = audit.record(
                 session,
-                actor=actor,
-                actor_kind=actor_kind,
+                actor=actor.username,
+                actor_kind=f"user:{actor.role}",
                 action="search",
                 purpose=purpose,
                 details={
+                    "role": actor.role,
+                    "via": actor.via,
+                    "os_user": actor.os_user,
+                    "justification": justification,
+                    "case_ref": case_ref,
                     "query_sha256": sha,
                     "faces_found": len(faces),
                     "selected_face": result.query["selected"],

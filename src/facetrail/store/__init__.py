@@ -1,6 +1,6 @@
 """Storage: schema, migrations and the database connection."""
 
 from .db import Database
-from .models import AuditEntry, Base, Face, Image, Location
+from .models import ApiToken, AuditEntry, Base, Face, Image, Location, User, WebSession
 
-__all__ = ["AuditEntry", "Base", "Database", "Face", "Image", "Location"]
+__all__ = ["ApiToken", "AuditEntry", "Base", "Database", "Face", "Image", "Location", "User", "WebSession"]

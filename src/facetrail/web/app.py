@@ -6,13 +6,13 @@ The web layer is thin: it reads uploads within limits and calls search.Searcher.
 from __future__ import annotations
 
 import base64
-import getpass
+import secrets
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
@@ -20,12 +20,15 @@ from sqlalchemy import func, select
 from .. import __version__
 from ..config import Settings
 from ..faces import load_engine
+from ..governance.accounts import AccountError, Actor, authenticate as check_password
+from ..governance.accounts import change_password, end_session, start_session
 from ..index import open_index
 from ..ingest.decode import DecodeError
 from ..search import SearchRefused, Searcher
 from ..search.bands import BANDS
 from ..store import Database, Face, Image, Location
 from ..store.media import MediaStore, make_crop
+from .auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, authenticate, browser_session, same
 
 HERE = Path(__file__).parent
 CSP = (
@@ -63,7 +66,12 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
-    operator = getpass.getuser()
+
+    def requires(permission: str | None = None):
+        async def dependency(request: Request) -> Actor:
+            return await authenticate(request, permission)
+
+        return Depends(dependency)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -91,19 +99,107 @@ def create_app(settings: Settings) -> FastAPI:
     def searcher(request: Request) -> Searcher:
         return request.app.state.searcher
 
+    def set_cookie(response, request: Request, name: str, value: str, max_age: int) -> None:
+        response.set_cookie(
+            name, value, max_age=max_age, httponly=True, samesite="strict", path="/",
+            secure=request.url.scheme == "https",
+        )
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page(request: Request):
+        web = browser_session(request)
+        if web is None:
+            return RedirectResponse("/login", status_code=303)
+        if web.user.must_change_password:
+            return RedirectResponse("/account/password", status_code=303)
         bands = [(b.name, f"{b.max_distance:.2f}" if b.max_distance < 10 else "—") for b in BANDS]
-        return templates.TemplateResponse(
-            request, "search.html", {"bands": bands, "threshold": settings.match_threshold}
-        )
+        context = {
+            "bands": bands,
+            "threshold": settings.match_threshold,
+            "purposes": settings.purposes,
+            "user": web.user,
+            "csrf_token": web.csrf_token,
+            "can_search": Actor.of(web.user, "web").can("search"),
+        }
+        return templates.TemplateResponse(request, "search.html", context)
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_form(request: Request, error: str | None = None):
+        token = secrets.token_urlsafe(32)
+        response = templates.TemplateResponse(request, "login.html", {"csrf_token": token, "error": error})
+        set_cookie(response, request, LOGIN_CSRF_COOKIE, token, 3600)
+        return response
+
+    @app.post("/login", include_in_schema=False)
+    async def login(
+        request: Request,
+        username: Annotated[str, Form()] = "",
+        password: Annotated[str, Form()] = "",
+        csrf_token: Annotated[str, Form()] = "",
+    ):
+        if not same(csrf_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
+            return login_form(request, "The form expired. Please sign in again.")
+        with request.app.state.db.session() as session:
+            try:
+                user = check_password(session, username.strip(), password, "web")
+                secret, _ = start_session(session, user)
+                error = None
+            except AccountError as exc:
+                error = str(exc).capitalize() + "."
+            session.commit()  # failed attempts are recorded (and counted) too
+        if error:
+            return login_form(request, error)
+        response = RedirectResponse("/", status_code=303)
+        set_cookie(response, request, SESSION_COOKIE, secret, 12 * 3600)
+        response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout(request: Request, csrf_token: Annotated[str, Form()] = ""):
+        web = browser_session(request)
+        if web is not None and same(csrf_token, web.csrf_token):
+            with request.app.state.db.session() as session, session.begin():
+                end_session(session, request.cookies[SESSION_COOKIE])
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    @app.get("/account/password", response_class=HTMLResponse, include_in_schema=False)
+    def password_form(request: Request, error: str | None = None):
+        web = browser_session(request)
+        if web is None:
+            return RedirectResponse("/login", status_code=303)
+        context = {"csrf_token": web.csrf_token, "error": error, "user": web.user}
+        return templates.TemplateResponse(request, "password.html", context)
+
+    @app.post("/account/password", include_in_schema=False)
+    async def password_change(
+        request: Request,
+        current: Annotated[str, Form()] = "",
+        new: Annotated[str, Form()] = "",
+        confirm: Annotated[str, Form()] = "",
+        csrf_token: Annotated[str, Form()] = "",
+    ):
+        web = browser_session(request)
+        if web is None:
+            return RedirectResponse("/login", status_code=303)
+        if not same(csrf_token, web.csrf_token):
+            return password_form(request, "The form expired. Please try again.")
+        if new != confirm:
+            return password_form(request, "The two new passwords differ.")
+        try:
+            with request.app.state.db.session() as session, session.begin():
+                change_password(session, session.merge(web.user), current, new)
+        except AccountError as exc:
+            return password_form(request, str(exc).capitalize() + ".")
+        return RedirectResponse("/", status_code=303)
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict:
         return {"status": "ok"}
 
     @app.get("/api/v1/stats", tags=["service"])
-    def stats(request: Request) -> dict:
+    def stats(request: Request, actor: Actor = requires()) -> dict:
         """How much is indexed."""
         index = searcher(request).index
         with request.app.state.db.session() as session:
@@ -121,7 +217,11 @@ def create_app(settings: Settings) -> FastAPI:
             }
 
     @app.post("/api/v1/faces", tags=["search"])
-    async def faces(request: Request, image: Annotated[UploadFile, File(description="A photo")]) -> dict:
+    async def faces(
+        request: Request,
+        image: Annotated[UploadFile, File(description="A photo")],
+        actor: Actor = requires("search"),
+    ) -> dict:
         """The faces in an uploaded photo, largest first, each with a small crop (data URL).
 
         This does not search the index and is not recorded; the photo is not kept."""
@@ -149,22 +249,31 @@ def create_app(settings: Settings) -> FastAPI:
     async def search(
         request: Request,
         image: Annotated[UploadFile, File(description="The query photo")],
-        purpose: Annotated[str, Form(description="Why you are searching (required, recorded)")] = "",
+        purpose: Annotated[str, Form(description="Purpose category, one of the configured list (recorded)")] = "",
+        justification: Annotated[str, Form(description="Why this search is needed (recorded)")] = "",
+        case_ref: Annotated[str, Form(description="Case reference (recorded)")] = "",
+        actor: Actor = requires("search"),
         face: Annotated[int | None, Form(description="Which face of the photo; default the largest")] = None,
         top_k: Annotated[int | None, Form(ge=1, le=1000, description="Number of results")] = None,
         threshold: Annotated[float | None, Form(gt=0, le=2, description="Largest distance reported")] = None,
     ) -> dict:
         """Search for the person in the photo. The same result object as `facetrail search --json`,
         plus `crop_url` and `thumb_url` for each result. Every search is written to the audit log."""
-        if not purpose.strip():
-            raise Problem(422, "purpose_required", "A purpose is required: say why you are searching.")
+        if purpose not in settings.purposes:
+            choices = ", ".join(settings.purposes)
+            raise Problem(422, "purpose_required", f"A purpose is required: choose one of {choices}.")
+        if not justification.strip():
+            raise Problem(422, "justification_required", "A justification is required: say why this search is needed.")
+        if not case_ref.strip():
+            raise Problem(422, "case_ref_required", "A case reference is required.")
         data = await read_upload(image)
         try:
             result = searcher(request).search(
                 data,
-                actor=operator,
-                actor_kind="local_operator",
+                actor=actor,
                 purpose=purpose,
+                justification=justification,
+                case_ref=case_ref,
                 face=face,
                 top_k=top_k,
                 threshold=threshold,
@@ -185,7 +294,7 @@ def create_app(settings: Settings) -> FastAPI:
         return body
 
     @app.get("/media/faces/{face_id}.jpg", include_in_schema=False)
-    def face_crop(request: Request, face_id: int):
+    def face_crop(request: Request, face_id: int, actor: Actor = requires("search")):
         with request.app.state.db.session() as session:
             row = session.execute(
                 select(Image.sha256, Face.idx).join(Face, Face.image_id == Image.id).where(Face.id == face_id)
@@ -193,7 +302,7 @@ def create_app(settings: Settings) -> FastAPI:
         return _media(row and request.app.state.media.crop_path(row.sha256, row.idx))
 
     @app.get("/media/images/{image_id}.jpg", include_in_schema=False)
-    def thumbnail(request: Request, image_id: int):
+    def thumbnail(request: Request, image_id: int, actor: Actor = requires("search")):
         with request.app.state.db.session() as session:
             sha = session.scalar(select(Image.sha256).where(Image.id == image_id))
         return _media(sha and request.app.state.media.thumb_path(sha))

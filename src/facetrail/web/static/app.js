@@ -4,6 +4,11 @@
 const PAGE = 12;
 const state = { file: null, faces: [], selected: null, topK: PAGE, photoUrl: null };
 const $ = (id) => document.getElementById(id);
+const csrfToken = () => document.querySelector('meta[name="csrf-token"]').content;
+
+function post(url, form) {
+  return fetch(url, { method: "POST", body: form, headers: { "X-CSRF-Token": csrfToken() }, credentials: "same-origin" });
+}
 
 function setStatus(message, isError = false) {
   const status = $("status");
@@ -73,7 +78,7 @@ async function choosePhoto(file) {
   setStatus("Looking for faces…");
   const form = new FormData();
   form.append("image", file);
-  const response = await fetch("/api/v1/faces", { method: "POST", body: form });
+  const response = await post("/api/v1/faces", form);
   if (!response.ok) {
     $("preview").hidden = true;
     setStatus(await apiError(response), true);
@@ -129,25 +134,33 @@ function resultCard(result) {
 
 async function search(event) {
   if (event) event.preventDefault();
-  const purpose = $("purpose").value.trim();
+  const fields = [
+    ["purpose", "A purpose is required: choose the purpose of this search."],
+    ["justification", "A justification is required: say why this search is needed."],
+    ["case-ref", "A case reference is required."],
+  ];
   if (!state.file || state.selected === null) {
     setStatus("Choose a photo with a face first.", true);
     return;
   }
-  if (!purpose) {
-    setStatus("A purpose is required: say why you are searching.", true);
-    $("purpose").focus();
-    return;
+  for (const [id, message] of fields) {
+    if (!$(id).value.trim()) {
+      setStatus(message, true);
+      $(id).focus();
+      return;
+    }
   }
   const form = new FormData();
   form.append("image", state.file);
-  form.append("purpose", purpose);
+  form.append("purpose", $("purpose").value);
+  form.append("justification", $("justification").value.trim());
+  form.append("case_ref", $("case-ref").value.trim());
   form.append("face", String(state.selected));
   form.append("top_k", String(state.topK));
   $("submit").disabled = true;
   setStatus("Searching…");
   try {
-    const response = await fetch("/api/v1/search", { method: "POST", body: form });
+    const response = await post("/api/v1/search", form);
     if (!response.ok) {
       setStatus(await apiError(response), true);
       return;
@@ -168,6 +181,7 @@ async function search(event) {
 }
 
 function init() {
+  if (!$("search-form")) return; // this role may not search
   const input = $("image");
   const drop = $("drop");
   input.addEventListener("change", () => input.files.length && choosePhoto(input.files[0]));

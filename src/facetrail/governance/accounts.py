@@ -1,0 +1,245 @@
+"""Users, passwords (argon2), API tokens and web sessions.
+
+Passwords are stored as argon2 hashes; tokens and session cookies are random secrets of
+which only the sha256 is stored. Repeated failed logins lock the account for a while.
+Every change here is written to the audit log in the same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..store import ApiToken, User, WebSession
+from . import audit
+from .roles import ROLES, can
+
+MAX_FAILED_LOGINS = 5
+LOCKOUT = timedelta(minutes=15)
+SESSION_LIFETIME = timedelta(hours=12)
+TOKEN_PREFIX = "ft_"
+
+_hasher = PasswordHasher()
+
+
+class AccountError(Exception):
+    """A refused account operation, with a message for a person."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting, as recorded in the audit log."""
+
+    username: str
+    role: str
+    via: str  # cli, web, api
+    user_id: int | None = None
+    os_user: str | None = None
+
+    def can(self, permission: str) -> bool:
+        return can(self.role, permission)
+
+    @classmethod
+    def of(cls, user: User, via: str, os_user: str | None = None) -> Actor:
+        return cls(user.username, user.role, via, user.id, os_user)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def record(session: Session, actor: Actor | None, action: str, **details) -> None:
+    audit.record(
+        session,
+        actor=actor.username if actor else "system",
+        actor_kind=f"user:{actor.role}" if actor else "system",
+        action=action,
+        purpose=None,
+        details={"via": actor.via if actor else None, "os_user": actor.os_user if actor else None, **details},
+    )
+
+
+def get_user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise AccountError(f"no user named {username!r}")
+    return user
+
+
+def create_user(session: Session, actor: Actor | None, username: str, role: str) -> tuple[User, str]:
+    """A new account with a one-time password (to be changed at first login). Returns (user, password)."""
+    if role not in ROLES:
+        raise AccountError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
+    if not username or len(username) > 64 or not username.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise AccountError("a username is 1-64 letters, digits, '.', '-' or '_'")
+    if session.scalar(select(User).where(User.username == username)):
+        raise AccountError(f"user {username!r} already exists")
+    password = new_password()
+    user = User(
+        username=username,
+        password_hash=_hasher.hash(password),
+        role=role,
+        disabled=False,
+        must_change_password=True,
+        failed_logins=0,
+        created_at=now(),
+    )
+    session.add(user)
+    session.flush()
+    record(session, actor, "user.create", user=username, role=role)
+    return user, password
+
+
+def set_role(session: Session, actor: Actor, username: str, role: str) -> None:
+    if role not in ROLES:
+        raise AccountError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
+    user = get_user(session, username)
+    record(session, actor, "user.set_role", user=username, old_role=user.role, role=role)
+    user.role = role
+
+
+def set_disabled(session: Session, actor: Actor, username: str, disabled: bool) -> None:
+    user = get_user(session, username)
+    user.disabled = disabled
+    record(session, actor, "user.disable" if disabled else "user.enable", user=username)
+
+
+def reset_password(session: Session, actor: Actor, username: str) -> str:
+    user = get_user(session, username)
+    password = new_password()
+    user.password_hash, user.must_change_password = _hasher.hash(password), True
+    user.failed_logins, user.locked_until = 0, None
+    record(session, actor, "user.reset_password", user=username)
+    return password
+
+
+def change_password(session: Session, user: User, old: str, new: str) -> None:
+    if len(new) < 12:
+        raise AccountError("the new password must have at least 12 characters")
+    try:
+        _hasher.verify(user.password_hash, old)
+    except (VerificationError, InvalidHashError):
+        raise AccountError("the current password is wrong") from None
+    if old == new:
+        raise AccountError("the new password must differ from the old one")
+    user.password_hash, user.must_change_password = _hasher.hash(new), False
+    record(session, Actor.of(user, "web"), "user.change_password", user=user.username)
+
+
+def authenticate(session: Session, username: str, password: str, via: str) -> User:
+    """The user, if the password is right and the account usable. Every attempt is audited and
+    failures are counted: the caller commits the session even when this raises AccountError."""
+    user = session.scalar(select(User).where(User.username == username))
+    failure = "wrong username or password"
+    if user is None:
+        _hasher.hash(password)  # same work either way, so timing does not reveal which names exist
+        record(session, None, "login.failed", user=username, via=via, reason="unknown user")
+        raise AccountError(failure)
+    if user.disabled:
+        record(session, None, "login.failed", user=username, via=via, reason="disabled")
+        raise AccountError("this account is disabled")
+    locked_until = _aware(user.locked_until)
+    if locked_until and locked_until > now():
+        record(session, None, "login.failed", user=username, via=via, reason="locked")
+        raise AccountError("too many failed attempts: this account is locked for a while, try again later")
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        user.failed_logins += 1
+        reason = "wrong password"
+        if user.failed_logins >= MAX_FAILED_LOGINS:
+            user.locked_until, user.failed_logins = now() + LOCKOUT, 0
+            reason = "wrong password; account locked"
+        record(session, None, "login.failed", user=username, via=via, reason=reason)
+        raise AccountError(failure) from None
+    user.failed_logins, user.locked_until = 0, None
+    record(session, Actor.of(user, via), "login", user=username)
+    return user
+
+
+def create_token(
+    session: Session, actor: Actor, username: str, name: str, days: int | None = 90
+) -> tuple[ApiToken, str]:
+    """A new API token for a user; returns (row, secret). The secret is shown once, never stored."""
+    user = get_user(session, username)
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        user_id=user.id,
+        name=name,
+        token_hash=sha256(secret),
+        created_at=now(),
+        expires_at=now() + timedelta(days=days) if days else None,
+    )
+    session.add(token)
+    session.flush()
+    record(session, actor, "token.create", user=username, token_id=token.id, name=name, days=days)
+    return token, secret
+
+
+def revoke_token(session: Session, actor: Actor, token_id: int) -> None:
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        raise AccountError(f"no token {token_id}")
+    token.revoked_at = now()
+    record(session, actor, "token.revoke", user=token.user.username, token_id=token_id)
+
+
+def user_for_token(session: Session, secret: str) -> User | None:
+    """The enabled user a valid (unexpired, unrevoked) token belongs to, or None."""
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == sha256(secret)))
+    if token is None or token.revoked_at is not None:
+        return None
+    expires = _aware(token.expires_at)
+    if expires is not None and expires <= now():
+        return None
+    if token.user.disabled:
+        return None
+    token.last_used_at = now()
+    return token.user
+
+
+def start_session(session: Session, user: User) -> tuple[str, WebSession]:
+    secret = secrets.token_urlsafe(32)
+    web = WebSession(
+        token_hash=sha256(secret),
+        user_id=user.id,
+        csrf_token=secrets.token_urlsafe(32),
+        created_at=now(),
+        expires_at=now() + SESSION_LIFETIME,
+    )
+    session.add(web)
+    session.flush()
+    return secret, web
+
+
+def find_session(session: Session, secret: str) -> WebSession | None:
+    web = session.scalar(select(WebSession).where(WebSession.token_hash == sha256(secret)))
+    if web is None or _aware(web.expires_at) <= now() or web.user.disabled:
+        return None
+    return web
+
+
+def end_session(session: Session, secret: str) -> None:
+    web = session.scalar(select(WebSession).where(WebSession.token_hash == sha256(secret)))
+    if web is not None:
+        record(session, Actor.of(web.user, "web"), "logout", user=web.user.username)
+        session.delete(web)
