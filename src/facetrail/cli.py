@@ -142,6 +142,8 @@ def index_command(
         f"skipped: {skipped}; {summary.seconds:.1f} s, {summary.images_per_second:.1f} images/s",
         soft_wrap=True,
     )
+    if summary.opted_out:
+        out.print(f"{summary.opted_out} faces matching an opt-out were left out.")
     out.print(f"Index: {len(index)} faces.")
     if interrupted:
         out.print("Run the same command again to finish; nothing will be duplicated.")
@@ -249,6 +251,7 @@ def stats(ctx: typer.Context) -> None:
     """Counts of images, faces and locations."""
     from sqlalchemy import func, select
 
+    from .governance.optout import counts as optout_counts
     from .index import open_index
     from .store import Face, Image, Location
 
@@ -258,6 +261,8 @@ def stats(ctx: typer.Context) -> None:
     with db.session() as session:
         count = lambda model: session.scalar(select(func.count()).select_from(model))  # noqa: E731
         out.print(f"images: {count(Image)}\nfaces: {count(Face)}\nlocations: {count(Location)}")
+        removed = optout_counts(session)
+        out.print(f"opt-outs: {removed['opt_outs']} ({removed['faces_removed']} faces removed)")
     out.print(f"index: {index.kind}, {len(index)} vectors\ndata folder: {settings.data_dir.resolve()}")
 
 

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
         description="Purpose categories a search may give (JSON list).",
     )
 
+    opt_out_per_hour: int = Field(5, ge=1, description="Opt-out requests accepted per client address per hour.")
+
     # Search
     match_threshold: float = Field(
         0.6, gt=0, description="Largest descriptor distance reported as a match (dlib's usual 0.6)."

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import islice
 
@@ -23,6 +23,7 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 
 from ..config import Settings
+from ..governance.optout import OptOutFilter
 from ..index import VectorIndex
 from ..store import Database, Face, Image, Location
 from ..store.media import MediaStore
@@ -40,6 +41,7 @@ class Summary:
     faces: int = 0  # faces in those images
     duplicates: int = 0  # files whose exact bytes were already stored
     unchanged: int = 0  # files skipped because they did not change since the last run
+    opted_out: int = 0  # faces not stored because they match an opt-out
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> count
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # (location, reason, message)
     seconds: float = 0.0
@@ -74,6 +76,8 @@ class Ingestor:
         self.index = index
         self.summary = Summary()
         self.media = MediaStore(settings.media_dir)
+        with db.session() as session:
+            self.opt_outs = OptOutFilter.load(session, settings.match_threshold)
         self._pending: dict[str, list[FileEntry]] = {}  # sha256 in flight -> files with those bytes
         self._last_save = time.monotonic()
 
@@ -179,6 +183,12 @@ class Ingestor:
 
     def _store_image(self, result: Analysis, entries: list[FileEntry]) -> None:
         now = _now()
+        if result.faces:
+            blocked = self.opt_outs.blocked(np.stack([f.embedding for f in result.faces]))
+            if blocked.any():  # opted-out faces are never stored, nor their crops
+                self.summary.opted_out += int(blocked.sum())
+                keep = [i for i, b in enumerate(blocked) if not b]
+                result = replace(result, faces=[result.faces[i] for i in keep], crops=[result.crops[i] for i in keep])
         self.media.save(result.sha256, result.thumbnail, result.crops)  # before the commit that refers to them
         with self.db.session() as session, session.begin():
             image = Image(

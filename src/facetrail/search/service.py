@@ -21,6 +21,7 @@ from ..faces import Face as FaceData
 from ..faces import FaceEngine
 from ..governance import audit
 from ..governance.accounts import Actor
+from ..governance.optout import OptOutFilter
 from ..index import VectorIndex
 from ..ingest.decode import DecodedImage, DecodeError, Limits, decode
 from ..store import Database, Face, Image
@@ -186,10 +187,13 @@ class Searcher:
                 .options(selectinload(Face.image).selectinload(Image.locations))
             )
         }
+        opt_outs = OptOutFilter.load(session, self.settings.match_threshold)
         matches = []
         for face_id, distance in hits:
             row = rows.get(face_id)
             if row is None:  # removed from the database since the index was read
+                continue
+            if opt_outs.blocked(np.frombuffer(row.embedding, np.float32))[0]:  # last guard; never returned
                 continue
             image = row.image
             locations = [loc.location for loc in image.locations]

@@ -158,3 +158,15 @@ class WebSession(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     user: Mapped[User] = relationship()
+
+
+class OptOut(Base):
+    """A person's request to be left out: only the descriptor of their face is kept."""
+
+    __tablename__ = "opt_outs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    contact: Mapped[str | None] = mapped_column(String(320))
+    faces_removed: Mapped[int] = mapped_column(Integer, default=0)

@@ -28,12 +28,19 @@ from ..search import SearchRefused, Searcher
 from ..search.bands import BANDS
 from ..store import Database, Face, Image, Location
 from ..store.media import MediaStore, make_crop
+from ..governance.optout import counts as optout_counts
+from ..governance.optout import opt_out
+from .ratelimit import RateLimiter
 from .auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, authenticate, browser_session, same
 
 HERE = Path(__file__).parent
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+OPT_OUT_RECEIVED = (
+    "Thank you. Your request is recorded. Any face in this index that matches the face in your photo "
+    "has been removed, and matching faces will not be indexed again."
 )
 # Decoding problems with the uploaded photo -> HTTP status
 STATUS = {"too_large": 413, "too_many_pixels": 413}
@@ -42,8 +49,9 @@ STATUS = {"too_large": 413, "too_many_pixels": 413}
 class Problem(HTTPException):
     """An error answered as {"detail": message, "code": code}."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(status, message)
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
+        headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
+        super().__init__(status, message, headers=headers)
         self.code = code
 
 
@@ -55,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.db = db
         app.state.searcher = Searcher(settings, db, open_index(settings, db), load_engine(settings))
         app.state.media = MediaStore(settings.media_dir)
+        app.state.opt_out_limit = RateLimiter(settings.opt_out_per_hour, 3600)
         yield
         db.close()
 
@@ -84,7 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(Problem)
     async def problem_handler(_request: Request, exc: Problem) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail, "code": exc.code}, status_code=exc.status_code)
+        return JSONResponse({"detail": exc.detail, "code": exc.code}, status_code=exc.status_code, headers=exc.headers)
 
     async def read_upload(image: UploadFile) -> bytes:
         """The uploaded bytes, refusing more than the configured limit without reading it all."""
@@ -214,6 +223,7 @@ def create_app(settings: Settings) -> FastAPI:
                     )
                 },
                 "index": {"kind": index.kind, "size": len(index)},
+                "opt_outs": optout_counts(session),
             }
 
     @app.post("/api/v1/faces", tags=["search"])
@@ -292,6 +302,63 @@ def create_app(settings: Settings) -> FastAPI:
             item["crop_url"] = f"/media/faces/{item['face_id']}.jpg"
             item["thumb_url"] = f"/media/images/{item['image']['id']}.jpg"
         return body
+
+    async def take_opt_out(request: Request, image: UploadFile, statement: str, contact: str) -> None:
+        """Shared by the page and the API: raises Problem, or returns once the opt-out is done."""
+        retry = request.app.state.opt_out_limit.hit(request.client.host if request.client else "?")
+        if retry is not None:
+            raise Problem(429, "rate_limited", "Too many requests from here; please try again later.", retry)
+        if statement != "yes":
+            raise Problem(422, "statement_required", "Please confirm the statement that this is a photo of you.")
+        data = await read_upload(image)
+        try:
+            decoded, found = searcher(request).faces_in(data)
+        except DecodeError as exc:
+            raise Problem(STATUS.get(exc.reason, 400), exc.reason, _explain(exc.reason, str(exc))) from None
+        del data, decoded  # the photo is not kept
+        if not found:
+            raise Problem(422, "no_face", "No face was found in this photo. Try a clearer, larger photo of your face.")
+        index = searcher(request).index
+        with request.app.state.db.session() as session, session.begin():
+            opt_out(session, index, request.app.state.media, found[0].embedding, settings.match_threshold,
+                    contact.strip()[:320] or None)
+        index.save()
+
+    @app.get("/opt-out", response_class=HTMLResponse, include_in_schema=False)
+    def opt_out_form(request: Request, error: str | None = None, message: str | None = None, status: int = 200):
+        token = secrets.token_urlsafe(32)
+        context = {"csrf_token": token, "error": error, "message": message}
+        response = templates.TemplateResponse(request, "optout.html", context, status_code=status)
+        set_cookie(response, request, LOGIN_CSRF_COOKIE, token, 3600)
+        return response
+
+    @app.post("/opt-out", response_class=HTMLResponse, include_in_schema=False)
+    async def opt_out_page(
+        request: Request,
+        image: Annotated[UploadFile, File()],
+        statement: Annotated[str, Form()] = "",
+        contact: Annotated[str, Form()] = "",
+        csrf_token: Annotated[str, Form()] = "",
+    ):
+        if not same(csrf_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
+            return opt_out_form(request, error="The form expired. Please send it again.", status=403)
+        try:
+            await take_opt_out(request, image, statement, contact)
+        except Problem as exc:
+            return opt_out_form(request, error=exc.detail, status=exc.status_code)
+        return opt_out_form(request, message=OPT_OUT_RECEIVED)
+
+    @app.post("/api/v1/opt-out", tags=["opt-out"])
+    async def opt_out_api(
+        request: Request,
+        image: Annotated[UploadFile, File(description="A photo of your face")],
+        statement: Annotated[str, Form(description='"yes": this is me and I ask to be removed')] = "",
+        contact: Annotated[str, Form(description="Optional contact")] = "",
+    ) -> dict:
+        """Remove your face from the index, now and in future. No account needed; rate-limited.
+        The answer is the same whether or not your face was in the index."""
+        await take_opt_out(request, image, statement, contact)
+        return {"status": "received", "message": OPT_OUT_RECEIVED}
 
     @app.get("/media/faces/{face_id}.jpg", include_in_schema=False)
     def face_crop(request: Request, face_id: int, actor: Actor = requires("search")):
