@@ -25,7 +25,7 @@ class Settings(BaseSettings):
         1024, ge=64, description="Longest side of the downscaled copy the HOG detector scans (see bench/detect.py)."
     )
     detect_min_side: int = Field(
-        250, ge=32, description="Images smaller than this are enlarged to it (and padded) before detection."
+        200, ge=32, description="Images smaller than this are enlarged to it (and padded) before detection."
     )
     cnn_fallback_max_side: int = Field(
         400,
