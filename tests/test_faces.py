@@ -55,3 +55,19 @@ def test_several_faces_are_returned_largest_first(engine):
     faces = engine.faces(np.asarray(photo))
     assert len(faces) == 2
     assert faces[0].area > faces[1].area and faces[0].box[0] > small.width
+
+
+def test_the_level_limited_detector_is_dlibs_own_on_the_levels_it_scans():
+    import dlib
+
+    from facetrail.faces.dlib_backend import _frontal_detector_scanning
+
+    photo = np.asarray(_dev("anthony_hopkins/1.jpg").convert("L").resize((500, 500)))
+    original = dlib.get_frontal_face_detector().run(photo, 0, 0.0)
+    unlimited = _frontal_detector_scanning(1000).run(photo, 0, 0.0)  # 1000: dlib's own default
+    assert [(r, round(s, 6)) for r, s in zip(original[0], original[1])] == [
+        (r, round(s, 6)) for r, s in zip(unlimited[0], unlimited[1])
+    ]
+    assert len(original[0]) == 1
+    # the face (~220 px here) needs the pyramid's lower levels: the two largest levels miss it
+    assert len(_frontal_detector_scanning(2).run(photo, 0, 0.0)[0]) == 0
