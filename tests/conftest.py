@@ -4,6 +4,7 @@ and a dev-set index built once per test run."""
 from __future__ import annotations
 
 import csv
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ from facetrail.index import open_index
 from facetrail.ingest import Ingestor, Summary, walk
 from facetrail.governance.accounts import Actor
 from facetrail.store import Database, User
+
+# The tests search far more often than a person would; rate limits get their own test.
+os.environ["FACETRAIL_SEARCH_LIMITS"] = '{"investigator": {"hour": 100000}, "supervisor": {"hour": 100000}}'
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT.parent / "shared" / "data" / "faces" / "dev"

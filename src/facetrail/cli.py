@@ -165,7 +165,7 @@ def search(
     """Find where the person in PHOTO appears. Every search is written to the audit log."""
     from .faces import load_engine
     from .index import open_index
-    from .search import SearchRefused, Searcher
+    from .search import RateLimited, SearchRefused, Searcher
 
     settings: Settings = ctx.obj.settings
     if purpose not in settings.purposes:
@@ -197,6 +197,8 @@ def search(
             )
         except SearchRefused as exc:
             _refuse(str(exc))
+        except RateLimited as exc:
+            _refuse(f"{exc} (in {exc.retry_after / 60:.0f} min)")
         failures += bool(result.error)
         if as_json:
             sys.stdout.write(json.dumps(result.to_dict()) + "\n")

@@ -51,6 +51,13 @@ class Settings(BaseSettings):
         description="Purpose categories a search may give (JSON list).",
     )
 
+    search_limits: dict[str, dict[str, int]] = Field(
+        default={"investigator": {"hour": 30, "day": 200}, "supervisor": {"hour": 60, "day": 400}},
+        description='Searches allowed per role and window, e.g. {"investigator": {"hour": 30, "day": 200}}.',
+    )
+    user_search_limits: dict[str, dict[str, int]] = Field(
+        default={}, description="Per-user limits that replace the role's, same form, keyed by username."
+    )
     opt_out_per_hour: int = Field(5, ge=1, description="Opt-out requests accepted per client address per hour.")
 
     # Search

@@ -20,6 +20,7 @@ from ..config import Settings
 from ..faces import Face as FaceData
 from ..faces import FaceEngine
 from ..governance import audit
+from ..governance import limits as rate_limits
 from ..governance.accounts import Actor
 from ..governance.optout import OptOutFilter
 from ..index import VectorIndex
@@ -113,6 +114,9 @@ class Searcher:
             raise SearchRefused("a search needs a justification: say why this search is needed (--justification)")
         if not case_ref:
             raise SearchRefused("a search needs a case reference (--case)")
+        limits = self.settings.user_search_limits.get(actor.username) or self.settings.search_limits.get(actor.role, {})
+        with self.db.session() as session:
+            rate_limits.check(session, actor.username, limits)  # raises RateLimited
         top_k = top_k or self.settings.top_k
         threshold = self.settings.match_threshold if threshold is None else threshold
         sha = hashlib.sha256(photo).hexdigest()

@@ -24,7 +24,7 @@ from ..governance.accounts import AccountError, Actor, authenticate as check_pas
 from ..governance.accounts import change_password, end_session, start_session
 from ..index import open_index
 from ..ingest.decode import DecodeError
-from ..search import SearchRefused, Searcher
+from ..search import RateLimited, SearchRefused, Searcher
 from ..search.bands import BANDS
 from ..store import Database, Face, Image, Location
 from ..store.media import MediaStore, make_crop
@@ -291,6 +291,8 @@ def create_app(settings: Settings) -> FastAPI:
             )
         except SearchRefused as exc:
             raise Problem(422, "refused", str(exc)) from None
+        except RateLimited as exc:
+            raise Problem(429, "rate_limited", str(exc).capitalize() + ".", exc.retry_after) from None
         if result.error_code == "no_face":
             raise Problem(422, "no_face", "No face was found in this photo. Try a clearer, larger photo of the face.")
         if result.error_code == "no_such_face":
