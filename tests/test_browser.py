@@ -102,7 +102,10 @@ def test_pick_the_second_face_and_find_that_person(page, server, dev_images, tmp
     locations = [text for text in page.locator("#grid .location").all_inner_texts()]
     assert locations and all("bill_gates" in text for text in locations[:3]), locations
     assert "audit entry" in page.locator("#status").inner_text()
-    assert page.locator("#grid .card img").first.evaluate("img => img.naturalWidth") > 0
+    page.wait_for_function("() => document.querySelector('#grid .card img').naturalWidth > 0")  # crops load
+    page.locator("#grid .card button.small").first.click()  # confirm the top match
+    page.wait_for_function("() => document.querySelector('#grid .verify span').textContent.includes('Confirmed by')")
+    assert "needs a second person" in page.locator("#grid .verify span").first.inner_text()
     page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
     assert (tmp_path / "results.png").stat().st_size > 10_000
     assert errors == []

@@ -221,14 +221,35 @@ def _print_result(photo: Path, result) -> None:
     if not result.results:
         out.print("No match within the threshold.")
         return
-    table = Table("#", "distance", "similarity", "sha256")
+    table = Table("#", "face", "distance", "similarity", "checked")
     table.add_column("location", overflow="fold")
     for rank, m in enumerate(result.results, 1):
         table.add_row(
-            str(rank), f"{m.distance:.3f}", f"{m.similarity:.2f}", m.image["sha256"][:12], m.image["location"] or ""
+            str(rank), str(m.face_id), f"{m.distance:.3f}", f"{m.similarity:.2f}", m.verification.get("state", ""),
+            m.image["location"] or "",
         )
     out.print(table)
-    out.print(f"(audit entry {result.audit_id})")
+    out.print(f"(search {result.audit_id}; confirm a match with `facetrail confirm {result.audit_id} FACE`)")
+
+
+@app.command("confirm")
+def confirm_command(
+    ctx: typer.Context,
+    search_id: Annotated[int, typer.Argument(help="The search's audit id (printed with its results).")],
+    face_id: Annotated[int, typer.Argument(help="The result's face id.")],
+) -> None:
+    """Confirm that a search result shows the person searched for; a second person verifies it."""
+    from .governance.verification import VerificationError, confirm
+
+    db = _open(ctx.obj.settings)
+    actor = _actor(ctx, db, "search")
+    try:
+        with db.session() as session, session.begin():
+            result = confirm(session, actor, search_id, face_id)
+    except VerificationError as exc:
+        _refuse(str(exc))
+    out.print(f"Face {face_id} in case {result['case_ref']}: {result['state']} "
+              f"(by {', '.join(result['confirmed_by'])})")
 
 
 @app.command()

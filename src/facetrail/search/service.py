@@ -21,6 +21,7 @@ from ..faces import Face as FaceData
 from ..faces import FaceEngine
 from ..governance import audit
 from ..governance import limits as rate_limits
+from ..governance import verification
 from ..governance.accounts import Actor
 from ..governance.optout import OptOutFilter
 from ..index import VectorIndex
@@ -55,6 +56,7 @@ class Match:
     band: str  # very strong / strong / possible / weak, see search/bands.py
     box: tuple[int, int, int, int]
     image: dict
+    verification: dict = field(default_factory=dict)  # state and who confirmed it, in this case
 
 
 @dataclass
@@ -143,6 +145,10 @@ class Searcher:
             if result.query["selected"] is not None:
                 vector = faces[result.query["selected"]].embedding
                 result.results = self._neighbours(session, vector, top_k, threshold)
+                confirmed = verification.confirmations(session, case_ref, [m.face_id for m in result.results])
+                for match in result.results:
+                    by = confirmed.get(match.face_id, [])
+                    match.verification = {"state": verification.state(by), "confirmed_by": by}
             entry = audit.record(
                 session,
                 actor=actor.username,

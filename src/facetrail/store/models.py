@@ -172,3 +172,18 @@ class OptOut(Base):
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
     contact: Mapped[str | None] = mapped_column(String(320))
     faces_removed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Confirmation(Base):
+    """A person's judgement that a search result shows the person searched for, in a case.
+    A match is "verified" once two different users have confirmed it."""
+
+    __tablename__ = "confirmations"
+    __table_args__ = (UniqueConstraint("case_ref", "face_id", "username"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_ref: Mapped[str] = mapped_column(String(200), index=True)
+    face_id: Mapped[int] = mapped_column(Integer)  # no foreign key: the record outlives an opted-out face
+    search_id: Mapped[int] = mapped_column(ForeignKey("audit_log.id"))  # the search that showed the face
+    username: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

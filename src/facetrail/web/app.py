@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, Upload
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from .. import __version__
@@ -30,6 +31,7 @@ from ..store import Database, Face, Image, Location
 from ..store.media import MediaStore, make_crop
 from ..governance.optout import counts as optout_counts
 from ..governance.optout import opt_out
+from ..governance.verification import VerificationError, confirm
 from .ratelimit import RateLimiter
 from .auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, authenticate, browser_session, same
 
@@ -44,6 +46,11 @@ OPT_OUT_RECEIVED = (
 )
 # Decoding problems with the uploaded photo -> HTTP status
 STATUS = {"too_large": 413, "too_many_pixels": 413}
+
+
+class ConfirmationIn(BaseModel):
+    search_id: int = Field(description="The audit id of the search that showed the face")
+    face_id: int = Field(description="The result's face_id")
 
 
 class Problem(HTTPException):
@@ -361,6 +368,18 @@ def create_app(settings: Settings) -> FastAPI:
         The answer is the same whether or not your face was in the index."""
         await take_opt_out(request, image, statement, contact)
         return {"status": "received", "message": OPT_OUT_RECEIVED}
+
+    @app.post("/api/v1/confirmations", tags=["search"])
+    async def confirm_match(
+        request: Request, body: ConfirmationIn, actor: Actor = requires("search")
+    ) -> dict:
+        """Confirm that a result of a search shows the person searched for (in that search's case).
+        One confirmation makes a match "confirmed"; a second by a different user "verified"."""
+        try:
+            with request.app.state.db.session() as session, session.begin():
+                return confirm(session, actor, body.search_id, body.face_id)
+        except VerificationError as exc:
+            raise Problem(409 if "already" in str(exc) else 422, "not_confirmed", str(exc).capitalize() + ".") from None
 
     @app.get("/media/faces/{face_id}.jpg", include_in_schema=False)
     def face_crop(request: Request, face_id: int, actor: Actor = requires("search")):

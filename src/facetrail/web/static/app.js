@@ -25,6 +25,46 @@ async function apiError(response) {
   return `The server answered ${response.status}.`;
 }
 
+function postJson(url, data) {
+  return fetch(url, {
+    method: "POST",
+    body: JSON.stringify(data),
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": csrfToken() },
+    credentials: "same-origin",
+  });
+}
+
+function verificationText(verification) {
+  const by = verification.confirmed_by || [];
+  if (verification.state === "verified") return `Verified by ${by.join(" and ")}`;
+  if (verification.state === "confirmed") return `Confirmed by ${by.join(", ")}; needs a second person`;
+  return "Lead only: not confirmed";
+}
+
+function confirmButton(result, searchId) {
+  const wrap = document.createElement("div");
+  wrap.className = "verify";
+  const note = document.createElement("span");
+  note.textContent = verificationText(result.verification || {});
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "small";
+  button.textContent = "Confirm match";
+  button.hidden = result.verification && result.verification.state === "verified";
+  button.addEventListener("click", async () => {
+    const response = await postJson("/api/v1/confirmations", { search_id: searchId, face_id: result.face_id });
+    if (!response.ok) {
+      note.textContent = await apiError(response);
+      return;
+    }
+    const body = await response.json();
+    note.textContent = verificationText(body);
+    button.hidden = true;
+  });
+  wrap.append(note, button);
+  return wrap;
+}
+
 function updateSubmit() {
   $("submit").disabled = state.selected === null;
 }
@@ -99,7 +139,7 @@ function formatDate(iso) {
   return iso ? new Date(iso).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" }) : "?";
 }
 
-function resultCard(result) {
+function resultCard(result, searchId) {
   const item = document.createElement("li");
   item.className = "card";
   const crop = document.createElement("img");
@@ -127,7 +167,7 @@ function resultCard(result) {
   details.textContent =
     `${result.image.width}×${result.image.height} · distance ${result.distance.toFixed(3)} · ` +
     `first seen ${formatDate(result.image.first_seen)} · last seen ${formatDate(result.image.last_seen)}`;
-  meta.append(band, where, details);
+  meta.append(band, where, details, confirmButton(result, searchId));
   item.append(crop, meta);
   return item;
 }
@@ -167,7 +207,7 @@ async function search(event) {
     }
     const body = await response.json();
     const grid = $("grid");
-    grid.replaceChildren(...body.results.map(resultCard));
+    grid.replaceChildren(...body.results.map((result) => resultCard(result, body.audit_id)));
     $("results").hidden = false;
     $("more").hidden = body.results.length < state.topK;
     setStatus(

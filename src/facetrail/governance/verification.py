@@ -1,0 +1,72 @@
+"""Human verification of matches: results are leads until two different people confirm them.
+
+A user confirms that a face returned by a search shows the person searched for, within that
+search's case. One confirmation makes the match "confirmed"; a second one by a different
+user makes it "verified". Both are recorded, in the audit log too.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..store import AuditEntry, Confirmation
+from . import audit
+from .accounts import Actor
+
+UNCONFIRMED, CONFIRMED, VERIFIED = "unconfirmed", "confirmed", "verified"
+
+
+class VerificationError(Exception):
+    """A refused confirmation, with a message for a person."""
+
+
+def state(confirmed_by: list[str]) -> str:
+    return VERIFIED if len(set(confirmed_by)) >= 2 else CONFIRMED if confirmed_by else UNCONFIRMED
+
+
+def confirmations(session: Session, case_ref: str, face_ids: list[int]) -> dict[int, list[str]]:
+    """face id -> users who confirmed it in this case, in order."""
+    rows = session.execute(
+        select(Confirmation.face_id, Confirmation.username)
+        .where(Confirmation.case_ref == case_ref, Confirmation.face_id.in_(face_ids))
+        .order_by(Confirmation.id)
+    )
+    found: dict[int, list[str]] = {}
+    for face_id, username in rows:
+        found.setdefault(face_id, []).append(username)
+    return found
+
+
+def confirm(session: Session, actor: Actor, search_id: int, face_id: int) -> dict:
+    """Record `actor`'s confirmation of `face_id` as shown by search `search_id`."""
+    if not actor.can("search"):
+        raise VerificationError(f"the {actor.role} role may not confirm matches")
+    search = session.get(AuditEntry, search_id)
+    if search is None or search.action != "search":
+        raise VerificationError(f"there is no search {search_id}")
+    if face_id not in {result[0] for result in search.details.get("results", [])}:
+        raise VerificationError(f"face {face_id} was not among the results of search {search_id}")
+    case_ref = search.details["case_ref"]
+    already = confirmations(session, case_ref, [face_id]).get(face_id, [])
+    if actor.username in already:
+        raise VerificationError("you have already confirmed this match; a different person must verify it")
+    session.add(
+        Confirmation(
+            case_ref=case_ref, face_id=face_id, search_id=search_id, username=actor.username,
+            created_at=datetime.now(UTC),
+        )
+    )
+    confirmed_by = [*already, actor.username]
+    result = {"face_id": face_id, "case_ref": case_ref, "state": state(confirmed_by), "confirmed_by": confirmed_by}
+    audit.record(
+        session,
+        actor=actor.username,
+        actor_kind=f"user:{actor.role}",
+        action="match.confirm",
+        purpose=search.purpose,
+        details={"search_id": search_id, "via": actor.via, **result},
+    )
+    return result
