@@ -161,6 +161,7 @@ def search(
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=1000, help="Number of results.")] = None,
     threshold: Annotated[float | None, typer.Option(help="Largest distance reported [default 0.6].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo (JSON Lines).")] = False,
+    urgent: Annotated[bool, typer.Option(help="Urgent: results at once, approval due within 48 h.")] = False,
 ) -> None:
     """Find where the person in PHOTO appears. Every search is written to the audit log."""
     from .faces import load_engine
@@ -194,6 +195,7 @@ def search(
                 top_k=top_k,
                 threshold=threshold,
                 name=str(photo),
+                urgent=urgent,
             )
         except SearchRefused as exc:
             _refuse(str(exc))
@@ -218,6 +220,10 @@ def _print_result(photo: Path, result) -> None:
     if result.error:
         out.print(f"[red]error:[/] {result.error}")
         return
+    if result.approval and result.approval["policy"] == "prior" and result.approval["state"] == "pending":
+        out.print(f"Results withheld until a supervisor approves (approval {result.approval['id']}, "
+                  f"search {result.audit_id}).")
+        return
     if not result.results:
         out.print("No match within the threshold.")
         return
@@ -230,6 +236,87 @@ def _print_result(photo: Path, result) -> None:
         )
     out.print(table)
     out.print(f"(search {result.audit_id}; confirm a match with `facetrail confirm {result.audit_id} FACE`)")
+
+
+@app.command()
+def results(
+    ctx: typer.Context,
+    search_id: int,
+    as_json: Annotated[bool, typer.Option("--json", help="The result object as JSON.")] = False,
+) -> None:
+    """Show an earlier search's results (yours, or any as a supervisor) once they may be seen."""
+    from .faces import load_engine
+    from .index import open_index
+    from .search import SearchRefused, Searcher
+
+    settings = ctx.obj.settings
+    db = _open(settings)
+    actor = _actor(ctx, db, "search")
+    searcher = Searcher(settings, db, open_index(settings, db), load_engine(settings))
+    try:
+        result = searcher.results_of(actor, search_id)
+    except SearchRefused as exc:
+        _refuse(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        return
+    result.query.setdefault("faces", [])
+    _print_result(Path(f"search {search_id}"), result)
+
+
+@app.command("approvals")
+def approvals_command(ctx: typer.Context) -> None:
+    """List searches waiting for a supervisor's decision (supervisors)."""
+    from .governance import approvals
+
+    db = _open(ctx.obj.settings)
+    _actor(ctx, db, "approve")
+    table = Table("id", "search", "policy", "requester", "purpose", "case", "justification", "due")
+    with db.session() as session:
+        for approval, entry in approvals.pending(session):
+            item = approvals.describe(approval)
+            due = "OVERDUE" if item["overdue"] else (item["due_at"] or "")[:16]
+            table.add_row(str(approval.id), str(approval.search_id), approval.policy, approval.requester,
+                          entry.purpose or "", entry.details.get("case_ref", ""), entry.details.get("justification", ""),
+                          due)
+    out.print(table)
+
+
+def _decide(ctx: typer.Context, approval_id: int, approve: bool, reason: str) -> None:
+    from .faces import load_engine
+    from .governance.approvals import ApprovalError
+    from .index import open_index
+    from .search import Searcher
+
+    settings = ctx.obj.settings
+    db = _open(settings)
+    actor = _actor(ctx, db, "approve")
+    searcher = Searcher(settings, db, open_index(settings, db), load_engine(settings))
+    try:
+        result = searcher.decide(actor, approval_id, approve, reason)
+    except ApprovalError as exc:
+        _refuse(str(exc))
+    out.print(f"Search {result['search_id']} {result['state']} by {actor.username}.")
+
+
+@app.command()
+def approve(
+    ctx: typer.Context,
+    approval_id: int,
+    reason: Annotated[str, typer.Option(help="Why (recorded).")] = "",
+) -> None:
+    """Approve a search (supervisors; never your own)."""
+    _decide(ctx, approval_id, True, reason)
+
+
+@app.command()
+def deny(
+    ctx: typer.Context,
+    approval_id: int,
+    reason: Annotated[str, typer.Option(help="Why (recorded).")] = "",
+) -> None:
+    """Deny a search (supervisors; never your own); a prior search's held descriptor is deleted."""
+    _decide(ctx, approval_id, False, reason)
 
 
 @app.command("confirm")

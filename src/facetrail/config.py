@@ -51,6 +51,14 @@ class Settings(BaseSettings):
         description="Purpose categories a search may give (JSON list).",
     )
 
+    approval_policy: dict[str, str] = Field(
+        default={"investigator": "review", "supervisor": "review"},
+        description='Per role: "none", "review" (supervisor reviews afterwards) or "prior" (results withheld until approved).',
+    )
+    urgent_roles: list[str] = Field(
+        default=["investigator", "supervisor"], description="Roles that may make urgent searches."
+    )
+    urgent_hours: int = Field(48, ge=1, description="Urgent searches must be approved within this many hours.")
     search_limits: dict[str, dict[str, int]] = Field(
         default={"investigator": {"hour": 30, "day": 200}, "supervisor": {"hour": 60, "day": 400}},
         description='Searches allowed per role and window, e.g. {"investigator": {"hour": 30, "day": 200}}.',

@@ -20,13 +20,14 @@ from ..config import Settings
 from ..faces import Face as FaceData
 from ..faces import FaceEngine
 from ..governance import audit
+from ..governance import approvals
 from ..governance import limits as rate_limits
 from ..governance import verification
 from ..governance.accounts import Actor
 from ..governance.optout import OptOutFilter
 from ..index import VectorIndex
 from ..ingest.decode import DecodedImage, DecodeError, Limits, decode
-from ..store import Database, Face, Image
+from ..store import Approval, AuditEntry, Database, Face, Image
 from .bands import band
 
 SIMILARITY_SCALE = 1.2  # similarity = 1 - distance / 1.2, so the default threshold 0.6 maps to 0.5
@@ -66,9 +67,15 @@ class SearchResult:
     error: str | None = None
     error_code: str | None = None  # no_face, no_such_face, or a decoding reason (not_an_image, ...)
     audit_id: int | None = None
+    approval: dict | None = None  # policy and state, when the search is under an approval policy
 
     def to_dict(self) -> dict:
-        data = {"query": self.query, "results": [asdict(m) for m in self.results], "audit_id": self.audit_id}
+        data = {
+            "query": self.query,
+            "results": [asdict(m) for m in self.results],
+            "audit_id": self.audit_id,
+            "approval": self.approval,
+        }
         if self.error:
             data["error"] = self.error
             data["error_code"] = self.error_code
@@ -102,9 +109,11 @@ class Searcher:
         top_k: int | None = None,
         threshold: float | None = None,
         name: str | None = None,
+        urgent: bool = False,
     ) -> SearchResult:
         """Search for the person in `photo`. Raises SearchRefused unless the actor may search and
-        gives a purpose category, a justification and a case reference."""
+        gives a purpose category, a justification and a case reference. Under a `prior` approval
+        policy the results are withheld until a supervisor approves (see `decide`)."""
         justification, case_ref = (justification or "").strip(), (case_ref or "").strip()
         if not actor.can("search"):
             raise SearchRefused(f"the {actor.role} role may not search")
@@ -116,6 +125,10 @@ class Searcher:
             raise SearchRefused("a search needs a justification: say why this search is needed (--justification)")
         if not case_ref:
             raise SearchRefused("a search needs a case reference (--case)")
+        try:
+            policy = approvals.policy_for(self.settings, actor, urgent)
+        except approvals.ApprovalError as exc:
+            raise SearchRefused(str(exc)) from None
         limits = self.settings.user_search_limits.get(actor.username) or self.settings.search_limits.get(actor.role, {})
         with self.db.session() as session:
             rate_limits.check(session, actor.username, limits)  # raises RateLimited
@@ -141,14 +154,11 @@ class Searcher:
         elif not result.error:
             result.error, result.error_code = "no face found in the photo", "no_face"
 
+        withheld = policy == "prior" and result.query["selected"] is not None
         with self.db.session() as session, session.begin():
-            if result.query["selected"] is not None:
+            if result.query["selected"] is not None and not withheld:
                 vector = faces[result.query["selected"]].embedding
-                result.results = self._neighbours(session, vector, top_k, threshold)
-                confirmed = verification.confirmations(session, case_ref, [m.face_id for m in result.results])
-                for match in result.results:
-                    by = confirmed.get(match.face_id, [])
-                    match.verification = {"state": verification.state(by), "confirmed_by": by}
+                result.results = self._neighbours(session, vector, top_k, threshold, case_ref)
             entry = audit.record(
                 session,
                 actor=actor.username,
@@ -170,11 +180,56 @@ class Searcher:
                     "index": {"kind": self.index.kind, "size": len(self.index)},
                     "results": [[m.face_id, round(m.distance, 6)] for m in result.results],
                     "result_count": len(result.results),
-                    "outcome": "error" if result.error else "ok",
+                    "approval_policy": policy,
+                    "outcome": "error" if result.error else "withheld" if withheld else "ok",
                 },
             )
             result.audit_id = entry.id
+            if policy != "none" and result.query["selected"] is not None:
+                held = faces[result.query["selected"]].embedding if withheld else None
+                approval = approvals.open_approval(session, self.settings, entry, actor, policy, held)
+                result.approval = approvals.describe(approval)
         return result
+
+    def decide(self, actor: Actor, approval_id: int, approve: bool, reason: str) -> dict:
+        """A supervisor's decision on a search. Approving a prior search runs it now, with the
+        held descriptor, which is then deleted (as it is on denial)."""
+        with self.db.session() as session, session.begin():
+            approval, overdue = approvals.decide(session, actor, approval_id, approve, reason)
+            if approval.held_embedding is not None:
+                if approve:
+                    search = session.get(AuditEntry, approval.search_id)
+                    vector = np.frombuffer(approval.held_embedding, np.float32)
+                    distances, ids = self.index.search(vector, search.details["top_k"])
+                    approval.results = [
+                        [int(i), round(float(d), 6)]
+                        for i, d in zip(ids[0], distances[0])
+                        if i >= 0 and d <= search.details["threshold"]
+                    ]
+                approval.held_embedding = None
+            approvals.record_decision(session, actor, approval, overdue)
+            return approvals.describe(approval)
+
+    def results_of(self, actor: Actor, search_id: int) -> SearchResult:
+        """The results of an earlier search, for its requester or a supervisor, once they may be seen."""
+        with self.db.session() as session:
+            search = session.get(AuditEntry, search_id)
+            if search is None or search.action != "search":
+                raise SearchRefused(f"there is no search {search_id}")
+            if search.actor != actor.username and not actor.can("approve"):
+                raise SearchRefused("only the person who searched, or a supervisor, may see these results")
+            approval = session.scalar(select(Approval).where(Approval.search_id == search_id))
+            if approval is not None and approval.policy == "prior":
+                hits = approval.results or []
+            else:
+                hits = search.details["results"]
+            result = SearchResult(
+                query={"sha256": search.details["query_sha256"], "selected": search.details["selected_face"]},
+                audit_id=search_id,
+                approval=approvals.describe(approval) if approval else None,
+            )
+            result.results = self._matches(session, [(int(i), float(d)) for i, d in hits], search.details["case_ref"])
+            return result
 
     def faces_in(self, photo: bytes) -> tuple[DecodedImage, list[FaceData]]:
         """Decode a query photo and find its faces (largest first). Raises DecodeError.
@@ -184,9 +239,13 @@ class Searcher:
         with self._engine_lock:  # dlib's detectors are not safe to share between threads
             return image, self.engine.faces(image.pixels)
 
-    def _neighbours(self, session, vector: np.ndarray, top_k: int, threshold: float) -> list[Match]:
+    def _neighbours(self, session, vector: np.ndarray, top_k: int, threshold: float, case_ref: str) -> list[Match]:
         distances, ids = self.index.search(vector, top_k)
         hits = [(int(i), float(d)) for i, d in zip(ids[0], distances[0]) if i >= 0 and d <= threshold]
+        return self._matches(session, hits, case_ref)
+
+    def _matches(self, session, hits: list[tuple[int, float]], case_ref: str) -> list[Match]:
+        """Result rows for (face id, distance) hits: deleted and opted-out faces left out."""
         if not hits:
             return []
         rows = {
@@ -227,4 +286,8 @@ class Searcher:
                     },
                 )
             )
+        confirmed = verification.confirmations(session, case_ref, [m.face_id for m in matches])
+        for match in matches:
+            by = confirmed.get(match.face_id, [])
+            match.verification = {"state": verification.state(by), "confirmed_by": by}
         return matches

@@ -187,3 +187,24 @@ class Confirmation(Base):
     search_id: Mapped[int] = mapped_column(ForeignKey("audit_log.id"))  # the search that showed the face
     username: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Approval(Base):
+    """A search under an approval policy: reviewed after the fact (review, urgent) or held
+    until a supervisor decides (prior). For prior searches only the query face's descriptor
+    is held while waiting, and deleted at the decision."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    search_id: Mapped[int] = mapped_column(ForeignKey("audit_log.id"), unique=True)
+    requester: Mapped[str] = mapped_column(String(64), index=True)
+    policy: Mapped[str] = mapped_column(String(16))  # review, prior, urgent
+    state: Mapped[str] = mapped_column(String(16), index=True)  # pending, approved, denied
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    held_embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    results: Mapped[list | None] = mapped_column(JSON)  # [[face_id, distance], ...] once a prior search runs
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text)

@@ -9,7 +9,7 @@ import base64
 import secrets
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
@@ -29,6 +29,7 @@ from ..search import RateLimited, SearchRefused, Searcher
 from ..search.bands import BANDS
 from ..store import Database, Face, Image, Location
 from ..store.media import MediaStore, make_crop
+from ..governance import approvals
 from ..governance.optout import counts as optout_counts
 from ..governance.optout import opt_out
 from ..governance.verification import VerificationError, confirm
@@ -51,6 +52,21 @@ STATUS = {"too_large": 413, "too_many_pixels": 413}
 class ConfirmationIn(BaseModel):
     search_id: int = Field(description="The audit id of the search that showed the face")
     face_id: int = Field(description="The result's face_id")
+
+
+class DecisionIn(BaseModel):
+    decision: Literal["approve", "deny"]
+    reason: str = Field(min_length=1, description="Why (recorded)")
+
+
+def queue_item(approval, entry) -> dict:
+    return {
+        **approvals.describe(approval),
+        "purpose": entry.purpose,
+        "justification": entry.details.get("justification"),
+        "case_ref": entry.details.get("case_ref"),
+        "result_count": entry.details.get("result_count"),
+    }
 
 
 class Problem(HTTPException):
@@ -273,6 +289,7 @@ def create_app(settings: Settings) -> FastAPI:
         face: Annotated[int | None, Form(description="Which face of the photo; default the largest")] = None,
         top_k: Annotated[int | None, Form(ge=1, le=1000, description="Number of results")] = None,
         threshold: Annotated[float | None, Form(gt=0, le=2, description="Largest distance reported")] = None,
+        urgent: Annotated[bool, Form(description="Urgent: results at once, approval due within 48 h")] = False,
     ) -> dict:
         """Search for the person in the photo. The same result object as `facetrail search --json`,
         plus `crop_url` and `thumb_url` for each result. Every search is written to the audit log."""
@@ -295,6 +312,7 @@ def create_app(settings: Settings) -> FastAPI:
                 top_k=top_k,
                 threshold=threshold,
                 name=image.filename,
+                urgent=urgent,
             )
         except SearchRefused as exc:
             raise Problem(422, "refused", str(exc)) from None
@@ -306,11 +324,39 @@ def create_app(settings: Settings) -> FastAPI:
             raise Problem(422, "no_such_face", result.error)
         if result.error:
             raise Problem(STATUS.get(result.error_code, 400), result.error_code, _explain(result.error_code, result.error))
-        body = result.to_dict()
+        return with_media_urls(result.to_dict())
+
+    def with_media_urls(body: dict) -> dict:
         for item in body["results"]:
             item["crop_url"] = f"/media/faces/{item['face_id']}.jpg"
             item["thumb_url"] = f"/media/images/{item['image']['id']}.jpg"
         return body
+
+    @app.get("/api/v1/searches/{search_id}", tags=["search"])
+    def search_results(request: Request, search_id: int, actor: Actor = requires("search")) -> dict:
+        """An earlier search's results (for its requester or a supervisor): for a search awaiting
+        prior approval, none until it is approved."""
+        try:
+            return with_media_urls(searcher(request).results_of(actor, search_id).to_dict())
+        except SearchRefused as exc:
+            raise Problem(404 if "no search" in str(exc) else 403, "not_visible", str(exc).capitalize() + ".") from None
+
+    @app.get("/api/v1/approvals", tags=["approvals"])
+    def approval_queue(request: Request, actor: Actor = requires("approve")) -> list[dict]:
+        """Searches waiting for a supervisor: prior ones withhold results; review and urgent ones
+        were shown and need a review (urgent ones by their due time)."""
+        with request.app.state.db.session() as session:
+            return [queue_item(approval, entry) for approval, entry in approvals.pending(session)]
+
+    @app.post("/api/v1/approvals/{approval_id}", tags=["approvals"])
+    async def approval_decision(
+        request: Request, approval_id: int, body: DecisionIn, actor: Actor = requires("approve")
+    ) -> dict:
+        """Approve or deny a search, with a reason. Nobody decides on their own search."""
+        try:
+            return searcher(request).decide(actor, approval_id, body.decision == "approve", body.reason)
+        except approvals.ApprovalError as exc:
+            raise Problem(409 if "already" in str(exc) else 422, "not_decided", str(exc).capitalize() + ".") from None
 
     async def take_opt_out(request: Request, image: UploadFile, statement: str, contact: str) -> None:
         """Shared by the page and the API: raises Problem, or returns once the opt-out is done."""

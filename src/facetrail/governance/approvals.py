@@ -1,0 +1,133 @@
+"""Approval policies: which searches a supervisor must approve, before or after the fact.
+
+Per role (FACETRAIL_APPROVAL_POLICY): `none`; `review` (results are shown, a supervisor
+reviews the search afterwards); `prior` (results are withheld until a supervisor approves;
+meanwhile only the query face's descriptor is held, and it is deleted at the decision).
+An `urgent` search (for roles in FACETRAIL_URGENT_ROLES) shows results at once but must be
+approved within FACETRAIL_URGENT_HOURS; past that it is flagged as overdue. Nobody decides
+on their own search, and every decision is recorded with its reason.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..config import Settings
+from ..store import Approval, AuditEntry
+from . import audit
+from .accounts import Actor
+
+POLICIES = ("none", "review", "prior")
+
+
+class ApprovalError(Exception):
+    """A refused approval action, with a message for a person."""
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def policy_for(settings: Settings, actor: Actor, urgent: bool) -> str:
+    if urgent:
+        if actor.role not in settings.urgent_roles:
+            raise ApprovalError(f"the {actor.role} role may not make urgent searches")
+        return "urgent"
+    policy = settings.approval_policy.get(actor.role, "review")
+    if policy not in POLICIES:
+        raise ValueError(f"approval policy for {actor.role} must be one of {POLICIES}, not {policy!r}")
+    return policy
+
+
+def open_approval(
+    session: Session, settings: Settings, search: AuditEntry, actor: Actor, policy: str, held: np.ndarray | None
+) -> Approval:
+    now = datetime.now(UTC)
+    approval = Approval(
+        search_id=search.id,
+        requester=actor.username,
+        policy=policy,
+        state="pending",
+        created_at=now,
+        due_at=now + timedelta(hours=settings.urgent_hours) if policy == "urgent" else None,
+        held_embedding=np.asarray(held, np.float32).tobytes() if held is not None else None,
+    )
+    session.add(approval)
+    session.flush()
+    return approval
+
+
+def is_overdue(approval: Approval) -> bool:
+    due = _aware(approval.due_at)
+    return approval.state == "pending" and due is not None and due < datetime.now(UTC)
+
+
+def describe(approval: Approval) -> dict:
+    return {
+        "id": approval.id,
+        "search_id": approval.search_id,
+        "policy": approval.policy,
+        "state": approval.state,
+        "requester": approval.requester,
+        "created_at": _aware(approval.created_at).isoformat(),
+        "due_at": _aware(approval.due_at).isoformat() if approval.due_at else None,
+        "overdue": is_overdue(approval),
+        "decided_by": approval.decided_by,
+        "reason": approval.reason,
+    }
+
+
+def pending(session: Session) -> list[tuple[Approval, AuditEntry]]:
+    """Undecided searches, oldest first, with their audit entries (purpose, case, ...)."""
+    rows = session.execute(
+        select(Approval, AuditEntry)
+        .join(AuditEntry, AuditEntry.id == Approval.search_id)
+        .where(Approval.state == "pending")
+        .order_by(Approval.id)
+    )
+    return [(approval, entry) for approval, entry in rows]
+
+
+def decide(session: Session, actor: Actor, approval_id: int, approve: bool, reason: str) -> tuple[Approval, bool]:
+    """Approve or deny; returns the approval and whether it was overdue. The caller runs a prior
+    search's query after approval and records the decision (see Searcher.decide)."""
+    if not actor.can("approve"):
+        raise ApprovalError(f"the {actor.role} role may not approve searches")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApprovalError("a decision needs a reason")
+    approval = session.get(Approval, approval_id)
+    if approval is None:
+        raise ApprovalError(f"there is no approval {approval_id}")
+    if approval.state != "pending":
+        raise ApprovalError(f"approval {approval_id} was already decided ({approval.state})")
+    if approval.requester == actor.username:
+        raise ApprovalError("nobody may decide on their own search")
+    overdue = is_overdue(approval)
+    approval.state = "approved" if approve else "denied"
+    approval.decided_by, approval.decided_at, approval.reason = actor.username, datetime.now(UTC), reason
+    return approval, overdue
+
+
+def record_decision(session: Session, actor: Actor, approval: Approval, overdue: bool) -> None:
+    audit.record(
+        session,
+        actor=actor.username,
+        actor_kind=f"user:{actor.role}",
+        action="search.approve" if approval.state == "approved" else "search.deny",
+        purpose=None,
+        details={
+            "approval_id": approval.id,
+            "search_id": approval.search_id,
+            "policy": approval.policy,
+            "requester": approval.requester,
+            "reason": approval.reason,
+            "overdue": overdue,
+            "results": approval.results,
+            "via": actor.via,
+        },
+    )
