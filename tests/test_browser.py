@@ -20,55 +20,79 @@ from .test_api import pair_photo
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="module")
-def server(dev_index):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (.ci/run installs the Debian package)")
-        pytest.skip("chromium is not installed: apt-get install chromium")
+def start_server(data_dir, env=None):
+    """`facetrail serve` on a free loopback port; returns (url, process)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "facetrail.cli", "--data-dir", str(dev_index.settings.data_dir),
+        [sys.executable, "-m", "facetrail.cli", "--data-dir", str(data_dir),
          "serve", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/healthz").status_code == 200:
-                break
+                return url, process
         except httpx.TransportError:
             time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("the server did not start")
+    process.kill()
+    pytest.fail("the server did not start")
+
+
+def needs_chromium():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs the Debian package)")
+        pytest.skip("chromium is not installed: apt-get install chromium")
+
+
+def launch(playwright):
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    )
+
+
+def sign_in(page, url, username):
+    page.goto(f"{url}/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/")
+
+
+@pytest.fixture(scope="module")
+def server(dev_index):
+    needs_chromium()
+    url, process = start_server(dev_index.settings.data_dir)
     yield url
     process.terminate()
     process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
     from playwright.sync_api import sync_playwright
 
+    needs_chromium()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
-        page = browser.new_page(viewport={"width": 1100, "height": 900})
-        page.goto(f"{server}/")
-        assert page.url.endswith("/login")  # signed out: the search page sends you to sign in
-        page.fill("#username", "ivan")
-        page.fill("#password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{server}/")
-        yield page
+        browser = launch(playwright)
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(f"{server}/")
+    assert page.url.endswith("/login")  # signed out: the search page sends you to sign in
+    sign_in(page, server, "ivan")
+    yield page
+    page.close()
 
 
 def fill_reasons(page, purpose="source-verification"):
@@ -140,3 +164,39 @@ def test_keyboard_and_phone_width(page, server, dev_images, tmp_path):
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 375  # nothing overflows sideways on a phone
     page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+
+
+def test_a_search_held_for_approval_is_approved_by_a_second_user(browser, dev_index, dev_images, tmp_path):
+    """Login, search (results withheld under prior approval), a supervisor approves, results appear."""
+    url, process = start_server(dev_index.settings.data_dir, {"FACETRAIL_APPROVAL_POLICY": '{"investigator": "prior"}'})
+    photo = tmp_path / "query.png"
+    photo.write_bytes([d for d in dev_images if d.identity == "hugh_laurie"][0].path.read_bytes())
+    try:
+        investigator = browser.new_context().new_page()
+        sign_in(investigator, url, "iris")
+        investigator.set_input_files("#image", str(photo))
+        investigator.locator(".face-box").first.wait_for()
+        fill_reasons(investigator, "authorised-investigation")
+        investigator.click("#submit")
+        investigator.locator("#check").wait_for()
+        status = investigator.locator("#status").inner_text()
+        assert "withheld until a supervisor approves" in status
+        assert investigator.locator("#results").is_hidden()
+        search_id = status.split("(search ")[1].split(")")[0]
+
+        supervisor = browser.new_context().new_page()  # a second person, in their own session
+        sign_in(supervisor, url, "sue")
+        supervisor.click("text=Searches waiting for your decision")
+        item = supervisor.locator(".queue-item", has_text=f"Search {search_id} by iris")
+        item.locator("input[name=reason]").fill("case file checked")
+        item.locator("button[value=approve]").click()
+        assert f"Search {search_id} approved" in supervisor.locator(".status").inner_text()
+        supervisor.screenshot(path=str(tmp_path / "approvals.png"), full_page=True)
+
+        investigator.click("#check")
+        investigator.locator("#grid .card").first.wait_for()
+        locations = investigator.locator("#grid .location").all_inner_texts()
+        assert locations and all("hugh_laurie" in text for text in locations[:2]), locations
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -152,8 +152,35 @@ def create_app(settings: Settings) -> FastAPI:
             "user": web.user,
             "csrf_token": web.csrf_token,
             "can_search": Actor.of(web.user, "web").can("search"),
+            "can_approve": Actor.of(web.user, "web").can("approve"),
         }
         return templates.TemplateResponse(request, "search.html", context)
+
+    @app.get("/approvals", response_class=HTMLResponse, include_in_schema=False)
+    def approvals_page(request: Request, message: str | None = None, error: str | None = None, status: int = 200):
+        web = browser_session(request)
+        if web is None:
+            return RedirectResponse("/login", status_code=303)
+        if not Actor.of(web.user, "web").can("approve"):
+            return HTMLResponse("Only supervisors decide on searches.", status_code=403)
+        with request.app.state.db.session() as session:
+            items = [queue_item(approval, entry) for approval, entry in approvals.pending(session)]
+        context = {"items": items, "user": web.user, "csrf_token": web.csrf_token, "message": message, "error": error}
+        return templates.TemplateResponse(request, "approvals.html", context, status_code=status)
+
+    @app.post("/approvals/{approval_id}", response_class=HTMLResponse, include_in_schema=False)
+    async def approvals_decide(
+        request: Request,
+        approval_id: int,
+        decision: Annotated[str, Form()] = "",
+        reason: Annotated[str, Form()] = "",
+        actor: Actor = requires("approve"),  # checks the form's CSRF token too
+    ):
+        try:
+            result = searcher(request).decide(actor, approval_id, decision == "approve", reason)
+        except approvals.ApprovalError as exc:
+            return approvals_page(request, error=str(exc).capitalize() + ".", status=422)
+        return approvals_page(request, message=f"Search {result['search_id']} {result['state']}.")
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login_form(request: Request, error: str | None = None):

@@ -206,18 +206,47 @@ async function search(event) {
       return;
     }
     const body = await response.json();
-    const grid = $("grid");
-    grid.replaceChildren(...body.results.map((result) => resultCard(result, body.audit_id)));
-    $("results").hidden = false;
-    $("more").hidden = body.results.length < state.topK;
-    setStatus(
-      body.results.length
-        ? `${body.results.length} result(s). This search was recorded (audit entry ${body.audit_id}).`
-        : `Nothing within the match threshold. This search was recorded (audit entry ${body.audit_id}).`
-    );
+    if (body.approval && body.approval.policy === "prior" && body.approval.state === "pending") {
+      $("results").hidden = true;
+      state.withheld = body.audit_id;
+      $("check").hidden = false;
+      setStatus(`Results are withheld until a supervisor approves this search (search ${body.audit_id}).`);
+      return;
+    }
+    showResults(body);
   } finally {
     updateSubmit();
   }
+}
+
+async function checkWithheld() {
+  const response = await fetch(`/api/v1/searches/${state.withheld}`, { credentials: "same-origin" });
+  if (!response.ok) {
+    setStatus(await apiError(response), true);
+    return;
+  }
+  const body = await response.json();
+  if (body.approval && body.approval.state === "pending") {
+    setStatus(`Search ${state.withheld} is still waiting for a supervisor.`);
+  } else if (body.approval && body.approval.state === "denied") {
+    $("check").hidden = true;
+    setStatus(`Search ${state.withheld} was denied: ${body.approval.reason}`, true);
+  } else {
+    $("check").hidden = true;
+    showResults(body);
+  }
+}
+
+function showResults(body) {
+  const grid = $("grid");
+  grid.replaceChildren(...body.results.map((result) => resultCard(result, body.audit_id)));
+  $("results").hidden = false;
+  $("more").hidden = body.results.length < state.topK;
+  setStatus(
+    body.results.length
+      ? `${body.results.length} result(s). This search was recorded (audit entry ${body.audit_id}).`
+      : `Nothing within the match threshold. This search was recorded (audit entry ${body.audit_id}).`
+  );
 }
 
 function init() {
@@ -234,6 +263,7 @@ function init() {
   });
   $("search-form").addEventListener("submit", search);
   $("more").addEventListener("click", () => { state.topK += PAGE; search(); });
+  $("check").addEventListener("click", checkWithheld);
 }
 
 document.addEventListener("DOMContentLoaded", init);
