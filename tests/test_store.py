@@ -85,7 +85,7 @@ def test_the_database_rejects_updates_and_deletes_of_audit_entries(db_url):
     if db.engine.dialect.name == "postgresql":
         with pytest.raises(DBAPIError, match="append-only"):
             with db.engine.begin() as conn:
-                conn.execute(text("TRUNCATE audit_log"))
+                conn.execute(text("TRUNCATE audit_log CASCADE"))
     with db.session() as session:
         assert audit.verify(session) == (2, None)
 
