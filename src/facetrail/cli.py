@@ -403,6 +403,23 @@ def check(
 
 
 @app.command()
+def maintenance(ctx: typer.Context) -> None:
+    """Delete what has outlived its retention window (query descriptors, expired sessions).
+    Run it daily (cron or a systemd timer); the server also runs it when it starts."""
+    from .governance.retention import maintenance as run_maintenance
+
+    settings = ctx.obj.settings
+    db = _open(settings)
+    with db.session() as session, session.begin():
+        counts = run_maintenance(session, settings)
+    out.print(
+        f"Deleted {counts['query_embeddings_deleted']} query descriptors older than {settings.repeat_subject_days} days "
+        f"and {counts['sessions_deleted']} expired sessions.",
+        soft_wrap=True,
+    )
+
+
+@app.command()
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",

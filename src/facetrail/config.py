@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         default=["investigator", "supervisor"], description="Roles that may make urgent searches."
     )
     urgent_hours: int = Field(48, ge=1, description="Urgent searches must be approved within this many hours.")
+    repeat_subject_count: int = Field(
+        5, ge=2, description="Hold a user's N-th search of the same face (without a shared case) for a supervisor."
+    )
+    repeat_subject_days: int = Field(
+        30, ge=1, description="Window for repeat-subject detection; query descriptors are deleted after it."
+    )
     search_limits: dict[str, dict[str, int]] = Field(
         default={"investigator": {"hour": 30, "day": 200}, "supervisor": {"hour": 60, "day": 400}},
         description='Searches allowed per role and window, e.g. {"investigator": {"hour": 30, "day": 200}}.',

@@ -44,7 +44,13 @@ def policy_for(settings: Settings, actor: Actor, urgent: bool) -> str:
 
 
 def open_approval(
-    session: Session, settings: Settings, search: AuditEntry, actor: Actor, policy: str, held: np.ndarray | None
+    session: Session,
+    settings: Settings,
+    search: AuditEntry,
+    actor: Actor,
+    policy: str,
+    held: np.ndarray | None,
+    note: str | None = None,
 ) -> Approval:
     now = datetime.now(UTC)
     approval = Approval(
@@ -55,6 +61,7 @@ def open_approval(
         created_at=now,
         due_at=now + timedelta(hours=settings.urgent_hours) if policy == "urgent" else None,
         held_embedding=np.asarray(held, np.float32).tobytes() if held is not None else None,
+        note=note,
     )
     session.add(approval)
     session.flush()
@@ -78,6 +85,7 @@ def describe(approval: Approval) -> dict:
         "overdue": is_overdue(approval),
         "decided_by": approval.decided_by,
         "reason": approval.reason,
+        "note": approval.note,
     }
 
 

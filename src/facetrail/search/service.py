@@ -22,6 +22,7 @@ from ..faces import FaceEngine
 from ..governance import audit
 from ..governance import approvals
 from ..governance import limits as rate_limits
+from ..governance import retention
 from ..governance import verification
 from ..governance.accounts import Actor
 from ..governance.optout import OptOutFilter
@@ -154,10 +155,15 @@ class Searcher:
         elif not result.error:
             result.error, result.error_code = "no face found in the photo", "no_face"
 
-        withheld = policy == "prior" and result.query["selected"] is not None
+        note = None
         with self.db.session() as session, session.begin():
-            if result.query["selected"] is not None and not withheld:
+            if result.query["selected"] is not None:
                 vector = faces[result.query["selected"]].embedding
+                note = retention.repeat_subject_note(session, self.settings, actor.username, case_ref, vector)
+                if note:
+                    policy = "prior"  # held for a supervisor, whatever the role's policy
+            withheld = policy == "prior" and result.query["selected"] is not None
+            if result.query["selected"] is not None and not withheld:
                 result.results = self._neighbours(session, vector, top_k, threshold, case_ref)
             entry = audit.record(
                 session,
@@ -181,14 +187,17 @@ class Searcher:
                     "results": [[m.face_id, round(m.distance, 6)] for m in result.results],
                     "result_count": len(result.results),
                     "approval_policy": policy,
+                    "hold": note,
                     "outcome": "error" if result.error else "withheld" if withheld else "ok",
                 },
             )
             result.audit_id = entry.id
-            if policy != "none" and result.query["selected"] is not None:
-                held = faces[result.query["selected"]].embedding if withheld else None
-                approval = approvals.open_approval(session, self.settings, entry, actor, policy, held)
-                result.approval = approvals.describe(approval)
+            if result.query["selected"] is not None:
+                retention.remember(session, entry.id, actor.username, case_ref, vector)
+                if policy != "none":
+                    held = vector if withheld else None
+                    approval = approvals.open_approval(session, self.settings, entry, actor, policy, held, note)
+                    result.approval = approvals.describe(approval)
         return result
 
     def decide(self, actor: Actor, approval_id: int, approve: bool, reason: str) -> dict:

@@ -208,3 +208,19 @@ class Approval(Base):
     decided_by: Mapped[str | None] = mapped_column(String(64))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reason: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)  # why it is here, e.g. a repeat-subject hold
+
+
+class QueryEmbedding(Base):
+    """The descriptor of a searched face, kept only for the repeat-subject window (then deleted
+    by `facetrail maintenance`), to notice one user searching the same person again and again."""
+
+    __tablename__ = "query_embeddings"
+    __table_args__ = (Index("ix_query_embeddings_user_created", "username", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    search_id: Mapped[int] = mapped_column(ForeignKey("audit_log.id"), unique=True)
+    username: Mapped[str] = mapped_column(String(64))
+    case_ref: Mapped[str] = mapped_column(String(200))
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -31,6 +31,7 @@ from ..store import Database, Face, Image, Location
 from ..store.media import MediaStore, make_crop
 from ..governance import approvals
 from ..governance.optout import counts as optout_counts
+from ..governance.retention import maintenance as retention_maintenance
 from ..governance.optout import opt_out
 from ..governance.verification import VerificationError, confirm
 from .ratelimit import RateLimiter
@@ -83,6 +84,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.db_url)
+        with db.session() as session, session.begin():
+            retention_maintenance(session, settings)
         app.state.db = db
         app.state.searcher = Searcher(settings, db, open_index(settings, db), load_engine(settings))
         app.state.media = MediaStore(settings.media_dir)
@@ -131,6 +134,10 @@ def create_app(settings: Settings) -> FastAPI:
     def searcher(request: Request) -> Searcher:
         return request.app.state.searcher
 
+    def waiting_count(request: Request) -> int:
+        with request.app.state.db.session() as session:
+            return len(approvals.pending(session))
+
     def set_cookie(response, request: Request, name: str, value: str, max_age: int) -> None:
         response.set_cookie(
             name, value, max_age=max_age, httponly=True, samesite="strict", path="/",
@@ -153,6 +160,7 @@ def create_app(settings: Settings) -> FastAPI:
             "csrf_token": web.csrf_token,
             "can_search": Actor.of(web.user, "web").can("search"),
             "can_approve": Actor.of(web.user, "web").can("approve"),
+            "waiting": waiting_count(request) if Actor.of(web.user, "web").can("approve") else 0,
         }
         return templates.TemplateResponse(request, "search.html", context)
 
