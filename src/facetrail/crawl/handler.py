@@ -1,0 +1,95 @@
+"""The Scrapy download handler of the crawler: every request (pages, images, robots.txt) goes through
+facetrail's `SafeFetcher`, run in a worker thread, never through Scrapy's own HTTP clients.
+
+Before fetching, the handler checks the URL against the crawl's scope (robots.txt by host only, as it
+sits at the site root); after fetching it checks the final URL again, since `SafeFetcher` follows
+redirects itself (vetting the address of every hop). Scope cannot be checked hop by hop: with
+`max_redirects=0` SafeFetcher raises `too_many_redirects` instead of returning the 3xx response that
+Scrapy's RedirectMiddleware would need, so an out-of-scope hop at an allowed address is requested
+before its page is dropped. (robots.txt redirects are followed without a scope check, as RFC 9309
+asks.) `FetchError`s surface as request failures
+carrying the fetcher's reason; timeouts and connection failures become `TransientFetchError`, which
+the crawl's RETRY_EXCEPTIONS setting retries, after an exponential back-off slept here.
+
+robots.txt follows RFC 9309 section 2.3.1: a 5xx answer or no answer at all ("unreachable") means
+complete disallow, so the handler hands Scrapy's robots.txt middleware a disallow-all file instead
+(Scrapy alone would allow everything), and reports the reason as `robots_unreachable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from ipaddress import ip_address
+from typing import TYPE_CHECKING, cast
+
+from scrapy import Request
+from scrapy.core.downloader.handlers.base import BaseDownloadHandler
+from scrapy.exceptions import IgnoreRequest
+from scrapy.http import Headers, Response
+from scrapy.responsetypes import responsetypes
+
+from ..ingest.fetch import FetchError
+
+if TYPE_CHECKING:
+    from .spider import FacetrailSpider
+
+TRANSIENT = frozenset({"timeout", "connect"})
+MAX_BACKOFF = 60.0
+DISALLOW_ALL = b"User-agent: *\nDisallow: /\n"
+
+
+class Skipped(IgnoreRequest):
+    """A request refused by the crawl's own rules (`reason`: out_of_scope, excluded_domain...)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class TransientFetchError(FetchError):
+    """A `FetchError` worth retrying (timeout, connection failure)."""
+
+
+class SafeFetchHandler(BaseDownloadHandler):
+    """DOWNLOAD_HANDLERS entry for http and https. `request.meta["image"]` asks for an image fetch."""
+
+    lazy = False
+
+    async def download_request(self, request: Request) -> Response:
+        spider = cast("FacetrailSpider", self.crawler.spider)
+        robots_txt = bool(request.meta.get("dont_obey_robotstxt"))  # set on Scrapy's robots.txt requests
+        if why := spider.scope.refusal(request.url, check_prefix=not robots_txt):  # the spider checked too
+            raise Skipped(why, f"{request.url} is outside the crawl's scope ({why})")
+        if retries := request.meta.get("retry_times", 0):
+            await asyncio.sleep(min(spider.retry_backoff * 2 ** (retries - 1), MAX_BACKOFF))
+        user_agent = (request.headers.get("User-Agent") or b"").decode("latin-1")
+        start = time.monotonic()
+        try:
+            fetched = await asyncio.to_thread(spider.fetcher.fetch, request.url,
+                                              image=bool(request.meta.get("image")),
+                                              headers={"user-agent": user_agent} if user_agent else None)
+        except FetchError as exc:
+            if robots_txt:
+                return _disallow_all(spider, request, f"{exc} ({exc.reason})")
+            if exc.reason in TRANSIENT:
+                raise TransientFetchError(exc.reason, str(exc)) from None
+            raise
+        finally:
+            request.meta["download_latency"] = time.monotonic() - start  # AutoThrottle reads it
+        if robots_txt:
+            if fetched.status >= 500:
+                return _disallow_all(spider, request, f"HTTP status {fetched.status}")
+        elif why := spider.scope.refusal(fetched.final_url):
+            raise Skipped(why, f"{request.url} redirected to {fetched.final_url}, outside the crawl's "
+                          f"scope ({why})")
+        headers = Headers(fetched.headers)
+        kind = responsetypes.from_args(headers=headers, url=fetched.final_url, body=fetched.body)
+        return kind(url=fetched.final_url, status=fetched.status, headers=headers, body=fetched.body,
+                    request=request, ip_address=ip_address(fetched.address))
+
+
+def _disallow_all(spider: FacetrailSpider, request: Request, why: str) -> Response:
+    spider.skip(request.url, "robots_unreachable", f"robots.txt unreachable ({why}): the whole host is "
+                "treated as disallowed (RFC 9309)")
+    return Response(url=request.url, status=200, body=DISALLOW_ALL, request=request)

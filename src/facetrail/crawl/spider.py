@@ -1,0 +1,181 @@
+"""The Scrapy spider of a crawl: follows in-scope links breadth first, fetches each image once, and
+turns every response and failure into `Page`, `ImageFound` and skip reports."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urldefrag
+
+from scrapy import Request, Spider
+from scrapy.exceptions import IgnoreRequest
+from scrapy.http import HtmlResponse, Response
+from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.python.failure import Failure
+
+from ..ingest.fetch import FetchError, SafeFetcher
+from .extract import ImageRef, Page, blocks_images, extract, robots_directives
+from .handler import Skipped
+from .scope import Scope
+
+IMAGE_PRIORITY = 10  # images of a page are fetched before the crawl goes deeper
+
+
+@dataclass(frozen=True)
+class ImageFound:
+    """A fetched image: its bytes (not decoded here) and the first page it was found on.
+
+    Every appearance of the image, on any page, is in that page's `Page.images`.
+    """
+
+    url: str  # as found on the page
+    final_url: str  # after redirects
+    page_url: str
+    alt: str
+    canonical_url: str | None  # of the page
+    page_title: str
+    status: int
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a crawl is asked to do (see `facetrail.crawl.crawl`)."""
+
+    start_urls: tuple[str, ...]
+    scope: Scope
+    fetcher: SafeFetcher
+    max_pages: int
+    max_depth: int
+    retry_backoff: float
+    on_page: Callable[[Page], None]
+    on_image: Callable[[ImageFound], None]
+    on_error: Callable[[str, str, str], None]
+
+
+class FacetrailSpider(Spider):
+    """Crawls `plan`; `pages`, `images`, `skipped` and `limit_reached` summarise it afterwards.
+
+    `failure` holds the first exception a callback raised (the crawl then stops).
+    """
+
+    name = "facetrail"
+
+    def __init__(self, plan: Plan, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.scope, self.fetcher, self.retry_backoff = plan.scope, plan.fetcher, plan.retry_backoff
+        # Every page and image URL requested or refused, so that each is handled once.
+        self.seen: dict[str, set[str]] = {"page": set(), "image": set()}
+        self.page_requests = 0
+        self.pages = 0
+        self.images = 0
+        self.skipped: Counter[str] = Counter()
+        self.limit_reached = False
+        self.failure: Exception | None = None
+        self._closing: asyncio.Task[None] | None = None  # a reference keeps the task alive
+
+    async def start(self) -> AsyncIterator[Request]:
+        for url in self.plan.start_urls:
+            if request := self._page_request(url):
+                yield request
+
+    def skip(self, url: str, reason: str, message: str) -> None:
+        """Count and report a URL not fetched or not indexed."""
+        self.skipped[reason] += 1
+        self._call(self.plan.on_error, url, reason, message)
+
+    def _call(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run a caller's callback; the first exception is kept and stops the crawl."""
+        if self.failure is not None:
+            return
+        try:
+            callback(*args)
+        except Exception as exc:  # noqa: BLE001 - handed back to the caller of crawl()
+            self.failure = exc
+            self._closing = asyncio.get_running_loop().create_task(
+                self.crawler.engine.close_spider_async(reason="callback_failed"))
+
+    def _admit(self, url: str, kind: str) -> bool:
+        """True the first time `url` is met as a `kind` ("page", "image") if in scope; else reports it.
+
+        Always False once a callback failed: the crawl is stopping.
+        """
+        if url in self.seen[kind] or self.failure is not None:
+            return False
+        self.seen[kind].add(url)
+        if why := self.scope.refusal(url):
+            where = "on an excluded domain" if why == "excluded_domain" else "outside the crawl's scope"
+            self.skip(url, why, f"{url} is {where}")
+            return False
+        return True
+
+    def _page_request(self, url: str) -> Request | None:
+        url = urldefrag(url).url
+        if not self._admit(url, "page"):
+            return None
+        if self.page_requests >= self.plan.max_pages:
+            self.limit_reached = True
+            return None
+        self.page_requests += 1
+        return Request(url, callback=self.parse_page, errback=self.failed)
+
+    def parse_page(self, response: Response) -> Iterator[Request]:
+        request = response.request
+        assert request is not None
+        if not isinstance(response, HtmlResponse):
+            self.skip(request.url, "not_html", f"{request.url} is not an HTML page "
+                      f"({response.headers.get('Content-Type', b'no Content-Type').decode('latin-1')})")
+            return
+        if response.url != request.url and response.url in self.seen["page"]:
+            return  # reached again through another redirect
+        self.seen["page"].add(response.url)
+        header = b", ".join(response.headers.getlist("X-Robots-Tag")).decode("latin-1")
+        page = extract(response.text, url=request.url, final_url=response.url, status=response.status,
+                       x_robots_tag=header)
+        if page.images and blocks_images(page.robots):
+            self.skip(page.final_url, "noimageindex", f"{len(page.images)} image(s) not indexed: the page "
+                      f"says {', '.join(sorted(page.robots))}")
+            page = dataclasses.replace(page, images=[])
+        self.pages += 1
+        self._call(self.plan.on_page, page)
+        for ref in page.images:
+            if self._admit(ref.url, "image"):
+                yield Request(ref.url, callback=self.parse_image, errback=self.failed,
+                              priority=IMAGE_PRIORITY, meta={"image": True, "ref": ref, "page": page})
+        if response.meta["depth"] < self.plan.max_depth:
+            for link in page.links:
+                if next_request := self._page_request(link):
+                    yield next_request
+
+    def parse_image(self, response: Response) -> None:
+        ref: ImageRef = response.meta["ref"]
+        page: Page = response.meta["page"]
+        header = b", ".join(response.headers.getlist("X-Robots-Tag")).decode("latin-1")
+        if blocks_images(robots := robots_directives(header)):
+            self.skip(ref.url, "noimageindex", f"{ref.url}: X-Robots-Tag says {', '.join(sorted(robots))}")
+            return
+        self.images += 1
+        self._call(self.plan.on_image, ImageFound(
+            url=ref.url, final_url=response.url, page_url=ref.page_url, alt=ref.alt,
+            canonical_url=page.canonical_url, page_title=page.title, status=response.status,
+            body=response.body, content_type=response.headers.get("Content-Type", b"").decode("latin-1")))
+
+    def failed(self, failure: Failure) -> None:
+        """Errback of every request: report why it was not fetched."""
+        url = failure.request.url  # type: ignore[attr-defined]
+        error = failure.value
+        if isinstance(error, HttpError):
+            reason, message = "http_status", f"{url}: HTTP status {error.response.status}"
+        elif isinstance(error, (FetchError, Skipped)):
+            reason, message = error.reason, str(error)
+        elif isinstance(error, IgnoreRequest) and "robots.txt" in str(error):
+            reason, message = "robots", f"{url} is disallowed by robots.txt"
+        else:
+            reason, message = "error", f"{url}: {type(error).__name__}: {error}"
+        self.skip(url, reason, message)
