@@ -402,6 +402,36 @@ def check(
         raise typer.Exit(1)
 
 
+@app.command("subject-report")
+def subject_report(
+    ctx: typer.Context,
+    photo: Annotated[Path, typer.Argument(help="A photo of the data subject's face.")],
+    request_ref: Annotated[str, typer.Option("--request-ref", help="Reference of the verified request.")] = "",
+    output: Annotated[Path | None, typer.Option("--out", help="Write the report here [default: print].")] = None,
+) -> None:
+    """Report what the index holds for a person's face (admins; for a verified subject access request)."""
+    from .faces import load_engine
+    from .index import open_index
+    from .search import SearchRefused, Searcher
+
+    settings = ctx.obj.settings
+    if not photo.is_file():
+        _refuse(f"no such file: {photo}")
+    db = _open(settings)
+    actor = _actor(ctx, db, "subject.report")
+    searcher = Searcher(settings, db, open_index(settings, db), load_engine(settings))
+    try:
+        report = searcher.subject_report(actor, photo.read_bytes(), request_ref)
+    except SearchRefused as exc:
+        _refuse(str(exc))
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    if output:
+        output.write_text(text + "\n")
+        out.print(f"{len(report['images'])} images written to {output} (recorded as audit entry {report['audit_id']}).")
+    else:
+        sys.stdout.write(text + "\n")
+
+
 @app.command()
 def maintenance(ctx: typer.Context) -> None:
     """Delete what has outlived its retention window (query descriptors, expired sessions).

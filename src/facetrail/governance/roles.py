@@ -11,6 +11,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "users.manage": frozenset({"admin"}),
     "sources.manage": frozenset({"admin"}),
     "index.manage": frozenset({"admin"}),
+    "subject.report": frozenset({"admin"}),
 }
 
 

@@ -200,6 +200,56 @@ class Searcher:
                     result.approval = approvals.describe(approval)
         return result
 
+    def subject_report(self, actor: Actor, photo: bytes, request_ref: str, limit: int = 1000) -> dict:
+        """What the index holds for the face in `photo`, for a verified data-subject access request
+        (admins; recorded). Returns plain data: the request, and every matching image with its
+        locations and dates."""
+        request_ref = (request_ref or "").strip()
+        if not actor.can("subject.report"):
+            raise SearchRefused(f"the {actor.role} role may not make subject access reports")
+        if not request_ref:
+            raise SearchRefused("a subject access report needs the request's reference (--request-ref)")
+        _, faces = self.faces_in(photo)
+        if not faces:
+            raise SearchRefused("no face found in the photo")
+        with self.db.session() as session, session.begin():
+            matches = self._neighbours(session, faces[0].embedding, limit, self.settings.match_threshold, request_ref)
+            entry = audit.record(
+                session,
+                actor=actor.username,
+                actor_kind=f"user:{actor.role}",
+                action="subject_report",
+                purpose="data-subject-access",
+                details={
+                    "request_ref": request_ref,
+                    "query_sha256": hashlib.sha256(photo).hexdigest(),
+                    "via": actor.via,
+                    "os_user": actor.os_user,
+                    "results": [[m.face_id, round(m.distance, 6)] for m in matches],
+                    "result_count": len(matches),
+                },
+            )
+        return {
+            "request_ref": request_ref,
+            "made_at": _iso(entry.created_at),
+            "made_by": actor.username,
+            "audit_id": entry.id,
+            "threshold": self.settings.match_threshold,
+            "images": [
+                {
+                    "sha256": m.image["sha256"],
+                    "locations": m.image["locations"],
+                    "width": m.image["width"],
+                    "height": m.image["height"],
+                    "first_seen": m.image["first_seen"],
+                    "last_seen": m.image["last_seen"],
+                    "face_box": list(m.box),
+                    "distance": m.distance,
+                }
+                for m in matches
+            ],
+        }
+
     def decide(self, actor: Actor, approval_id: int, approve: bool, reason: str) -> dict:
         """A supervisor's decision on a search. Approving a prior search runs it now, with the
         held descriptor, which is then deleted (as it is on denial)."""
