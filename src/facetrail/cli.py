@@ -433,6 +433,32 @@ def subject_report(
 
 
 @app.command()
+def report(
+    ctx: typer.Context,
+    start: Annotated[datetime, typer.Option("--from", help="First day (UTC), e.g. 2026-01-01.", formats=["%Y-%m-%d"])],
+    end: Annotated[datetime, typer.Option("--to", help="Last day (UTC), included.", formats=["%Y-%m-%d"])],
+    output: Annotated[Path, typer.Option("--out", help="Folder to write report.html, the charts and report.json.")],
+) -> None:
+    """Write the transparency report for a period (auditors, supervisors, admins; recorded)."""
+    from .governance import report as transparency
+    from .governance.accounts import record
+
+    settings = ctx.obj.settings
+    db = _open(settings)
+    actor = _actor(ctx, db, "audit.read")
+    with db.session() as session, session.begin():
+        data = transparency.collect(session, start.date(), end.date(), settings.match_threshold)
+        record(session, actor, "report", **{"from": data["from"], "to": data["to"]})
+    output.mkdir(parents=True, exist_ok=True)
+    for name, png in transparency.charts(data).items():
+        (output / f"{name}.png").write_bytes(png)
+    images = {name: f"{name}.png" for name in ("searches_per_month", "searches_per_role", "searches_per_purpose")}
+    (output / "report.html").write_text(transparency.render(data, images))
+    (output / "report.json").write_text(json.dumps(data, indent=2))
+    out.print(f"Report for {data['from']} to {data['to']} written to {output / 'report.html'}")
+
+
+@app.command()
 def maintenance(ctx: typer.Context) -> None:
     """Delete what has outlived its retention window (query descriptors, expired sessions).
     Run it daily (cron or a systemd timer); the server also runs it when it starts."""

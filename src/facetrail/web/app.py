@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import base64
 import secrets
+from datetime import UTC, date, datetime, timedelta
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -30,6 +31,8 @@ from ..search.bands import BANDS
 from ..store import Database, Face, Image, Location
 from ..store.media import MediaStore, make_crop
 from ..governance import approvals
+from ..governance import report as transparency
+from ..governance.accounts import record
 from ..governance.optout import counts as optout_counts
 from ..governance.retention import maintenance as retention_maintenance
 from ..governance.optout import opt_out
@@ -161,6 +164,7 @@ def create_app(settings: Settings) -> FastAPI:
             "can_search": Actor.of(web.user, "web").can("search"),
             "can_approve": Actor.of(web.user, "web").can("approve"),
             "waiting": waiting_count(request) if Actor.of(web.user, "web").can("approve") else 0,
+            "can_report": Actor.of(web.user, "web").can("audit.read"),
         }
         return templates.TemplateResponse(request, "search.html", context)
 
@@ -189,6 +193,27 @@ def create_app(settings: Settings) -> FastAPI:
         except approvals.ApprovalError as exc:
             return approvals_page(request, error=str(exc).capitalize() + ".", status=422)
         return approvals_page(request, message=f"Search {result['search_id']} {result['state']}.")
+
+    @app.get("/reports", response_class=HTMLResponse, include_in_schema=False)
+    def reports_page(request: Request, start: date | None = Query(None, alias="from"),
+                     end: date | None = Query(None, alias="to")):
+        web = browser_session(request)
+        if web is None:
+            return RedirectResponse("/login", status_code=303)
+        actor = Actor.of(web.user, "web")
+        if not actor.can("audit.read"):
+            return HTMLResponse("Only auditors, supervisors and admins see reports.", status_code=403)
+        end = end or datetime.now(UTC).date()
+        start = start or end - timedelta(days=30)
+        with request.app.state.db.session() as session, session.begin():
+            data = transparency.collect(session, start, end, settings.match_threshold)
+            record(session, actor, "report", **{"from": data["from"], "to": data["to"]})
+        images = {
+            name: "data:image/png;base64," + base64.b64encode(png).decode()
+            for name, png in transparency.charts(data).items()
+        }
+        context = {"report": data, "images": images, "user": web.user, "csrf_token": web.csrf_token}
+        return templates.TemplateResponse(request, "reports.html", context)
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login_form(request: Request, error: str | None = None):

@@ -1,0 +1,127 @@
+"""The transparency report: what was searched, why, by whom (by role), with what oversight.
+
+Everything is counted from the audit log (and the opt-out and query-descriptor tables), for
+a period. `collect` gives plain data, `charts` draws it (matplotlib, PNG), `render` writes
+the HTML that the command line saves and auditors see in the web app.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+import numpy as np
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..store import AuditEntry, Face, Image, Location, QueryEmbedding
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "web" / "templates"
+
+
+def period(start: date, end: date) -> tuple[datetime, datetime]:
+    """[start 00:00, end+1 00:00) in UTC."""
+    return (
+        datetime.combine(start, time.min, tzinfo=UTC),
+        datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC),
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def distinct_subjects(vectors: np.ndarray, threshold: float) -> int:
+    """Number of groups of query descriptors linked by distances within the threshold."""
+    n = len(vectors)
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(n):
+        close = np.flatnonzero(np.linalg.norm(vectors[i + 1 :] - vectors[i], axis=1) <= threshold)
+        for j in close + i + 1:
+            parent[root(int(j))] = root(i)
+    return len({root(i) for i in range(n)})
+
+
+def collect(session: Session, start: date, end: date, threshold: float) -> dict:
+    since, until = period(start, end)
+    entries = session.scalars(
+        select(AuditEntry)
+        .where(AuditEntry.created_at >= since, AuditEntry.created_at < until)
+        .order_by(AuditEntry.id)
+    ).all()
+    searches = [e for e in entries if e.action == "search"]
+    by_action = Counter(e.action for e in entries)
+    decisions = [e for e in entries if e.action in ("search.approve", "search.deny")]
+    descriptors = session.execute(
+        select(QueryEmbedding.embedding).where(QueryEmbedding.created_at >= since, QueryEmbedding.created_at < until)
+    ).scalars().all()
+    vectors = np.frombuffer(b"".join(descriptors), np.float32).reshape(len(descriptors), -1) if descriptors else None
+    count = lambda model: session.scalar(select(func.count()).select_from(model))  # noqa: E731
+    return {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "made_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "searches": len(searches),
+        "searches_per_month": dict(sorted(Counter(_aware(e.created_at).strftime("%Y-%m") for e in searches).items())),
+        "searches_per_role": dict(Counter(e.details.get("role", "?") for e in searches).most_common()),
+        "searches_per_purpose": dict(Counter(e.purpose or "?" for e in searches).most_common()),
+        "results_revealed": sum(1 for e in searches if e.details.get("outcome") == "ok" and e.details.get("result_count")),
+        "results_withheld": sum(1 for e in searches if e.details.get("outcome") == "withheld"),
+        "searches_without_face": sum(1 for e in searches if e.details.get("outcome") == "error"),
+        "approvals": by_action["search.approve"],
+        "denials": by_action["search.deny"],
+        "decided_overdue": sum(1 for e in decisions if e.details.get("overdue")),
+        "urgent_searches": sum(1 for e in searches if e.details.get("approval_policy") == "urgent"),
+        "repeat_subject_holds": sum(1 for e in searches if e.details.get("hold")),
+        "verified_matches": sum(1 for e in entries if e.action == "match.confirm" and e.details.get("state") == "verified"),
+        "distinct_subjects": distinct_subjects(vectors, threshold) if vectors is not None else 0,
+        "subjects_note": "query descriptors are kept for the repeat-subject window only, so older searches are not counted",
+        "opt_outs": by_action["opt_out"],
+        "faces_removed": sum(e.details.get("faces_removed", 0) for e in entries if e.action == "opt_out"),
+        "subject_reports": by_action["subject_report"],
+        "index": {"images": count(Image), "faces": count(Face), "locations": count(Location)},
+        "sources": [{"name": "folders and files", "kind": "folder", "legal_basis": "declared by the operator",
+                     "locations": count(Location)}],
+    }
+
+
+def charts(data: dict) -> dict[str, bytes]:
+    """PNG bar charts of searches per month, role and purpose."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    drawn = {}
+    for name, title in [
+        ("searches_per_month", "Searches per month"),
+        ("searches_per_role", "Searches per role"),
+        ("searches_per_purpose", "Searches per purpose"),
+    ]:
+        values = data[name] or {"none": 0}
+        figure, axes = plt.subplots(figsize=(6, 3), dpi=100)
+        axes.bar(list(values), list(values.values()), color="#1f5fbf")
+        axes.set_title(title)
+        axes.tick_params(axis="x", labelrotation=20)
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        plt.close(figure)
+        drawn[name] = buffer.getvalue()
+    return drawn
+
+
+def render(data: dict, images: dict[str, str]) -> str:
+    """The report as a standalone HTML document; `images` maps chart names to their URLs."""
+    environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+    return environment.get_template("report.html").render(report=data, images=images, standalone=True)
