@@ -6,6 +6,7 @@ The web layer is thin: it reads uploads within limits and calls search.Searcher.
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 from datetime import UTC, date, datetime, timedelta
 from contextlib import asynccontextmanager
@@ -28,9 +29,9 @@ from ..index import open_index
 from ..ingest.decode import DecodeError
 from ..search import RateLimited, SearchRefused, Searcher
 from ..search.bands import BANDS
-from ..store import Database, Face, Image, Location
+from ..store import AuditEntry, Database, Face, Image, Location
 from ..store.media import MediaStore, make_crop
-from ..governance import approvals
+from ..governance import approvals, audit
 from ..governance import report as transparency
 from ..governance.accounts import record
 from ..governance.optout import counts as optout_counts
@@ -214,6 +215,53 @@ def create_app(settings: Settings) -> FastAPI:
         }
         context = {"report": data, "images": images, "user": web.user, "csrf_token": web.csrf_token}
         return templates.TemplateResponse(request, "reports.html", context)
+
+    @app.get("/audit", response_class=HTMLResponse, include_in_schema=False)
+    def audit_page(
+        request: Request,
+        action: str | None = None,
+        actor_name: str | None = Query(None, alias="actor"),
+        case: str | None = None,
+        start: date | None = Query(None, alias="from"),
+        end: date | None = Query(None, alias="to"),
+    ):
+        web = browser_session(request)
+        if web is None:
+            return RedirectResponse("/login", status_code=303)
+        if not Actor.of(web.user, "web").can("audit.read"):
+            return HTMLResponse("Only auditors, supervisors and admins read the audit log.", status_code=403)
+        limit = 500
+        query = select(AuditEntry).order_by(AuditEntry.id.desc())
+        if action:
+            query = query.where(AuditEntry.action == action)
+        if actor_name:
+            query = query.where(AuditEntry.actor == actor_name.strip())
+        if start or end:
+            since, until = transparency.period(start or date(1970, 1, 1), end or datetime.now(UTC).date())
+            query = query.where(AuditEntry.created_at >= since, AuditEntry.created_at < until)
+        with request.app.state.db.session() as session:
+            checked, problem = audit.verify(session)
+            rows = session.scalars(query.limit(limit * 4 if case else limit + 1)).all()
+            if case:  # the case reference lives in the entry's JSON details
+                rows = [e for e in rows if e.details.get("case_ref") == case.strip()]
+            actions = session.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action)).all()
+        entries = [
+            {
+                "id": e.id,
+                "created_at": e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                "actor": e.actor,
+                "action": e.action,
+                "purpose": e.purpose,
+                "details": json.dumps(e.details, ensure_ascii=False),
+            }
+            for e in rows[:limit]
+        ]
+        filters = {"action": action, "actor": actor_name, "case": case, "start": start, "end": end}
+        context = {
+            "entries": entries, "more": len(rows) > limit, "actions": actions, "filters": filters,
+            "checked": checked, "problem": problem, "user": web.user, "csrf_token": web.csrf_token,
+        }
+        return templates.TemplateResponse(request, "audit.html", context)
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login_form(request: Request, error: str | None = None):
