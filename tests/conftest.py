@@ -51,6 +51,16 @@ def settings_for(data_dir: Path, **extra) -> Settings:
     return Settings(data_dir=data_dir, workers=2, **extra)
 
 
+def cli_base(settings: Settings) -> list[str]:
+    """Command-line options that point `facetrail` at these settings' data folder and database."""
+    base = ["--data-dir", str(settings.data_dir)]
+    return base + (["--database-url", settings.database_url] if settings.database_url else [])
+
+
+# FACETRAIL_TEST_DB=postgresql runs the shared dev-set index (and every test built on it) on PostgreSQL.
+TEST_DB = os.environ.get("FACETRAIL_TEST_DB", "sqlite")
+
+
 @pytest.fixture(scope="session")
 def engine() -> FaceEngine:
     return load_engine(Settings())
@@ -114,9 +124,17 @@ def add_accounts(db: Database) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def dev_index(tmp_path_factory, dev_images) -> DevIndex:
-    """The whole dev set, ingested once per test run (SQLite + FAISS), with accounts."""
-    settings = settings_for(tmp_path_factory.mktemp("dev-index"))
+def dev_database() -> Iterator[str | None]:
+    if TEST_DB == "postgresql":
+        yield from _postgres_database()
+    else:
+        yield None  # SQLite in the data folder
+
+
+@pytest.fixture(scope="session")
+def dev_index(tmp_path_factory, dev_images, dev_database) -> DevIndex:
+    """The whole dev set, ingested once per test run (FAISS + SQLite, or PostgreSQL), with accounts."""
+    settings = settings_for(tmp_path_factory.mktemp("dev-index"), database_url=dev_database)
     db = Database(settings.db_url)
     index = open_index(settings, db)
     summary = Ingestor(settings, db, index).run(walk([DEV]))

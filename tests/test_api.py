@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from facetrail.cli import app as cli
 from facetrail.web import create_app
 
-from .conftest import PASSWORD, SEARCH_ARGS, SEARCH_FORM
+from .conftest import PASSWORD, SEARCH_ARGS, SEARCH_FORM, cli_base
 from .hostile import png_bomb
 
 
@@ -76,7 +76,7 @@ def test_search_returns_the_same_results_as_the_cli(client, dev_images, dev_inde
     body = api.json()
     runner = CliRunner()
     cli_result = runner.invoke(
-        cli, ["--data-dir", str(dev_index.settings.data_dir), "--as", "ivan", "search", str(photo), *SEARCH_ARGS,
+        cli, [*cli_base(dev_index.settings), "--as", "ivan", "search", str(photo), *SEARCH_ARGS,
               "--json", "--top-k", "5"],
     )
     from_cli = json.loads(cli_result.stdout)

@@ -14,20 +14,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, cli_base
 from .test_api import pair_photo
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-def start_server(data_dir, env=None):
+def start_server(settings, env=None):
     """`facetrail serve` on a free loopback port; returns (url, process)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "facetrail.cli", "--data-dir", str(data_dir),
-         "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "facetrail.cli", *cli_base(settings), "serve", "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
@@ -68,7 +67,7 @@ def sign_in(page, url, username):
 @pytest.fixture(scope="module")
 def server(dev_index):
     needs_chromium()
-    url, process = start_server(dev_index.settings.data_dir)
+    url, process = start_server(dev_index.settings)
     yield url
     process.terminate()
     process.wait(timeout=10)
@@ -168,7 +167,7 @@ def test_keyboard_and_phone_width(page, server, dev_images, tmp_path):
 
 def test_a_search_held_for_approval_is_approved_by_a_second_user(browser, dev_index, dev_images, tmp_path):
     """Login, search (results withheld under prior approval), a supervisor approves, results appear."""
-    url, process = start_server(dev_index.settings.data_dir, {"FACETRAIL_APPROVAL_POLICY": '{"investigator": "prior"}'})
+    url, process = start_server(dev_index.settings, {"FACETRAIL_APPROVAL_POLICY": '{"investigator": "prior"}'})
     photo = tmp_path / "query.png"
     photo.write_bytes([d for d in dev_images if d.identity == "hugh_laurie"][0].path.read_bytes())
     try:

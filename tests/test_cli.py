@@ -11,14 +11,18 @@ from typer.testing import CliRunner
 from facetrail.cli import app
 from facetrail.store import AuditEntry
 
-from .conftest import SEARCH_ARGS
+from facetrail.config import Settings
+
+from .conftest import SEARCH_ARGS, cli_base
 
 runner = CliRunner()
 
 
-def run(data_dir, *args, user="ivan"):
+def run(settings, *args, user="ivan"):
+    """`facetrail` with these settings (a Settings, or a data folder for a fresh SQLite one)."""
+    base = cli_base(settings) if isinstance(settings, Settings) else ["--data-dir", str(settings)]
     identity = ["--as", user] if user else []
-    return runner.invoke(app, ["--data-dir", str(data_dir), *identity, *args], catch_exceptions=False)
+    return runner.invoke(app, [*base, *identity, *args], catch_exceptions=False)
 
 
 def audit_count(db):
@@ -28,7 +32,7 @@ def audit_count(db):
 
 @pytest.fixture(scope="module")
 def data_dir(dev_index):
-    return dev_index.settings.data_dir
+    return dev_index.settings
 
 
 def photo_of(dev_images, identity, n=0):

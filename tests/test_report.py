@@ -14,7 +14,7 @@ from facetrail.index import open_index
 from facetrail.search import Searcher
 from facetrail.web import create_app
 
-from .conftest import investigator
+from .conftest import cli_base, investigator
 from .test_api import login
 
 
@@ -26,7 +26,7 @@ def test_the_report_counts_searches_by_role_and_purpose_and_draws_them(dev_index
         searcher.search(data, actor=investigator(), purpose=purpose, justification="report test", case_ref="RP-1")
     today = datetime.now(UTC).date().isoformat()
     runner = CliRunner()
-    base = ["--data-dir", str(dev_index.settings.data_dir)]
+    base = cli_base(dev_index.settings)
     assert runner.invoke(cli, [*base, "--as", "ivan", "report", "--from", today, "--to", today,
                                "--out", str(tmp_path)]).exit_code == 2  # investigators may not
     made = runner.invoke(cli, [*base, "--as", "otto", "report", "--from", today, "--to", today, "--out", str(tmp_path)])

@@ -13,6 +13,8 @@ from facetrail.index import open_index
 from facetrail.search import Searcher
 from facetrail.store import Approval, QueryEmbedding
 
+from .conftest import cli_base
+
 
 def test_the_nth_search_of_one_face_across_cases_is_held_for_a_supervisor(dev_index, dev_images, engine):
     settings = dev_index.settings.model_copy(update={"repeat_subject_count": 3})
@@ -47,7 +49,7 @@ def test_maintenance_deletes_descriptors_past_the_window(dev_index):
         oldest = session.scalar(select(QueryEmbedding.id).order_by(QueryEmbedding.id).limit(1))
         session.execute(update(QueryEmbedding).where(QueryEmbedding.id == oldest)
                         .values(created_at=datetime.now(UTC) - timedelta(days=31)))
-    result = CliRunner().invoke(cli, ["--data-dir", str(dev_index.settings.data_dir), "maintenance"])
+    result = CliRunner().invoke(cli, [*cli_base(dev_index.settings), "maintenance"])
     assert result.exit_code == 0 and "Deleted 1 query descriptors older than 30 days" in result.stdout
     with dev_index.db.session() as session:
         assert session.scalar(select(func.count()).select_from(QueryEmbedding)) == total - 1

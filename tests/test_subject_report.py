@@ -10,10 +10,12 @@ from typer.testing import CliRunner
 from facetrail.cli import app as cli
 from facetrail.store import AuditEntry
 
+from .conftest import cli_base
+
 
 def test_an_admin_reports_what_the_index_holds_for_a_face(dev_index, dev_images, tmp_path):
     runner = CliRunner()
-    base = ["--data-dir", str(dev_index.settings.data_dir)]
+    base = cli_base(dev_index.settings)
     photo = str([d for d in dev_images if d.identity == "lindsay_lohan"][0].path)
     out = tmp_path / "report.json"
     refused = runner.invoke(cli, [*base, "--as", "ivan", "subject-report", photo, "--request-ref", "DSR-1"])

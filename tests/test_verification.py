@@ -13,7 +13,7 @@ from facetrail.cli import app as cli
 from facetrail.store import AuditEntry
 from facetrail.web import create_app
 
-from .conftest import SEARCH_ARGS
+from .conftest import SEARCH_ARGS, cli_base
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_confirmations_must_come_from_a_search_that_showed_the_face(client, dev_
 
 def test_confirm_from_the_command_line(dev_index, dev_images):
     runner = CliRunner()
-    base = ["--data-dir", str(dev_index.settings.data_dir)]
+    base = cli_base(dev_index.settings)
     photo = str([d for d in dev_images if d.identity == "will_smith"][0].path)
     text = runner.invoke(cli, [*base, "--as", "ivan", "search", photo, *SEARCH_ARGS[:-1], "CLI-CASE"]).stdout
     search_id = int(re.search(r"search (\d+);", text).group(1))

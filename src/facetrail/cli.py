@@ -43,6 +43,10 @@ def main(
         Path | None,
         typer.Option("--data-dir", envvar="FACETRAIL_DATA_DIR", help="Data folder [default: ./facetrail-data]."),
     ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", envvar="FACETRAIL_DATABASE_URL", help="SQLAlchemy URL [default: SQLite in the data folder]."),
+    ] = None,
     as_user: Annotated[
         str | None,
         typer.Option("--as", envvar="FACETRAIL_USER", help="Act as this account (you have local access)."),
@@ -51,7 +55,7 @@ def main(
         str | None, typer.Option("--token", envvar="FACETRAIL_TOKEN", help="Act with this API token.")
     ] = None,
 ) -> None:
-    ctx.obj = Context(get_settings(data_dir=data_dir), as_user, token)
+    ctx.obj = Context(get_settings(data_dir=data_dir, database_url=database_url), as_user, token)
 
 
 def _actor(ctx: typer.Context, db, permission: str):
