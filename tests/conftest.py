@@ -20,8 +20,10 @@ from facetrail.ingest import Ingestor, Summary, walk
 from facetrail.governance.accounts import Actor
 from facetrail.store import Database, User
 
-# The tests search far more often than a person would; rate limits get their own test.
+# The tests search far more often, and for the same people more often, than a person would:
+# rate limits and repeat-subject holds get their own tests.
 os.environ["FACETRAIL_SEARCH_LIMITS"] = '{"investigator": {"hour": 100000}, "supervisor": {"hour": 100000}}'
+os.environ["FACETRAIL_REPEAT_SUBJECT_COUNT"] = "100000"
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT.parent / "shared" / "data" / "faces" / "dev"

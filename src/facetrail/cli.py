@@ -170,21 +170,19 @@ def search(
     """Find where the person in PHOTO appears. Every search is written to the audit log."""
     from .faces import load_engine
     from .index import open_index
-    from .search import RateLimited, SearchRefused, Searcher
+    from .search import RateLimited, SearchRefused, Searcher, check_request
 
     settings: Settings = ctx.obj.settings
-    if purpose not in settings.purposes:
-        _refuse("a search needs a purpose: --purpose one of " + ", ".join(settings.purposes))
-    if not justification.strip():
-        _refuse("a search needs a justification: say why with --justification TEXT")
-    if not case.strip():
-        _refuse("a search needs a case reference: --case REF")
     for photo in photos:
         if not photo.is_file():
             err.print(f"[red]error:[/] no such file: {photo}")
             raise typer.Exit(2)
     db = _open(settings)
     actor = _actor(ctx, db, "search")
+    try:
+        check_request(settings, actor, purpose, justification, case, urgent)  # before loading the model
+    except SearchRefused as exc:
+        _refuse(str(exc))
     searcher = Searcher(settings, db, open_index(settings, db), load_engine(settings))
     failures = 0
     for photo in photos:

@@ -35,7 +35,34 @@ SIMILARITY_SCALE = 1.2  # similarity = 1 - distance / 1.2, so the default thresh
 
 
 class SearchRefused(Exception):
-    """A search that policy does not allow (e.g. no purpose given)."""
+    """A search that policy does not allow; `code` says which rule (e.g. purpose_required)."""
+
+    def __init__(self, message: str, code: str = "refused") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def check_request(
+    settings: Settings, actor: Actor, purpose: str, justification: str, case_ref: str, urgent: bool = False
+) -> str:
+    """Refuse (SearchRefused) a search the rules do not allow; returns its approval policy.
+    Checked before anything is decoded or searched."""
+    if not actor.can("search"):
+        raise SearchRefused(f"the {actor.role} role may not search", "not_permitted")
+    if purpose not in settings.purposes:
+        raise SearchRefused(
+            "a search needs a purpose: one of " + ", ".join(settings.purposes) + " (--purpose)", "purpose_required"
+        )
+    if not (justification or "").strip():
+        raise SearchRefused(
+            "a search needs a justification: say why this search is needed (--justification)", "justification_required"
+        )
+    if not (case_ref or "").strip():
+        raise SearchRefused("a search needs a case reference (--case)", "case_ref_required")
+    try:
+        return approvals.policy_for(settings, actor, urgent)
+    except approvals.ApprovalError as exc:
+        raise SearchRefused(str(exc), "urgent_not_permitted") from None
 
 
 def similarity(distance: float) -> float:
@@ -115,21 +142,8 @@ class Searcher:
         """Search for the person in `photo`. Raises SearchRefused unless the actor may search and
         gives a purpose category, a justification and a case reference. Under a `prior` approval
         policy the results are withheld until a supervisor approves (see `decide`)."""
-        justification, case_ref = (justification or "").strip(), (case_ref or "").strip()
-        if not actor.can("search"):
-            raise SearchRefused(f"the {actor.role} role may not search")
-        if purpose not in self.settings.purposes:
-            raise SearchRefused(
-                "a search needs a purpose: one of " + ", ".join(self.settings.purposes) + " (--purpose)"
-            )
-        if not justification:
-            raise SearchRefused("a search needs a justification: say why this search is needed (--justification)")
-        if not case_ref:
-            raise SearchRefused("a search needs a case reference (--case)")
-        try:
-            policy = approvals.policy_for(self.settings, actor, urgent)
-        except approvals.ApprovalError as exc:
-            raise SearchRefused(str(exc)) from None
+        policy = check_request(self.settings, actor, purpose, justification, case_ref, urgent)
+        justification, case_ref = justification.strip(), case_ref.strip()
         limits = self.settings.user_search_limits.get(actor.username) or self.settings.search_limits.get(actor.role, {})
         with self.db.session() as session:
             rate_limits.check(session, actor.username, limits)  # raises RateLimited

@@ -27,7 +27,7 @@ from ..governance.accounts import AccountError, Actor, authenticate as check_pas
 from ..governance.accounts import change_password, end_session, start_session
 from ..index import open_index
 from ..ingest.decode import DecodeError
-from ..search import RateLimited, SearchRefused, Searcher
+from ..search import RateLimited, SearchRefused, Searcher, check_request
 from ..search.bands import BANDS
 from ..store import AuditEntry, Database, Face, Image, Location
 from ..store.media import MediaStore, make_crop
@@ -401,13 +401,10 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> dict:
         """Search for the person in the photo. The same result object as `facetrail search --json`,
         plus `crop_url` and `thumb_url` for each result. Every search is written to the audit log."""
-        if purpose not in settings.purposes:
-            choices = ", ".join(settings.purposes)
-            raise Problem(422, "purpose_required", f"A purpose is required: choose one of {choices}.")
-        if not justification.strip():
-            raise Problem(422, "justification_required", "A justification is required: say why this search is needed.")
-        if not case_ref.strip():
-            raise Problem(422, "case_ref_required", "A case reference is required.")
+        try:
+            check_request(settings, actor, purpose, justification, case_ref, urgent)  # before reading the upload
+        except SearchRefused as exc:
+            raise Problem(403 if exc.code == "not_permitted" else 422, exc.code, str(exc).capitalize() + ".") from None
         data = await read_upload(image)
         try:
             result = searcher(request).search(
@@ -423,7 +420,7 @@ def create_app(settings: Settings) -> FastAPI:
                 urgent=urgent,
             )
         except SearchRefused as exc:
-            raise Problem(422, "refused", str(exc)) from None
+            raise Problem(422, exc.code, str(exc).capitalize() + ".") from None
         except RateLimited as exc:
             raise Problem(429, "rate_limited", str(exc).capitalize() + ".", exc.retry_after) from None
         if result.error_code == "no_face":
