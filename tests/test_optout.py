@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from facetrail.index import open_index
 from facetrail.ingest import Ingestor, walk
 from facetrail.search import Searcher
-from facetrail.store import AuditEntry, Database, Face, OptOut
+from facetrail.store import AuditEntry, Database, OptOut
 from facetrail.web import create_app
 
 from .conftest import SEARCH_FORM, add_accounts, investigator, settings_for

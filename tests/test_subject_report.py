@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import select
 from typer.testing import CliRunner
 
 from facetrail.cli import app as cli

@@ -55,10 +55,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
 def sha256(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -157,7 +153,7 @@ def authenticate(session: Session, username: str, password: str, via: str) -> Us
     if user.disabled:
         record(session, None, "login.failed", user=username, via=via, reason="disabled")
         raise AccountError("this account is disabled")
-    locked_until = _aware(user.locked_until)
+    locked_until = user.locked_until
     if locked_until and locked_until > now():
         record(session, None, "login.failed", user=username, via=via, reason="locked")
         raise AccountError("too many failed attempts: this account is locked for a while, try again later")
@@ -208,7 +204,7 @@ def user_for_token(session: Session, secret: str) -> User | None:
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == sha256(secret)))
     if token is None or token.revoked_at is not None:
         return None
-    expires = _aware(token.expires_at)
+    expires = token.expires_at
     if expires is not None and expires <= now():
         return None
     if token.user.disabled:
@@ -233,7 +229,7 @@ def start_session(session: Session, user: User) -> tuple[str, WebSession]:
 
 def find_session(session: Session, secret: str) -> WebSession | None:
     web = session.scalar(select(WebSession).where(WebSession.token_hash == sha256(secret)))
-    if web is None or _aware(web.expires_at) <= now() or web.user.disabled:
+    if web is None or web.expires_at <= now() or web.user.disabled:
         return None
     return web
 

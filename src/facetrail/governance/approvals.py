@@ -28,10 +28,6 @@ class ApprovalError(Exception):
     """A refused approval action, with a message for a person."""
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
 def policy_for(settings: Settings, actor: Actor, urgent: bool) -> str:
     if urgent:
         if actor.role not in settings.urgent_roles:
@@ -69,7 +65,7 @@ def open_approval(
 
 
 def is_overdue(approval: Approval) -> bool:
-    due = _aware(approval.due_at)
+    due = approval.due_at
     return approval.state == "pending" and due is not None and due < datetime.now(UTC)
 
 
@@ -80,8 +76,8 @@ def describe(approval: Approval) -> dict:
         "policy": approval.policy,
         "state": approval.state,
         "requester": approval.requester,
-        "created_at": _aware(approval.created_at).isoformat(),
-        "due_at": _aware(approval.due_at).isoformat() if approval.due_at else None,
+        "created_at": approval.created_at.isoformat(),
+        "due_at": approval.due_at.isoformat() if approval.due_at else None,
         "overdue": is_overdue(approval),
         "decided_by": approval.decided_by,
         "reason": approval.reason,

@@ -22,11 +22,8 @@ GENESIS = "0" * 64
 
 def canonical(entry: AuditEntry) -> str:
     """The hashed content of an entry: every field except id and the hashes, as canonical JSON."""
-    created = entry.created_at
-    if created.tzinfo is None:  # SQLite returns naive datetimes; they are stored as UTC
-        created = created.replace(tzinfo=UTC)
     body = {
-        "created_at": created.astimezone(UTC).isoformat(timespec="microseconds"),
+        "created_at": entry.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
         "actor": entry.actor,
         "actor_kind": entry.actor_kind,
         "action": entry.action,

@@ -36,8 +36,6 @@ def check(session: Session, username: str, limits: dict[str, int]) -> None:
         times = session.scalars(recent).all()
         if len(times) >= limit:
             oldest = min(times)
-            if oldest.tzinfo is None:
-                oldest = oldest.replace(tzinfo=UTC)
             retry = (oldest + WINDOWS[window] - now).total_seconds()
             raise RateLimited(f"search limit reached: {limit} per {window}; try again later", max(1.0, retry))
 

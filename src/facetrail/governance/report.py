@@ -30,10 +30,6 @@ def period(start: date, end: date) -> tuple[datetime, datetime]:
     )
 
 
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
 def distinct_subjects(vectors: np.ndarray, threshold: float) -> int:
     """Number of groups of query descriptors linked by distances within the threshold."""
     n = len(vectors)
@@ -72,7 +68,7 @@ def collect(session: Session, start: date, end: date, threshold: float) -> dict:
         "to": end.isoformat(),
         "made_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "searches": len(searches),
-        "searches_per_month": dict(sorted(Counter(_aware(e.created_at).strftime("%Y-%m") for e in searches).items())),
+        "searches_per_month": dict(sorted(Counter(e.created_at.strftime("%Y-%m") for e in searches).items())),
         "searches_per_role": dict(Counter(e.details.get("role", "?") for e in searches).most_common()),
         "searches_per_purpose": dict(Counter(e.purpose or "?" for e in searches).most_common()),
         "results_revealed": sum(1 for e in searches if e.details.get("outcome") == "ok" and e.details.get("result_count")),

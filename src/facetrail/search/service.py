@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import select
@@ -108,12 +107,6 @@ class SearchResult:
             data["error"] = self.error
             data["error_code"] = self.error_code
         return data
-
-
-def _iso(value: datetime) -> str:
-    if value.tzinfo is None:  # SQLite hands back naive datetimes; they are stored as UTC
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat()
 
 
 class Searcher:
@@ -245,7 +238,7 @@ class Searcher:
             )
         return {
             "request_ref": request_ref,
-            "made_at": _iso(entry.created_at),
+            "made_at": entry.created_at.isoformat(),
             "made_by": actor.username,
             "audit_id": entry.id,
             "threshold": self.settings.match_threshold,
@@ -354,8 +347,8 @@ class Searcher:
                         "width": image.width,
                         "height": image.height,
                         "format": image.format,
-                        "first_seen": _iso(image.first_seen),
-                        "last_seen": _iso(image.last_seen),
+                        "first_seen": image.first_seen.isoformat(),
+                        "last_seen": image.last_seen.isoformat(),
                     },
                 )
             )
