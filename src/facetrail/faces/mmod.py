@@ -87,7 +87,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from .resnet import (
@@ -101,6 +100,7 @@ from .resnet import (
     _Reader,
     _Relu,
     _skip_add_layer_trailer,
+    cpu_session,
 )
 
 __all__ = ["MmodDetector", "load_mmod_onnx"]
@@ -530,16 +530,7 @@ class MmodDetector:
         self._convs = [(layer.weight.shape[2], layer.stride[0], layer.padding[0])
                        for layer in net.layers if isinstance(layer, _Conv)]
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle pool threads would otherwise busy-wait between calls (see resnet.py).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(
-            _build_onnx(net).SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self._session = cpu_session(_build_onnx(net), threads)
 
     def _too_small(self, tiling: _Tiling) -> bool:
         """Whether the convolutions leave nothing of this canvas (dlib raises an error then)."""
