@@ -21,7 +21,9 @@ from sqlalchemy import select
 
 from facetrail.config import Settings
 from facetrail.index import open_index
+from facetrail.governance.accounts import Actor
 from facetrail.ingest import Ingestor, walk
+from facetrail.ingest.sources import folder_source
 from facetrail.search.bands import BANDS
 from facetrail.store import Database, Face, Location
 
@@ -33,7 +35,9 @@ def main() -> None:
     settings = Settings(data_dir=data_dir)
     db = Database(settings.db_url)
     if not (data_dir / "index").exists():
-        Ingestor(settings, db, open_index(settings, db)).run(walk([DEV]))
+        with db.session() as session, session.begin():
+            source = folder_source(session, Actor("bench", "admin", "bench"), [DEV], "labelled test photographs (benchmark)")
+        Ingestor(settings, db, open_index(settings, db), source).run(walk([DEV]))
     with (DEV / "manifest.csv").open() as handle:
         identity = {str(DEV / r["path"]): r["identity"] for r in csv.DictReader(handle)}
     vectors: dict[str, tuple[str, np.ndarray]] = {}

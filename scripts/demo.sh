@@ -19,7 +19,7 @@ fi
 
 echo
 echo "== Indexing $PHOTOS"
-"$BIN/facetrail" index "$PHOTOS"
+"$BIN/facetrail" index "$PHOTOS" --legal-basis "sample photos shipped with the face_recognition package (MIT licence)"
 
 echo
 echo "== Accounts"

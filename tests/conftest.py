@@ -17,6 +17,7 @@ from facetrail.config import Settings
 from facetrail.faces import FaceEngine, load_engine
 from facetrail.index import open_index
 from facetrail.ingest import Ingestor, Summary, walk
+from facetrail.ingest.sources import folder_source
 from facetrail.governance.accounts import Actor
 from facetrail.store import Database, User
 
@@ -139,8 +140,18 @@ def dev_index(tmp_path_factory, dev_images, dev_database) -> DevIndex:
     settings = settings_for(tmp_path_factory.mktemp("dev-index"), database_url=dev_database)
     db = Database(settings.db_url)
     index = open_index(settings, db)
-    summary = Ingestor(settings, db, index).run(walk([DEV]))
+    summary = folder_ingestor(settings, db, index, DEV).run(walk([DEV]))
     return DevIndex(settings, db, summary, add_accounts(db))
+
+
+LEGAL_BASIS = "labelled test photographs, used with permission for testing"
+
+
+def folder_ingestor(settings, db, index, *paths) -> Ingestor:
+    """An Ingestor for the folder source holding `paths` (declared by the admin if needed)."""
+    with db.session() as session, session.begin():
+        source = folder_source(session, Actor("ada", "admin", "test"), list(paths), LEGAL_BASIS)
+    return Ingestor(settings, db, index, source)
 
 
 def investigator() -> Actor:

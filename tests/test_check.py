@@ -27,7 +27,7 @@ def test_check_reports_then_repairs(tmp_path, dev_images):
     for d in [d for d in dev_images if d.identity in ("madonna", "tom_hanks")][:4]:
         shutil.copy(d.path, folder / f"{d.identity}-{d.path.name}")
     data_dir = tmp_path / "data"
-    assert run(data_dir, "index", str(folder), "--workers", "1").exit_code == 0
+    assert run(data_dir, "index", str(folder), "--workers", "1", "--legal-basis", "test photographs").exit_code == 0
     healthy = run(data_dir, "check")
     assert healthy.exit_code == 0 and "OK: consistent" in healthy.stdout
 

@@ -175,8 +175,13 @@ def test_index_reports_a_summary_and_missing_paths(tmp_path, dev_images):
     folder.mkdir()
     (folder / "a.jpg").write_bytes(photo_of(dev_images, "madonna").read_bytes())
     (folder / "notes.jpg").write_text("not a photo")
-    result = run(tmp_path / "data", "index", str(folder), "--workers", "1")
+    refused = run(tmp_path / "data", "index", str(folder), user=None)
+    assert refused.exit_code == 2 and "not in a declared folder source" in refused.output
+    result = run(tmp_path / "data", "index", str(folder), "--workers", "1", "--legal-basis",
+                 "our own press photos", user=None)
     assert result.exit_code == 0, result.output
     assert "1 new images" in result.stdout and "1 not_an_image" in result.stdout
     assert "images/s" in result.stdout
-    assert run(tmp_path / "data", "index", str(tmp_path / "nowhere")).exit_code == 2
+    again = run(tmp_path / "data", "index", str(folder), user=None)  # the source is known now
+    assert again.exit_code == 0 and "2 unchanged" in again.stdout
+    assert run(tmp_path / "data", "index", str(tmp_path / "nowhere"), user=None).exit_code == 2

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 
 
 def index_cmd(data_dir, folder):
-    return [sys.executable, "-m", "facetrail.cli", "--data-dir", str(data_dir), "index", str(folder), "--workers", "2"]
+    return [sys.executable, "-m", "facetrail.cli", "--data-dir", str(data_dir), "index", str(folder), "--workers", "2",
+            "--legal-basis", "crash test photographs"]
 
 
 def snapshot(data_dir):

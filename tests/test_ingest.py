@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import func, select
 
 from facetrail.index import open_index
-from facetrail.ingest import Ingestor, walk
+from facetrail.ingest import walk
 from facetrail.search import Searcher
 from facetrail.store import AuditEntry, Database, Face, Image, Location
 from facetrail.store.media import MediaStore
 
-from .conftest import investigator
+from .conftest import folder_ingestor, investigator
 from .hostile import write_hostile_files
 
 
@@ -35,7 +35,7 @@ def photos(tmp_path, dev_images):
 def ingest(settings, *paths):
     db = Database(settings.db_url)
     index = open_index(settings, db)
-    summary = Ingestor(settings, db, index).run(walk(list(paths)))
+    summary = folder_ingestor(settings, db, index, *paths).run(walk(list(paths)))
     return db, index, summary
 
 

@@ -10,12 +10,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from facetrail.index import open_index
-from facetrail.ingest import Ingestor, walk
+from facetrail.ingest import walk
 from facetrail.search import Searcher
 from facetrail.store import AuditEntry, Database, OptOut
 from facetrail.web import create_app
 
-from .conftest import SEARCH_FORM, add_accounts, investigator, settings_for
+from .conftest import SEARCH_FORM, add_accounts, folder_ingestor, investigator, settings_for
 
 
 def of(dev_images, identity):
@@ -32,7 +32,7 @@ def site(tmp_path, dev_images, db_url):
             shutil.copy(path, folder / f"{identity}-{path.name}")
     settings = settings_for(tmp_path / "data", database_url=db_url)
     db = Database(db_url)
-    Ingestor(settings, db, open_index(settings, db)).run(walk([folder]))
+    folder_ingestor(settings, db, open_index(settings, db), folder).run(walk([folder]))
     tokens = add_accounts(db)
     with TestClient(create_app(settings)) as client:
         yield client, settings, db, folder, tokens
@@ -63,7 +63,7 @@ def test_an_opted_out_face_is_removed_and_never_comes_back(site, dev_images, eng
     shutil.copytree(folder, again)
     for path in again.iterdir():
         path.write_bytes(path.read_bytes() + b"\0")  # new bytes, so they are analysed again
-    summary = Ingestor(settings, db, open_index(settings, db)).run(walk([again]))
+    summary = folder_ingestor(settings, db, open_index(settings, db), again).run(walk([again]))
     assert summary.opted_out >= 3 and summary.images == 12
     assert madonna_results(client, tokens, dev_images) == []
     searcher = Searcher(settings, db, open_index(settings, db), engine)

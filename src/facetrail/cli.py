@@ -84,7 +84,7 @@ def _actor(ctx: typer.Context, db, permission: str):
 
 
 def _refuse(message: str) -> NoReturn:
-    err.print(f"[red]refused:[/] {message}")
+    err.print(f"[red]refused:[/] {message}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -106,42 +106,41 @@ def _progress() -> Progress:
     )
 
 
-@app.command("index")
-def index_command(
-    ctx: typer.Context,
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders (walked recursively).")],
-    workers: Annotated[int | None, typer.Option(help="Processes [default: one per core].")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every skipped file.")] = False,
-) -> None:
-    """Find, embed and index every face in image files under PATHS."""
-    from .index import open_index
-    from .ingest import Ingestor, walk
+def _operator(ctx: typer.Context, db):
+    """Who declares sources and ingests: --as / FACETRAIL_TOKEN (an admin) if given, else the local
+    operating-system account (access to the data folder is an operator's access); both audited."""
+    from .governance.accounts import Actor
 
-    settings: Settings = ctx.obj.settings
-    if workers:
-        settings = settings.model_copy(update={"workers": workers})
-    for path in paths:
-        if not path.exists():
-            err.print(f"[red]error:[/] no such file or folder: {path}")
-            raise typer.Exit(2)
-    db = _open(settings)
+    context: Context = ctx.obj
+    if context.token or context.as_user:
+        return _actor(ctx, db, "sources.manage")
+    os_user = getpass.getuser()
+    return Actor(f"local:{os_user}", "admin", "cli", None, os_user)
+
+
+def _ingest(settings: Settings, db, source, stream, total: int | None, verbose: bool) -> None:
+    """Run an ingest of `source` over `stream` with a progress bar; print the summary."""
+    from .index import open_index
+    from .ingest import Ingestor
+
     index = open_index(settings, db)
-    entries = list(walk(paths))
-    ingestor = Ingestor(settings, db, index)
+    ingestor = Ingestor(settings, db, index, source)
     interrupted = False
     with _progress() as progress:
-        task = progress.add_task("indexing", total=len(entries))
+        task = progress.add_task(f"indexing {source.name}", total=total)
         try:
-            ingestor.run(entries, lambda: progress.advance(task))
+            ingestor.run(stream, lambda: progress.advance(task))
         except KeyboardInterrupt:
             interrupted = True
+    _mark_run(db, source)
     summary = ingestor.summary
     if verbose or len(summary.errors) <= 20:
         for location, reason, message in summary.errors:
-            err.print(f"[yellow]skipped[/] {location}: {reason} ({message})", soft_wrap=True)
+            err.print(f"[yellow]skipped[/] {location}: {reason} ({message})", soft_wrap=True, markup=False)
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(summary.skipped.items())) or "none"
+    pages = f"{summary.pages} pages, " if summary.pages else ""
     out.print(
-        f"{'Interrupted' if interrupted else 'Done'}: {summary.files} files, {summary.images} new images, "
+        f"{'Interrupted' if interrupted else 'Done'}: {pages}{summary.files} files, {summary.images} new images, "
         f"{summary.faces} faces, {summary.duplicates} duplicates, {summary.unchanged} unchanged, "
         f"skipped: {skipped}; {summary.seconds:.1f} s, {summary.images_per_second:.1f} images/s",
         soft_wrap=True,
@@ -152,6 +151,45 @@ def index_command(
     if interrupted:
         out.print("Run the same command again to finish; nothing will be duplicated.")
         raise typer.Exit(130)
+
+
+def _mark_run(db, source) -> None:
+    from .store import Source
+
+    with db.session() as session, session.begin():
+        session.get(Source, source.id).last_run_at = datetime.now(UTC)
+
+
+@app.command("index")
+def index_command(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (walked recursively).")],
+    legal_basis: Annotated[
+        str | None, typer.Option(help="Declare a folder source for PATHS with this legal basis if none holds them.")
+    ] = None,
+    source_name: Annotated[str | None, typer.Option("--source", help="Name of the source declared.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes [default: one per core].")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every skipped file.")] = False,
+) -> None:
+    """Find, embed and index every face in image files under PATHS (a folder source)."""
+    from .ingest import walk
+    from .ingest.sources import SourceError, folder_source
+
+    settings: Settings = ctx.obj.settings
+    if workers:
+        settings = settings.model_copy(update={"workers": workers})
+    for path in paths:
+        if not path.exists():
+            err.print(f"[red]error:[/] no such file or folder: {path}")
+            raise typer.Exit(2)
+    db = _open(settings)
+    try:
+        with db.session() as session, session.begin():
+            source = folder_source(session, _operator(ctx, db), paths, legal_basis, source_name)
+    except SourceError as exc:
+        _refuse(str(exc))
+    entries = list(walk(paths))
+    _ingest(settings, db, source, entries, len(entries), verbose)
 
 
 @app.command()
@@ -684,3 +722,6 @@ def token_revoke(ctx: typer.Context, token_id: int) -> None:
 
 if __name__ == "__main__":
     app()
+
+
+from . import cli_sources  # noqa: E402,F401 - registers the source, crawl and ingest commands

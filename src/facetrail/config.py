@@ -85,6 +85,23 @@ class Settings(BaseSettings):
         default_factory=lambda: os.cpu_count() or 1, ge=1, description="Processes used by ingest."
     )
 
+    # Fetching and crawling (declared sources only)
+    fetch_allow: str = Field(
+        "",
+        description='Exact "host:port" pairs on loopback or private networks that may be fetched anyway '
+        '(comma separated, e.g. "127.0.0.1:8765" for a local test site). Everything else non-public is refused.',
+    )
+    user_agent: str = Field(
+        "facetrail/0.1 (+https://github.com/facetrail/facetrail; declared-source crawler)",
+        description="User-Agent of the crawler and fetcher; must hold a contact URL. robots.txt rules are "
+        "matched on its first word.",
+    )
+    crawl_delay: float = Field(1.0, ge=0, description="Seconds between requests to one host (AutoThrottle may raise it).")
+    crawl_max_pages: int = Field(1000, ge=1, description="Default page limit of a crawl (a source or --max-pages may set it).")
+    crawl_max_depth: int = Field(3, ge=0, description="Default link depth of a crawl.")
+    fetch_max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest page or image fetched.")
+    fetch_timeout: float = Field(30, gt=0, description="Seconds a fetch may take in all (slow servers are cut off).")
+
     @cached_property
     def db_url(self) -> str:
         if self.database_url:

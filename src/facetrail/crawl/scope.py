@@ -41,6 +41,12 @@ def _host_port(url: str) -> tuple[str, str, int] | None:
     return parts.scheme, parts.hostname.rstrip("."), port or _DEFAULT_PORTS[parts.scheme]
 
 
+def url_host(url: str) -> str | None:
+    """The host name of an http(s) URL, or None if it is not one."""
+    parsed = _host_port(url)
+    return parsed[1] if parsed else None
+
+
 @dataclass(frozen=True)
 class Scope:
     """Allowed `hosts` ("host" or "host:port") and optional URL `prefixes`.

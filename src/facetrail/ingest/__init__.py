@@ -1,7 +1,7 @@
 """Ingest: find files, decode them safely, find faces, store them."""
 
 from .decode import DecodedImage, DecodeError, Limits, decode
-from .files import FileEntry, walk
-from .pipeline import Ingestor, Summary
+from .files import Item, Skip, walk
+from .pipeline import Ingestor, PageRecord, Summary
 
-__all__ = ["DecodeError", "DecodedImage", "FileEntry", "Ingestor", "Limits", "Summary", "decode", "walk"]
+__all__ = ["DecodeError", "DecodedImage", "Ingestor", "Item", "Limits", "PageRecord", "Skip", "Summary", "decode", "walk"]

@@ -1,25 +1,44 @@
-"""Find the files to ingest under the paths an operator names."""
+"""What ingest consumes: `Item`s (a file or fetched bytes, and where it was found); `walk` makes
+them from the folders an operator names."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 
 @dataclass(frozen=True)
-class FileEntry:
-    path: Path  # absolute
+class Item:
+    """One file to ingest: its location (a path or URL) and its bytes, on disk (`path`) or fetched
+    (`data`). `status` is the HTTP status of a fetched image; `seen` the capture date of an
+    archived one (default: now)."""
+
+    location: str
     size: int
-    mtime_ns: int
+    mtime_ns: int = 0
+    path: Path | None = None
+    data: bytes | None = None
+    status: int | None = None
+    seen: datetime | None = None
 
-    @property
-    def location(self) -> str:
-        return str(self.path)
+    def read(self) -> bytes:
+        return self.data if self.data is not None else self.path.read_bytes()
 
 
-def walk(paths: list[Path]) -> Iterator[FileEntry]:
+@dataclass(frozen=True)
+class Skip:
+    """A URL the fetcher or crawler did not fetch or index, and why (for the summary)."""
+
+    location: str
+    reason: str
+    message: str
+    status: int | None = None  # the HTTP status, for reason http_status
+
+
+def walk(paths: list[Path]) -> Iterator[Item]:
     """Regular files under `paths` (recursively, sorted, hidden names skipped, symlinks not followed)."""
     for root in paths:
         root = Path(root).absolute()
@@ -38,6 +57,6 @@ def walk(paths: list[Path]) -> Iterator[FileEntry]:
                     yield _entry(path)
 
 
-def _entry(path: Path) -> FileEntry:
+def _entry(path: Path) -> Item:
     stat = path.stat()
-    return FileEntry(path, stat.st_size, stat.st_mtime_ns)
+    return Item(str(path), stat.st_size, stat.st_mtime_ns, path=path)

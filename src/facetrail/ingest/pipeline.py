@@ -1,4 +1,8 @@
-"""Folder ingest: files -> (process pool) analyze -> database + vector index.
+"""Ingest of one source: items (files, fetched images) -> (process pool) analyze -> database + index.
+
+The stream may also carry `PageRecord`s (the images a web page shows, stored as appearances),
+`Skip`s (URLs not fetched, counted by reason) and `None` (nothing new yet: a producer such as a
+crawl is still working; finished results are collected meanwhile).
 
 Each image is written in one transaction (image, faces, every location it was found at);
 the vector index follows the database and is saved periodically. A crash at any point
@@ -17,25 +21,39 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from itertools import islice
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import select, update
 
 from ..config import Settings
 from ..governance.optout import OptOutFilter
 from ..index import VectorIndex
-from ..store import Database, Face, Image, Location
+from ..store import Appearance, Database, Face, Image, Location, Source
+from ..store.cleanup import Orphan, delete_unreferenced, drop
 from ..store.media import MediaStore
 from .analyze import Analysis, analyze_in_worker, init_worker
-from .files import FileEntry
+from .files import Item, Skip
 
 CHUNK = 256
 INDEX_SAVE_SECONDS = 30.0
 
 
+@dataclass(frozen=True)
+class PageRecord:
+    """A web page (crawled or archived) and the image URLs it shows, with their alt text.
+    An empty `images` marks every earlier appearance on the page as gone."""
+
+    url: str
+    canonical_url: str | None
+    title: str
+    status: int
+    images: tuple[tuple[str, str], ...]  # (image URL, alt text)
+    seen: datetime | None = None  # capture date of an archived page (default: now)
+
+
 @dataclass
 class Summary:
+    pages: int = 0  # web pages whose images were recorded
     files: int = 0
     images: int = 0  # new distinct images stored
     faces: int = 0  # faces in those images
@@ -56,33 +74,29 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _chunks(items: Iterable[FileEntry], size: int) -> Iterator[list[FileEntry]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
 def _ignore_sigint_then_init(settings: Settings) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
     init_worker(settings)
 
 
 class Ingestor:
-    """Runs one ingest over a stream of files."""
+    """Runs one ingest of a source over a stream of items."""
 
-    def __init__(self, settings: Settings, db: Database, index: VectorIndex) -> None:
+    def __init__(self, settings: Settings, db: Database, index: VectorIndex, source: Source) -> None:
         self.settings = settings
         self.db = db
         self.index = index
+        self.source_id = source.id
         self.summary = Summary()
         self.media = MediaStore(settings.media_dir)
         with db.session() as session:
             self.opt_outs = OptOutFilter.load(session, settings.match_threshold)
-        self._pending: dict[str, list[FileEntry]] = {}  # sha256 in flight -> files with those bytes
+        self._pending: dict[str, list[Item]] = {}  # sha256 in flight -> files with those bytes
         self._last_save = time.monotonic()
 
-    def run(self, entries: Iterable[FileEntry], on_file: Callable[[], None] | None = None) -> Summary:
-        """Ingest every entry; `on_file` is called once per file finished (for progress bars)."""
+    def run(self, entries: Iterable[Item | PageRecord | Skip | None],
+            on_file: Callable[[], None] | None = None) -> Summary:
+        """Ingest every item; `on_file` is called once per item finished (for progress bars)."""
         started = time.monotonic()
         tick = on_file or (lambda: None)
         context = multiprocessing.get_context("forkserver")
@@ -91,9 +105,9 @@ class Ingestor:
         pool = ProcessPoolExecutor(workers, context, _ignore_sigint_then_init, (self.settings,))
         for _ in range(workers):  # start the workers (and load their models) while files are read
             pool.submit(int)
-        futures: dict[Future[Analysis], tuple[str, FileEntry]] = {}
+        futures: dict[Future[Analysis], tuple[str, Item]] = {}
         try:
-            for chunk in _chunks(entries, CHUNK):
+            for chunk in self._batches(entries):
                 for entry, data, sha in self._triage(chunk, tick):
                     if sha in self._pending:
                         self._pending[sha].append(entry)
@@ -102,6 +116,8 @@ class Ingestor:
                     futures[pool.submit(analyze_in_worker, data)] = (sha, entry)
                     while len(futures) >= workers * 4:
                         self._collect(futures, tick, block=True)
+                if futures:
+                    self._collect(futures, tick, block=False)
             while futures:
                 self._collect(futures, tick, block=True)
         finally:
@@ -110,19 +126,40 @@ class Ingestor:
             self.summary.seconds = time.monotonic() - started
         return self.summary
 
-    def _triage(self, chunk: list[FileEntry], tick: Callable[[], None]) -> Iterator[tuple[FileEntry, bytes, str]]:
-        """Settle unchanged files and known bytes at once; yield (entry, bytes, sha256) to analyze."""
+    def _batches(self, stream: Iterable[Item | PageRecord | Skip | None]) -> Iterator[list[Item]]:
+        """Items in lists of up to CHUNK; pages and skips are stored on the way; None ends a list early."""
+        batch: list[Item] = []
+        for element in stream:
+            if isinstance(element, Item):
+                batch.append(element)
+                if len(batch) < CHUNK:
+                    continue
+            elif isinstance(element, PageRecord):
+                self._store_page(element)
+                continue
+            elif isinstance(element, Skip):
+                self._store_skip(element)
+                continue
+            yield batch
+            batch = []
+        if batch:
+            yield batch
+
+    def _triage(self, chunk: list[Item], tick: Callable[[], None]) -> Iterator[tuple[Item, bytes, str]]:
+        """Settle unchanged files and known bytes at once; yield (item, bytes, sha256) to analyze."""
         self.summary.files += len(chunk)
         now = _now()
+        files = [e.location for e in chunk if e.data is None]  # fetched bytes are compared by sha256
+        in_source = Location.source_id == self.source_id
         with self.db.session() as session:
             known = {
                 row.location: row
                 for row in session.execute(
                     select(Location.location, Location.size, Location.mtime_ns).where(
-                        Location.location.in_([e.location for e in chunk])
+                        in_source, Location.location.in_(files)
                     )
                 )
-            }
+            } if files else {}
             unchanged = [
                 e.location
                 for e in chunk
@@ -130,11 +167,12 @@ class Ingestor:
             ]
             if unchanged:
                 session.execute(
-                    update(Location).where(Location.location.in_(unchanged)).values(last_seen=now)
+                    update(Location).where(in_source, Location.location.in_(unchanged)).values(last_seen=now)
                 )
                 session.execute(
                     update(Image)
-                    .where(Image.id.in_(select(Location.image_id).where(Location.location.in_(unchanged))))
+                    .where(Image.id.in_(select(Location.image_id).where(
+                        in_source, Location.location.in_(unchanged))))
                     .values(last_seen=now)
                 )
                 session.commit()
@@ -146,7 +184,7 @@ class Ingestor:
             if entry.location in skip:
                 continue
             try:
-                data = entry.path.read_bytes()
+                data = entry.read()
             except OSError as exc:
                 self._store_error(entry, "unreadable", f"cannot read: {exc.strerror or exc}")
                 tick()
@@ -161,7 +199,7 @@ class Ingestor:
                 continue
             yield entry, data, sha
 
-    def _collect(self, futures: dict[Future[Analysis], tuple[str, FileEntry]], tick, block: bool) -> None:
+    def _collect(self, futures: dict[Future[Analysis], tuple[str, Item]], tick, block: bool) -> None:
         done, _ = wait(list(futures), timeout=None if block else 0, return_when=FIRST_COMPLETED)
         for future in done:
             sha, entry = futures.pop(future)
@@ -181,8 +219,8 @@ class Ingestor:
             self.index.save()
             self._last_save = time.monotonic()
 
-    def _store_image(self, result: Analysis, entries: list[FileEntry]) -> None:
-        now = _now()
+    def _store_image(self, result: Analysis, entries: list[Item]) -> None:
+        now = min([e.seen for e in entries if e.seen] + [_now()])
         if result.faces:
             blocked = self.opt_outs.blocked(np.stack([f.embedding for f in result.faces]))
             if blocked.any():  # opted-out faces are never stored, nor their crops
@@ -219,72 +257,99 @@ class Ingestor:
             ]
             session.add_all(rows)
             session.flush()
-            orphans = self._upsert_locations(session, image.id, entries, now)
+            orphans = self._upsert_locations(session, image.id, entries)
             face_ids = np.array([r.id for r in rows], np.int64)
         # committed: the index follows
         if len(face_ids):
             self.index.add(face_ids, np.stack([f.embedding for f in result.faces]).astype(np.float32))
-        self._drop(orphans)
+        drop(orphans, self.index, self.media)
         self.summary.images += 1
         self.summary.faces += len(rows)
         self.summary.duplicates += len(entries) - 1
 
-    def _store_locations(self, image_id: int, entries: list[FileEntry]) -> None:
+    def _store_locations(self, image_id: int, entries: list[Item]) -> None:
         with self.db.session() as session, session.begin():
-            orphans = self._upsert_locations(session, image_id, entries, _now())
-            session.execute(update(Image).where(Image.id == image_id).values(last_seen=_now()))
-        self._drop(orphans)
+            orphans = self._upsert_locations(session, image_id, entries)
+            seen = max(e.seen or _now() for e in entries)
+            session.execute(update(Image).where(Image.id == image_id, Image.last_seen < seen).values(last_seen=seen))
+        drop(orphans, self.index, self.media)
 
-    def _store_error(self, entry: FileEntry, reason: str, message: str) -> None:
+    def _store_error(self, entry: Item, reason: str, message: str) -> None:
         with self.db.session() as session, session.begin():
-            orphans = self._upsert_locations(session, None, [entry], _now(), error=reason)
-        self._drop(orphans)
+            orphans = self._upsert_locations(session, None, [entry], error=reason)
+        drop(orphans, self.index, self.media)
         self.summary.skipped[reason] += 1
         self.summary.errors.append((entry.location, reason, message))
 
-    def _upsert_locations(
-        self, session, image_id: int | None, entries, now, error: str | None = None
-    ) -> list[tuple[str, list[int]]]:
-        """Point each location at image_id. Returns (sha256, face ids) of images no longer found
-        anywhere; their rows are deleted here, in the caller's transaction."""
+    def _upsert_locations(self, session, image_id: int | None, entries: list[Item],
+                          error: str | None = None) -> list[Orphan]:
+        """Point each location of this source at image_id. Images no longer found anywhere are
+        deleted here, in the caller's transaction; returns them for `drop` after the commit."""
         previous: set[int] = set()
         for entry in entries:
-            row = session.scalar(select(Location).where(Location.location == entry.location))
+            seen = entry.seen or _now()
+            row = session.scalar(select(Location).where(
+                Location.source_id == self.source_id, Location.location == entry.location))
             if row is None:
                 session.add(
                     Location(
+                        source_id=self.source_id,
                         location=entry.location,
                         image_id=image_id,
                         size=entry.size,
                         mtime_ns=entry.mtime_ns,
                         error=error,
-                        first_seen=now,
-                        last_seen=now,
+                        status=entry.status,
+                        gone=False,
+                        first_seen=seen,
+                        last_seen=seen,
                     )
                 )
                 continue
             if row.image_id is not None and row.image_id != image_id:
                 previous.add(row.image_id)
-            row.image_id, row.size, row.mtime_ns, row.error, row.last_seen = (
-                image_id,
-                entry.size,
-                entry.mtime_ns,
-                error,
-                now,
-            )
+            row.image_id, row.size, row.mtime_ns, row.error, row.status, row.gone = (
+                image_id, entry.size, entry.mtime_ns, error, entry.status, False)
+            row.first_seen, row.last_seen = min(row.first_seen, seen), max(row.last_seen, seen)
         session.flush()
-        orphans = []
-        for old in previous:
-            if not session.scalar(select(func.count()).select_from(Location).where(Location.image_id == old)):
-                sha = session.scalar(select(Image.sha256).where(Image.id == old))
-                orphans.append((sha, list(session.scalars(select(Face.id).where(Face.image_id == old)))))
-                session.execute(delete(Face).where(Face.image_id == old))
-                session.execute(delete(Image).where(Image.id == old))
-        return orphans
+        return delete_unreferenced(session, previous)
 
-    def _drop(self, orphans: list[tuple[str, list[int]]]) -> None:
-        """After the commit: take deleted images' faces out of the index and their media off disk."""
-        for sha, face_ids in orphans:
-            if face_ids:
-                self.index.remove(np.array(face_ids, np.int64))
-            self.media.delete(sha, len(face_ids))
+    def _store_page(self, page: PageRecord) -> None:
+        """Record the images a page shows; earlier appearances on it that it no longer shows are gone."""
+        seen = page.seen or _now()
+        images = dict(page.images)  # image URL -> alt (one appearance per URL and page)
+        with self.db.session() as session, session.begin():
+            rows = {row.image_url: row for row in session.scalars(select(Appearance).where(
+                Appearance.source_id == self.source_id, Appearance.page_url == page.url))}
+            for url, row in rows.items():
+                if url not in images and seen >= row.last_seen:
+                    row.gone = True
+            for url, alt in images.items():
+                row = rows.get(url)
+                if row is None:
+                    session.add(Appearance(
+                        source_id=self.source_id, key=appearance_key(page.url, url), page_url=page.url,
+                        canonical_url=page.canonical_url, page_title=page.title[:1000], image_url=url,
+                        alt=alt[:1000], status=page.status, gone=False, first_seen=seen, last_seen=seen))
+                    continue
+                row.first_seen = min(row.first_seen, seen)
+                if seen >= row.last_seen:
+                    row.last_seen, row.gone, row.alt, row.status = seen, False, alt[:1000], page.status
+                    row.page_title, row.canonical_url = page.title[:1000], page.canonical_url
+        self.summary.pages += 1
+
+    def _store_skip(self, skip: Skip) -> None:
+        """Count a URL that was not fetched; a page or image that is not found any more is gone."""
+        self.summary.skipped[skip.reason] += 1
+        self.summary.errors.append((skip.location, skip.reason, skip.message))
+        if skip.status not in (404, 410):
+            return
+        with self.db.session() as session, session.begin():
+            session.execute(update(Appearance).where(
+                Appearance.source_id == self.source_id, Appearance.page_url == skip.location).values(gone=True))
+            session.execute(update(Location).where(
+                Location.source_id == self.source_id, Location.location == skip.location).values(gone=True))
+
+
+def appearance_key(page_url: str, image_url: str) -> str:
+    return hashlib.sha256(f"{page_url}\0{image_url}".encode()).hexdigest()

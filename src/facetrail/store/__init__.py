@@ -1,6 +1,6 @@
 """Storage: schema, migrations and the database connection."""
 
 from .db import Database
-from .models import ApiToken, Approval, AuditEntry, Base, Confirmation, Face, Image, Location, OptOut, QueryEmbedding, User, WebSession
+from .models import ApiToken, Approval, Appearance, AuditEntry, Base, Confirmation, Face, Image, Location, OptOut, QueryEmbedding, Source, User, WebSession
 
-__all__ = ["ApiToken", "Approval", "AuditEntry", "Base", "Confirmation", "Database", "Face", "Image", "Location", "OptOut", "QueryEmbedding", "User", "WebSession"]
+__all__ = ["ApiToken", "Appearance", "Approval", "AuditEntry", "Base", "Confirmation", "Database", "Face", "Image", "Location", "OptOut", "QueryEmbedding", "Source", "User", "WebSession"]

@@ -48,25 +48,84 @@ class Image(Base):
     locations: Mapped[list[Location]] = relationship(back_populates="image", order_by="Location.id")
 
 
+class Source(Base):
+    """A declared source: nothing is fetched or indexed outside a source's scope.
+
+    kind: site (crawled), folder, urls (a URL list), warc (web archives). `scope` holds, per kind,
+    {"hosts": [...], "prefixes": [...], "start_urls": [...]} or {"paths": [...]}; `options` the
+    crawl limits. `legal_basis` is required: why this source may be indexed at all.
+    """
+
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[dict] = mapped_column(JSON)
+    options: Mapped[dict] = mapped_column(JSON)
+    legal_basis: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # active, suspended
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_run_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
 class Location(Base):
-    """A place a file was found (a path or URL), with what became of it.
+    """A place a source's file was found (a path or an image URL), with what became of it.
 
     `image_id` is null when the file could not be used; `error` then says why.
-    `size` and `mtime_ns` let a rerun skip files that have not changed.
+    `size` and `mtime_ns` let a rerun skip files that have not changed; `status` is the HTTP
+    status of an image URL; `gone` is set when a re-fetch no longer finds the image there.
+    For web archives first/last seen are capture dates.
     """
 
     __tablename__ = "locations"
+    __table_args__ = (UniqueConstraint("source_id", "location"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    location: Mapped[str] = mapped_column(String(2048), unique=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    location: Mapped[str] = mapped_column(String(2048))
     image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[int | None] = mapped_column(Integer)
+    gone: Mapped[bool] = mapped_column(Boolean, default=False)
     first_seen: Mapped[datetime] = mapped_column(UtcDateTime)
     last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
 
     image: Mapped[Image | None] = relationship(back_populates="locations")
+    source: Mapped[Source] = relationship()
+
+
+class Appearance(Base):
+    """An image shown on a web page (crawled or archived): the page, its title and the image URL.
+
+    The image itself is the `Location` of the same source whose location is `image_url`.
+    `key` = sha256(page_url + NUL + image_url) keeps (page, image) pairs unique within a source
+    (two long URLs would not fit a PostgreSQL index entry). `gone` is set when the page was
+    fetched again and no longer shows the image, or no longer exists.
+    """
+
+    __tablename__ = "appearances"
+    __table_args__ = (
+        UniqueConstraint("source_id", "key"),
+        Index("ix_appearances_source_image_url", "source_id", "image_url"),
+        Index("ix_appearances_source_page_url", "source_id", "page_url"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    page_url: Mapped[str] = mapped_column(String(2048))
+    canonical_url: Mapped[str | None] = mapped_column(String(2048))
+    page_title: Mapped[str] = mapped_column(Text)
+    image_url: Mapped[str] = mapped_column(String(2048))
+    alt: Mapped[str] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(Integer)  # of the page
+    gone: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Face(Base):

@@ -1,0 +1,120 @@
+"""Web sources as streams for the ingest pipeline: a crawl of a site, a URL list, web archives.
+
+Each function returns a `Feed` yielding `Item`s (image bytes with their URL), `PageRecord`s (the
+images a page shows) and `Skip`s (URLs not fetched, with the reason), produced in a thread while
+the pipeline analyses faces. All network access goes through one `SafeFetcher` (no loopback,
+private or link-local address unless FACETRAIL_FETCH_ALLOW lists its exact host:port).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ..config import Settings
+from ..crawl import CrawlSummary, ImageFound, Page, Scope, crawl, is_excluded
+from ..crawl.scope import url_host
+from ..crawl.extract import blocks_images, robots_directives
+from ..store import Source
+from .feed import Feed
+from .fetch import FetchError, FetchPolicy, SafeFetcher, parse_allow
+from .files import Item, Skip
+from .pipeline import PageRecord
+from .sources import site_scope
+
+MAX_URL = 2048
+_STATUS = re.compile(r"HTTP status (\d{3})")
+
+
+def fetcher(settings: Settings) -> SafeFetcher:
+    return SafeFetcher(FetchPolicy(allow=parse_allow(settings.fetch_allow), max_bytes=settings.fetch_max_bytes,
+                                   deadline=settings.fetch_timeout, user_agent=settings.user_agent))
+
+
+def skip(url: str, reason: str, message: str) -> Skip:
+    found = _STATUS.search(message) if reason == "http_status" else None
+    return Skip(url, reason, message, int(found.group(1)) if found else None)
+
+
+def page_record(page: Page) -> PageRecord:
+    return PageRecord(page.final_url, page.canonical_url, page.title, page.status,
+                      tuple((ref.url, ref.alt) for ref in page.images if len(ref.url) <= MAX_URL))
+
+
+def image_item(image: ImageFound) -> Item:
+    return Item(image.url, len(image.body), data=image.body, status=image.status)
+
+
+def crawl_feed(settings: Settings, source: Source, max_pages: int | None = None,
+               max_depth: int | None = None) -> Feed[CrawlSummary]:
+    """Crawl a site source within its scope (see `facetrail.crawl.crawl` for the rules)."""
+    scope = site_scope(source)
+    options = source.options or {}
+    pages = max_pages or options.get("max_pages") or settings.crawl_max_pages
+    depth = max_depth if max_depth is not None else options.get("max_depth", settings.crawl_max_depth)
+
+    def produce(put: Callable[[object], None]) -> CrawlSummary:
+        return crawl(source.scope["start_urls"], scope, fetcher(settings), max_pages=pages, max_depth=depth,
+                     user_agent=settings.user_agent, delay=settings.crawl_delay,
+                     on_page=lambda page: put(page_record(page)),
+                     on_image=lambda image: put(image_item(image)),
+                     on_error=lambda url, reason, message: put(skip(url, reason, message)))
+
+    return Feed(produce)
+
+
+def read_url_list(path: Path) -> list[str]:
+    """The URLs of a list file: one per line; blank lines and lines starting with # are ignored."""
+    lines = (line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines())
+    return list(dict.fromkeys(line for line in lines if line and not line.startswith("#")))
+
+
+def url_refusal(url: str, scope: Scope | None) -> str | None:
+    """Why an image URL of a list may not be fetched, before any network access."""
+    if len(url) > MAX_URL:
+        return "bad_url"
+    if scope is not None:
+        return scope.refusal(url)
+    host = url_host(url)
+    if host is None:
+        return "bad_url"
+    return "excluded_domain" if is_excluded(host) else None
+
+
+def urls_feed(settings: Settings, source: Source, urls: Iterable[str]) -> Feed[int]:
+    """Fetch each image URL once, in order, waiting `crawl_delay` between requests to a host.
+    An image whose X-Robots-Tag forbids indexing (noimageindex, noai...) is skipped."""
+    scope = site_scope(source)
+    safe = fetcher(settings)
+
+    def produce(put: Callable[[object], None]) -> int:
+        last: dict[str, float] = {}
+        fetched = 0
+        for url in urls:
+            refusal = url_refusal(url, scope)
+            if refusal:
+                put(Skip(url, refusal, f"{url}: not fetched ({refusal.replace('_', ' ')})"))
+                continue
+            host = url_host(url)
+            wait = last.get(host, 0) + settings.crawl_delay - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            last[host] = time.monotonic()
+            try:
+                response = safe.fetch(url, image=True)
+            except FetchError as exc:
+                put(skip(url, exc.reason, str(exc)))
+                continue
+            if blocks_images(robots_directives(response.headers.get("x-robots-tag", ""))):
+                put(Skip(url, "noimageindex", f"{url}: X-Robots-Tag forbids indexing this image"))
+                continue
+            if scope is not None and not scope.allows(response.final_url):
+                put(Skip(url, "out_of_scope", f"{url}: redirected out of scope to {response.final_url}"))
+                continue
+            fetched += 1
+            put(Item(url, len(response.body), data=response.body, status=response.status))
+        return fetched
+
+    return Feed(produce)
