@@ -122,7 +122,7 @@ def test_pick_the_second_face_and_find_that_person(page, server, dev_images, tmp
     page.click("#submit")
     cards = page.locator("#grid .card")
     cards.first.wait_for()
-    locations = [text for text in page.locator("#grid .location").all_inner_texts()]
+    locations = [text for text in page.locator("#grid .appearances").all_inner_texts()]
     assert locations and all("bill_gates" in text for text in locations[:3]), locations
     assert "audit entry" in page.locator("#status").inner_text()
     page.wait_for_function("() => document.querySelector('#grid .card img').naturalWidth > 0")  # crops load
@@ -194,7 +194,7 @@ def test_a_search_held_for_approval_is_approved_by_a_second_user(browser, dev_in
 
         investigator.click("#check")
         investigator.locator("#grid .card").first.wait_for()
-        locations = investigator.locator("#grid .location").all_inner_texts()
+        locations = investigator.locator("#grid .appearances").all_inner_texts()
         assert locations and all("hugh_laurie" in text for text in locations[:2]), locations
     finally:
         process.terminate()

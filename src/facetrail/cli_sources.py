@@ -152,7 +152,8 @@ def _source(ctx: typer.Context, db, name: str, kind: str, legal_basis: str | Non
                 source = get_source(session, name)
             except SourceError:
                 if not legal_basis:
-                    raise
+                    raise SourceError(f"no source named {name!r}: declare it with `facetrail source add {name} "
+                                      f"--kind {kind} --legal-basis TEXT`, or give --legal-basis") from None
                 source = add_source(session, _operator(ctx, db), SourceSpec(name, kind, legal_basis))
             usable(source, kind)
     except SourceError as exc:

@@ -17,7 +17,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..store import AuditEntry, Face, Image, Location, QueryEmbedding
+from ..store import AuditEntry, Face, Image, Location, QueryEmbedding, Source
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "web" / "templates"
 
@@ -86,8 +86,11 @@ def collect(session: Session, start: date, end: date, threshold: float) -> dict:
         "faces_removed": sum(e.details.get("faces_removed", 0) for e in entries if e.action == "opt_out"),
         "subject_reports": by_action["subject_report"],
         "index": {"images": count(Image), "faces": count(Face), "locations": count(Location)},
-        "sources": [{"name": "folders and files", "kind": "folder", "legal_basis": "declared by the operator",
-                     "locations": count(Location)}],
+        "sources": [{"name": source.name, "kind": source.kind, "legal_basis": source.legal_basis,
+                     "status": source.status, "locations": n}
+                    for source, n in session.execute(
+                        select(Source, func.count(Location.id)).outerjoin(Location, Location.source_id == Source.id)
+                        .group_by(Source.id).order_by(Source.name))],
     }
 
 

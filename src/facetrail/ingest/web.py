@@ -118,3 +118,28 @@ def urls_feed(settings: Settings, source: Source, urls: Iterable[str]) -> Feed[i
         return fetched
 
     return Feed(produce)
+
+
+def warc_feed(settings: Settings, source: Source, paths: Iterable[Path]) -> Feed[int]:
+    """Read web archives: archived HTML pages give appearances (dated by capture), archived image
+    responses give images; robots directives, the excluded domains and the source's hosts apply."""
+    from .warc import ArchivedPage, read_warc
+
+    scope = site_scope(source)
+
+    def produce(put: Callable[[object], None]) -> int:
+        records = 0
+        for path in paths:
+            for record in read_warc(path, max_bytes=settings.fetch_max_bytes, scope=scope,
+                                    on_error=lambda url, reason, message: put(skip(url, reason, message))):
+                records += 1
+                if isinstance(record, ArchivedPage):
+                    put(PageRecord(record.url, record.canonical_url, record.title, record.status,
+                                   tuple((ref.url, ref.alt) for ref in record.images if len(ref.url) <= MAX_URL),
+                                   seen=record.captured_at))
+                elif len(record.url) <= MAX_URL:
+                    put(Item(record.url, len(record.body), data=record.body, status=record.status,
+                             seen=record.captured_at))
+        return records
+
+    return Feed(produce)

@@ -29,6 +29,7 @@ from ..index import VectorIndex
 from ..ingest.decode import DecodedImage, DecodeError, Limits, decode
 from ..store import Approval, AuditEntry, Database, Face, Image
 from .bands import band
+from .provenance import appearances_of, by_domain
 
 SIMILARITY_SCALE = 1.2  # similarity = 1 - distance / 1.2, so the default threshold 0.6 maps to 0.5
 
@@ -97,9 +98,11 @@ class SearchResult:
     approval: dict | None = None  # policy and state, when the search is under an approval policy
 
     def to_dict(self) -> dict:
+        results = [asdict(m) for m in self.results]
         data = {
             "query": self.query,
-            "results": [asdict(m) for m in self.results],
+            "results": results,
+            "by_domain": by_domain(results),
             "audit_id": self.audit_id,
             "approval": self.approval,
         }
@@ -246,6 +249,7 @@ class Searcher:
                 {
                     "sha256": m.image["sha256"],
                     "locations": m.image["locations"],
+                    "appearances": m.image["appearances"],
                     "width": m.image["width"],
                     "height": m.image["height"],
                     "first_seen": m.image["first_seen"],
@@ -323,6 +327,7 @@ class Searcher:
             )
         }
         opt_outs = OptOutFilter.load(session, self.settings.match_threshold)
+        where = appearances_of(session, [f.image_id for f in rows.values()])
         matches = []
         for face_id, distance in hits:
             row = rows.get(face_id)
@@ -349,6 +354,7 @@ class Searcher:
                         "format": image.format,
                         "first_seen": image.first_seen.isoformat(),
                         "last_seen": image.last_seen.isoformat(),
+                        "appearances": where.get(image.id, []),
                     },
                 )
             )

@@ -139,6 +139,78 @@ function formatDate(iso) {
   return iso ? new Date(iso).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" }) : "?";
 }
 
+function link(url, text) {
+  const anchor = document.createElement("a");
+  anchor.href = url;
+  anchor.rel = "noopener noreferrer nofollow";
+  anchor.target = "_blank";
+  anchor.textContent = text;
+  return anchor;
+}
+
+const SHOWN_APPEARANCES = 3;
+
+function appearanceItem(appearance) {
+  const item = document.createElement("li");
+  const url = appearance.page_url || appearance.location;
+  const text = appearance.page_title || url;
+  item.append(/^https?:\/\//i.test(url) ? link(url, text) : document.createTextNode(text));
+  const when = document.createElement("span");
+  when.className = "when";
+  when.textContent =
+    ` · ${appearance.domain || "local file"} · first seen ${formatDate(appearance.first_seen)}` +
+    ` · last seen ${formatDate(appearance.last_seen)}`;
+  item.append(when);
+  if (appearance.gone) {
+    const gone = document.createElement("span");
+    gone.className = "gone";
+    gone.textContent = "gone";
+    gone.title = "No longer found there when last checked";
+    item.append(" ", gone);
+  }
+  return item;
+}
+
+function appearanceList(appearances) {
+  const list = document.createElement("ul");
+  list.className = "appearances";
+  list.setAttribute("aria-label", "Where this image appears");
+  list.append(...appearances.slice(0, SHOWN_APPEARANCES).map(appearanceItem));
+  if (appearances.length > SHOWN_APPEARANCES) {
+    const more = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "link";
+    button.textContent = `${appearances.length - SHOWN_APPEARANCES} more place(s)`;
+    button.addEventListener("click", () => {
+      more.replaceWith(...appearances.slice(SHOWN_APPEARANCES).map(appearanceItem));
+    });
+    more.append(button);
+    list.append(more);
+  }
+  return list;
+}
+
+function domainSummary(groups) {
+  const list = $("domains");
+  list.replaceChildren(...groups.map((group) => {
+    const item = document.createElement("li");
+    const name = document.createElement("strong");
+    name.textContent = group.domain;
+    const pages = document.createElement("ul");
+    pages.append(...group.pages.map((page) => {
+      const entry = document.createElement("li");
+      const label = page.title || page.url || "files";
+      entry.append(page.url && /^https?:\/\//i.test(page.url) ? link(page.url, label) : document.createTextNode(label));
+      entry.append(` — result${page.ranks.length > 1 ? "s" : ""} ${page.ranks.join(", ")}${page.gone ? " (gone)" : ""}`);
+      return entry;
+    }));
+    item.append(name, pages);
+    return item;
+  }));
+  $("by-domain").hidden = !groups.length;
+}
+
 function resultCard(result, searchId) {
   const item = document.createElement("li");
   item.className = "card";
@@ -151,18 +223,7 @@ function resultCard(result, searchId) {
   const band = document.createElement("div");
   band.className = `band band-${result.band.replace(" ", "-")}`;
   band.textContent = `${result.band} · ${Math.round(result.similarity * 100)}%`;
-  const where = document.createElement("div");
-  where.className = "location";
-  const location = result.image.location || "";
-  if (/^https?:\/\//i.test(location)) {
-    const link = document.createElement("a");
-    link.href = location;
-    link.rel = "noopener noreferrer nofollow";
-    link.textContent = location;
-    where.appendChild(link);
-  } else {
-    where.textContent = location;
-  }
+  const where = appearanceList(result.image.appearances || []);
   const details = document.createElement("div");
   details.textContent =
     `${result.image.width}×${result.image.height} · distance ${result.distance.toFixed(3)} · ` +
@@ -240,6 +301,7 @@ async function checkWithheld() {
 function showResults(body) {
   const grid = $("grid");
   grid.replaceChildren(...body.results.map((result) => resultCard(result, body.audit_id)));
+  domainSummary(body.by_domain || []);
   $("results").hidden = false;
   $("more").hidden = body.results.length < state.topK;
   setStatus(
