@@ -85,6 +85,19 @@ class Settings(BaseSettings):
         default_factory=lambda: os.cpu_count() or 1, ge=1, description="Processes used by ingest."
     )
 
+    # Vector index
+    vector_uri: str = Field(
+        "",
+        description="Where face vectors are searched: empty = FAISS files in the data folder (exact while "
+        "small, compressed with exact re-ranking beyond exact_limit); a path ending in .db = embedded "
+        "milvus-lite (one process at a time); http(s)://host:19530 = a Milvus standalone or cluster.",
+    )
+    vector_token: str = Field("", description="Token (or user:password) for a Milvus server.")
+    exact_limit: int = Field(
+        200_000, ge=0, description="Faces up to which the FAISS index stays exact (flat); beyond it a "
+        "compressed index is trained in the background (see bench/search.py).",
+    )
+
     # Fetching and crawling (declared sources only)
     fetch_allow: str = Field(
         "",
