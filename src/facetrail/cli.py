@@ -204,13 +204,20 @@ def search(
     threshold: Annotated[float | None, typer.Option(help="Largest distance reported [default 0.6].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo (JSON Lines).")] = False,
     urgent: Annotated[bool, typer.Option(help="Urgent: results at once, approval due within 48 h.")] = False,
+    mode: Annotated[
+        str, typer.Option(help="faces: where the person appears; copies: copies of this very photo.")
+    ] = "faces",
 ) -> None:
-    """Find where the person in PHOTO appears. Every search is written to the audit log."""
+    """Find where the person in PHOTO appears (or, with --mode copies, copies of the photo itself).
+    Every search is written to the audit log."""
     from .faces import load_engine
     from .index import open_index
     from .search import RateLimited, SearchRefused, Searcher, check_request
 
     settings: Settings = ctx.obj.settings
+    if mode not in ("faces", "copies"):
+        err.print("[red]error:[/] --mode is faces or copies")
+        raise typer.Exit(2)
     for photo in photos:
         if not photo.is_file():
             err.print(f"[red]error:[/] no such file: {photo}")
@@ -225,18 +232,22 @@ def search(
     failures = 0
     for photo in photos:
         try:
-            result = searcher.search(
-                photo.read_bytes(),
-                actor=actor,
-                purpose=purpose,
-                justification=justification,
-                case_ref=case,
-                face=face,
-                top_k=top_k,
-                threshold=threshold,
-                name=str(photo),
-                urgent=urgent,
-            )
+            if mode == "copies":
+                result = searcher.copies(photo.read_bytes(), actor=actor, purpose=purpose,
+                                         justification=justification, case_ref=case, top_k=top_k, name=str(photo))
+            else:
+                result = searcher.search(
+                    photo.read_bytes(),
+                    actor=actor,
+                    purpose=purpose,
+                    justification=justification,
+                    case_ref=case,
+                    face=face,
+                    top_k=top_k,
+                    threshold=threshold,
+                    name=str(photo),
+                    urgent=urgent,
+                )
         except SearchRefused as exc:
             _refuse(str(exc))
         except RateLimited as exc:
@@ -251,7 +262,29 @@ def search(
         raise typer.Exit(1)
 
 
+def _print_copies(photo: Path, result) -> None:
+    out.print(f"[bold]{photo}[/]: copies of this photo")
+    if result.error:
+        out.print(f"[red]error:[/] {result.error}")
+        return
+    if not result.copies:
+        out.print("No copy found.")
+        return
+    table = Table("#", "image", "bits apart", "first seen", "last seen")
+    table.add_column("where", overflow="fold")
+    for rank, copy in enumerate(result.copies, 1):
+        image = copy["image"]
+        where = [a["page_url"] or a["location"] for a in image["appearances"]]
+        table.add_row(str(rank), str(image["id"]), str(copy["distance"]), image["first_seen"][:10],
+                      image["last_seen"][:10], "\n".join(where[:5]) + (f"\n(+{len(where) - 5})" if len(where) > 5 else ""))
+    out.print(table)
+    out.print(f"(search {result.audit_id})")
+
+
 def _print_result(photo: Path, result) -> None:
+    if result.mode == "copies":
+        _print_copies(photo, result)
+        return
     faces = result.query["faces"]
     out.print(f"[bold]{photo}[/]: {len(faces)} face(s) found")
     for f in faces:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..index import VectorIndex
@@ -69,6 +69,8 @@ def opt_out(
             select(Face.id, Face.idx, Image.sha256).join(Image, Image.id == Face.image_id).where(Face.id.in_(hits))
         ).all()
         session.execute(delete(Face).where(Face.id.in_(hits)))
+        # copy search must not lead to the person's photos either
+        session.execute(update(Image).where(Image.sha256.in_({sha for _, _, sha in rows})).values(copy_hash=None))
         index.remove(np.array(hits, np.int64))
         for _, idx, sha in rows:
             media.crop_path(sha, idx).unlink(missing_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import Settings
+from ..copies import fingerprint
 from ..faces import Face, FaceEngine, load_engine
 from ..store.media import make_crop, make_thumbnail
 from .decode import DecodeError, Limits, decode
@@ -23,6 +24,7 @@ class Analysis:
     model: str = ""
     thumbnail: bytes = b""  # JPEG, for the web app
     crops: list[bytes] = field(default_factory=list)  # one JPEG per face, same order
+    copy_hash: int | None = None  # perceptual hash for copy search (copies.py)
     error: str | None = None
     message: str = ""
 
@@ -43,6 +45,7 @@ def analyze(engine: FaceEngine, data: bytes, limits: Limits) -> Analysis:
         model=engine.model_name,
         thumbnail=make_thumbnail(image.pixels),
         crops=[make_crop(image.pixels, f.box) for f in faces],
+        copy_hash=fingerprint(image.pixels).hashes[0],
     )
 
 

@@ -226,7 +226,8 @@ class Ingestor:
             if blocked.any():  # opted-out faces are never stored, nor their crops
                 self.summary.opted_out += int(blocked.sum())
                 keep = [i for i, b in enumerate(blocked) if not b]
-                result = replace(result, faces=[result.faces[i] for i in keep], crops=[result.crops[i] for i in keep])
+                result = replace(result, faces=[result.faces[i] for i in keep], crops=[result.crops[i] for i in keep],
+                                 copy_hash=None)  # nor can copy search lead to the photo
         self.media.save(result.sha256, result.thumbnail, result.crops)  # before the commit that refers to them
         with self.db.session() as session, session.begin():
             image = Image(
@@ -235,6 +236,7 @@ class Ingestor:
                 width=result.width,
                 height=result.height,
                 format=result.format,
+                copy_hash=result.copy_hash,
                 first_seen=now,
                 last_seen=now,
             )

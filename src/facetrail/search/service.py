@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from ..config import Settings
+from ..copies import MAX_DISTANCE, nearest, probe
 from ..faces import Face as FaceData
 from ..faces import FaceEngine
 from ..governance import audit
@@ -96,20 +97,41 @@ class SearchResult:
     error_code: str | None = None  # no_face, no_such_face, or a decoding reason (not_an_image, ...)
     audit_id: int | None = None
     approval: dict | None = None  # policy and state, when the search is under an approval policy
+    mode: str = "faces"  # or "copies": copies of the photo itself, by perceptual hash
+    copies: list[dict] = field(default_factory=list)  # mode copies: {"distance": bits, "image": {...}}
 
     def to_dict(self) -> dict:
         results = [asdict(m) for m in self.results]
         data = {
+            "mode": self.mode,
             "query": self.query,
             "results": results,
-            "by_domain": by_domain(results),
+            "by_domain": by_domain(results or self.copies),
             "audit_id": self.audit_id,
             "approval": self.approval,
         }
+        if self.mode == "copies":
+            data["copies"] = self.copies
         if self.error:
             data["error"] = self.error
             data["error_code"] = self.error_code
         return data
+
+
+def _image_dict(image: Image, appearances: list[dict]) -> dict:
+    locations = [loc.location for loc in image.locations]
+    return {
+        "id": image.id,
+        "sha256": image.sha256,
+        "location": locations[0] if locations else None,
+        "locations": locations,
+        "width": image.width,
+        "height": image.height,
+        "format": image.format,
+        "first_seen": image.first_seen.isoformat(),
+        "last_seen": image.last_seen.isoformat(),
+        "appearances": appearances,
+    }
 
 
 class Searcher:
@@ -298,8 +320,84 @@ class Searcher:
                 audit_id=search_id,
                 approval=approvals.describe(approval) if approval else None,
             )
+            if search.details.get("mode") == "copies":
+                result.mode = "copies"
+                result.copies = self._copy_rows(session, search.details["copies"])
+                return result
             result.results = self._matches(session, [(int(i), float(d)) for i, d in hits], search.details["case_ref"])
             return result
+
+    def copies(self, photo: bytes, *, actor: Actor, purpose: str, justification: str, case_ref: str,
+               top_k: int | None = None, name: str | None = None) -> SearchResult:
+        """Find copies of `photo` itself (resized, recompressed, cropped up to 10% per side, lighter or
+        darker, mirrored) by perceptual hash. The same rules as a face search apply: purpose,
+        justification, case reference, rate limits, the audit log and review; under a `prior`
+        approval policy copy search is refused (there is no face descriptor to hold)."""
+        policy = check_request(self.settings, actor, purpose, justification, case_ref)
+        if policy == "prior":
+            raise SearchRefused("your searches need a supervisor's prior approval: use a face search, which "
+                                "can be held for approval", "prior_approval_required")
+        justification, case_ref = justification.strip(), case_ref.strip()
+        limits = self.settings.user_search_limits.get(actor.username) or self.settings.search_limits.get(actor.role, {})
+        with self.db.session() as session:
+            rate_limits.check(session, actor.username, limits)
+        top_k = top_k or self.settings.top_k
+        sha = hashlib.sha256(photo).hexdigest()
+        result = SearchResult(query={"sha256": sha, "name": name, "faces": [], "selected": None}, mode="copies")
+        hits: list[list[int]] = []
+        try:
+            query = probe(decode(photo, self.limits).pixels)
+        except DecodeError as exc:
+            result.error, result.error_code = f"not a usable image: {exc}", exc.reason
+        with self.db.session() as session, session.begin():
+            if not result.error:
+                rows = session.execute(select(Image.id, Image.copy_hash).where(Image.copy_hash.is_not(None))).all()
+                if rows:
+                    ids = np.array([r.id for r in rows], np.int64)
+                    table = np.array([r.copy_hash for r in rows], np.int64)
+                    hits = [[int(ids[row]), int(bits)] for row, bits in nearest(query, table)[:top_k]]
+                result.copies = self._copy_rows(session, hits)
+            entry = audit.record(
+                session,
+                actor=actor.username,
+                actor_kind=f"user:{actor.role}",
+                action="search",
+                purpose=purpose,
+                details={
+                    "mode": "copies",
+                    "role": actor.role,
+                    "via": actor.via,
+                    "os_user": actor.os_user,
+                    "justification": justification,
+                    "case_ref": case_ref,
+                    "query_sha256": sha,
+                    "faces_found": 0,
+                    "selected_face": None,
+                    "top_k": top_k,
+                    "threshold": MAX_DISTANCE,
+                    "model": "phash-64",
+                    "index": {"kind": "copy-hash", "size": len(rows) if not result.error else 0},
+                    "results": [],
+                    "copies": [[c["image"]["id"], c["distance"]] for c in result.copies],
+                    "result_count": len(result.copies),
+                    "approval_policy": policy,
+                    "hold": None,
+                    "outcome": "error" if result.error else "ok",
+                },
+            )
+            result.audit_id = entry.id
+            if policy != "none":
+                result.approval = approvals.describe(
+                    approvals.open_approval(session, self.settings, entry, actor, policy, None))
+        return result
+
+    def _copy_rows(self, session, hits: list[list[int]]) -> list[dict]:
+        """Copy-search results for (image id, Hamming distance) hits, images deleted since left out."""
+        images = {i.id: i for i in session.scalars(
+            select(Image).where(Image.id.in_([i for i, _ in hits])).options(selectinload(Image.locations)))}
+        where = appearances_of(session, images)
+        return [{"distance": bits, "image": _image_dict(images[i], where.get(i, []))}
+                for i, bits in hits if i in images]
 
     def faces_in(self, photo: bytes) -> tuple[DecodedImage, list[FaceData]]:
         """Decode a query photo and find its faces (largest first). Raises DecodeError.
@@ -336,7 +434,6 @@ class Searcher:
             if opt_outs.blocked(np.frombuffer(row.embedding, np.float32))[0]:  # last guard; never returned
                 continue
             image = row.image
-            locations = [loc.location for loc in image.locations]
             matches.append(
                 Match(
                     face_id=face_id,
@@ -344,18 +441,7 @@ class Searcher:
                     similarity=similarity(distance),
                     band=band(distance),
                     box=row.box,
-                    image={
-                        "id": image.id,
-                        "sha256": image.sha256,
-                        "location": locations[0] if locations else None,
-                        "locations": locations,
-                        "width": image.width,
-                        "height": image.height,
-                        "format": image.format,
-                        "first_seen": image.first_seen.isoformat(),
-                        "last_seen": image.last_seen.isoformat(),
-                        "appearances": where.get(image.id, []),
-                    },
+                    image=_image_dict(image, where.get(image.id, [])),
                 )
             )
         confirmed = verification.confirmations(session, case_ref, [m.face_id for m in matches])

@@ -398,15 +398,27 @@ def create_app(settings: Settings) -> FastAPI:
         top_k: Annotated[int | None, Form(ge=1, le=1000, description="Number of results")] = None,
         threshold: Annotated[float | None, Form(gt=0, le=2, description="Largest distance reported")] = None,
         urgent: Annotated[bool, Form(description="Urgent: results at once, approval due within 48 h")] = False,
+        mode: Annotated[
+            Literal["faces", "copies"],
+            Form(description="faces: where the person appears; copies: copies of this very photo"),
+        ] = "faces",
     ) -> dict:
-        """Search for the person in the photo. The same result object as `facetrail search --json`,
-        plus `crop_url` and `thumb_url` for each result. Every search is written to the audit log."""
+        """Search for the person in the photo (or copies of the photo: `mode=copies`). The same result
+        object as `facetrail search --json`, plus `crop_url` and `thumb_url` for each result (copies:
+        `thumb_url`). Every search is written to the audit log."""
         try:
             check_request(settings, actor, purpose, justification, case_ref, urgent)  # before reading the upload
         except SearchRefused as exc:
             raise Problem(403 if exc.code == "not_permitted" else 422, exc.code, str(exc).capitalize() + ".") from None
         data = await read_upload(image)
         try:
+            if mode == "copies":
+                result = searcher(request).copies(data, actor=actor, purpose=purpose, justification=justification,
+                                                  case_ref=case_ref, top_k=top_k, name=image.filename)
+                if result.error:
+                    raise Problem(STATUS.get(result.error_code, 400), result.error_code,
+                                  _explain(result.error_code, result.error))
+                return with_media_urls(result.to_dict())
             result = searcher(request).search(
                 data,
                 actor=actor,
@@ -434,6 +446,8 @@ def create_app(settings: Settings) -> FastAPI:
     def with_media_urls(body: dict) -> dict:
         for item in body["results"]:
             item["crop_url"] = f"/media/faces/{item['face_id']}.jpg"
+            item["thumb_url"] = f"/media/images/{item['image']['id']}.jpg"
+        for item in body.get("copies", []):
             item["thumb_url"] = f"/media/images/{item['image']['id']}.jpg"
         return body
 

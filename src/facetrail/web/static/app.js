@@ -2,7 +2,7 @@
 "use strict";
 
 const PAGE = 12;
-const state = { file: null, faces: [], selected: null, topK: PAGE, photoUrl: null };
+const state = { file: null, faces: [], selected: null, topK: PAGE, photoUrl: null, mode: "faces" };
 const $ = (id) => document.getElementById(id);
 const csrfToken = () => document.querySelector('meta[name="csrf-token"]').content;
 
@@ -67,6 +67,7 @@ function confirmButton(result, searchId) {
 
 function updateSubmit() {
   $("submit").disabled = state.selected === null;
+  $("copies").disabled = !state.file;
 }
 
 function selectFace(index) {
@@ -113,6 +114,7 @@ async function choosePhoto(file) {
   updateSubmit();
   if (state.photoUrl) URL.revokeObjectURL(state.photoUrl);
   state.photoUrl = URL.createObjectURL(file);
+  updateSubmit();
   $("photo").src = state.photoUrl;
   $("preview").hidden = false;
   setStatus("Looking for faces…");
@@ -233,14 +235,15 @@ function resultCard(result, searchId) {
   return item;
 }
 
-async function search(event) {
+async function search(event, mode = "faces") {
   if (event) event.preventDefault();
+  state.mode = mode;
   const fields = [
     ["purpose", "A purpose is required: choose the purpose of this search."],
     ["justification", "A justification is required: say why this search is needed."],
     ["case-ref", "A case reference is required."],
   ];
-  if (!state.file || state.selected === null) {
+  if (!state.file || (mode === "faces" && state.selected === null)) {
     setStatus("Choose a photo with a face first.", true);
     return;
   }
@@ -256,7 +259,8 @@ async function search(event) {
   form.append("purpose", $("purpose").value);
   form.append("justification", $("justification").value.trim());
   form.append("case_ref", $("case-ref").value.trim());
-  form.append("face", String(state.selected));
+  if (mode === "faces") form.append("face", String(state.selected));
+  form.append("mode", mode);
   form.append("top_k", String(state.topK));
   $("submit").disabled = true;
   setStatus("Searching…");
@@ -298,16 +302,41 @@ async function checkWithheld() {
   }
 }
 
+function copyCard(copy) {
+  const item = document.createElement("li");
+  item.className = "card";
+  const thumb = document.createElement("img");
+  thumb.src = copy.thumb_url;
+  thumb.alt = "A copy of your photo";
+  thumb.loading = "lazy";
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const closeness = document.createElement("div");
+  closeness.className = "band";
+  closeness.textContent = copy.distance === 0 ? "same picture" : `copy · ${copy.distance} of 64 bits apart`;
+  const details = document.createElement("div");
+  details.textContent =
+    `${copy.image.width}×${copy.image.height} · first seen ${formatDate(copy.image.first_seen)} · ` +
+    `last seen ${formatDate(copy.image.last_seen)}`;
+  meta.append(closeness, appearanceList(copy.image.appearances || []), details);
+  item.append(thumb, meta);
+  return item;
+}
+
 function showResults(body) {
   const grid = $("grid");
-  grid.replaceChildren(...body.results.map((result) => resultCard(result, body.audit_id)));
+  const copies = body.mode === "copies";
+  const items = copies ? body.copies : body.results;
+  $("results-title").textContent = copies ? "Copies of this photo" : "Where this person appears";
+  grid.replaceChildren(...items.map((result) => (copies ? copyCard(result) : resultCard(result, body.audit_id))));
   domainSummary(body.by_domain || []);
   $("results").hidden = false;
-  $("more").hidden = body.results.length < state.topK;
+  $("more").hidden = items.length < state.topK;
   setStatus(
-    body.results.length
-      ? `${body.results.length} result(s). This search was recorded (audit entry ${body.audit_id}).`
-      : `Nothing within the match threshold. This search was recorded (audit entry ${body.audit_id}).`
+    items.length
+      ? `${items.length} result(s). This search was recorded (audit entry ${body.audit_id}).`
+      : `${copies ? "No copy found" : "Nothing within the match threshold"}. ` +
+        `This search was recorded (audit entry ${body.audit_id}).`
   );
 }
 
@@ -324,7 +353,8 @@ function init() {
     if (e.dataTransfer.files.length) choosePhoto(e.dataTransfer.files[0]);
   });
   $("search-form").addEventListener("submit", search);
-  $("more").addEventListener("click", () => { state.topK += PAGE; search(); });
+  $("more").addEventListener("click", () => { state.topK += PAGE; search(null, state.mode); });
+  $("copies").addEventListener("click", () => { state.topK = PAGE; search(null, "copies"); });
   $("check").addEventListener("click", checkWithheld);
 }
 
