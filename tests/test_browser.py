@@ -199,3 +199,24 @@ def test_a_search_held_for_approval_is_approved_by_a_second_user(browser, dev_in
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_find_copies_of_a_photo(page, server, dev_images, tmp_path):
+    from PIL import Image, ImageOps
+
+    original = [d for d in dev_images if d.identity == "madonna"][1].path
+    copy = tmp_path / "mirrored.jpg"
+    ImageOps.mirror(ImageOps.exif_transpose(Image.open(original)).convert("RGB")).save(copy, quality=70)
+    errors = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.goto(server)
+    page.set_input_files("#image", str(copy))
+    page.locator(".face-box").first.wait_for()
+    fill_reasons(page)
+    page.click("#copies")
+    page.locator("#grid .card").first.wait_for()
+    assert page.locator("#results-title").inner_text() == "Copies of this photo"
+    assert "madonna" in page.locator("#grid .appearances").first.inner_text()
+    assert "bits apart" in page.locator("#grid .band").first.inner_text()
+    page.wait_for_function("() => document.querySelector('#grid .card img').naturalWidth > 0")  # thumbnails load
+    assert errors == []

@@ -313,7 +313,7 @@ function copyCard(copy) {
   meta.className = "meta";
   const closeness = document.createElement("div");
   closeness.className = "band";
-  closeness.textContent = copy.distance === 0 ? "same picture" : `copy · ${copy.distance} of 64 bits apart`;
+  closeness.textContent = `copy · ${copy.distance} of 64 bits apart`;
   const details = document.createElement("div");
   details.textContent =
     `${copy.image.width}×${copy.image.height} · first seen ${formatDate(copy.image.first_seen)} · ` +
