@@ -55,7 +55,12 @@ def main(
         str | None, typer.Option("--token", envvar="FACETRAIL_TOKEN", help="Act with this API token.")
     ] = None,
 ) -> None:
-    ctx.obj = Context(get_settings(data_dir=data_dir, database_url=database_url), as_user, token)
+    try:
+        settings = get_settings(data_dir=data_dir, database_url=database_url)
+    except ValueError as exc:  # also pydantic's ValidationError: a bad setting in the environment or file
+        err.print(f"[red]error:[/] bad configuration: {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    ctx.obj = Context(settings, as_user, token)
 
 
 def _actor(ctx: typer.Context, db, permission: str):
@@ -89,10 +94,15 @@ def _refuse(message: str) -> NoReturn:
 
 
 def _open(settings: Settings):
+    """The database, migrated; a change of settings since the last command is recorded first."""
+    from .governance.settings_log import record_if_changed
     from .store import Database
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return Database(settings.db_url)
+    db = Database(settings.db_url)
+    with db.session() as session, session.begin():
+        record_if_changed(session, settings)
+    return db
 
 
 def _progress() -> Progress:

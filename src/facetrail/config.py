@@ -3,11 +3,51 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_FILE = "facetrail.toml"
+POLICIES = ("none", "review", "prior")
+
+
+class ConfigFile(PydanticBaseSettingsSource):
+    """Settings from a TOML file: FACETRAIL_CONFIG, or facetrail.toml in the data folder if it exists.
+    The environment and command-line options take precedence over it."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init_kwargs: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self.init_kwargs = init_kwargs
+
+    def path(self) -> Path | None:
+        explicit = self.init_kwargs.get("config_file") or os.environ.get("FACETRAIL_CONFIG")
+        if explicit:
+            return Path(explicit)
+        data_dir = self.init_kwargs.get("data_dir") or os.environ.get("FACETRAIL_DATA_DIR") or "facetrail-data"
+        found = Path(data_dir) / CONFIG_FILE
+        return found if found.is_file() else None
+
+    def get_field_value(self, field, field_name):  # required by the base class; __call__ does the work
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = self.path()
+        if path is None:
+            return {}
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ValueError(f"cannot read the configuration file {path}: {exc.strerror or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path} is not valid TOML: {exc}") from None
+        unknown = sorted(set(values) - set(self.settings_cls.model_fields))
+        if unknown:
+            raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+        return {**values, "config_file": path}
 
 
 class Settings(BaseSettings):
@@ -16,6 +56,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACETRAIL_", extra="ignore")
 
     data_dir: Path = Field(Path("facetrail-data"), description="Folder for the database, index and media.")
+    config_file: Path | None = Field(
+        None, description=f"TOML file of settings (FACETRAIL_CONFIG); default: {CONFIG_FILE} in the data folder, if any."
+    )
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default: SQLite file facetrail.db in the data folder."
     )
@@ -114,6 +157,19 @@ class Settings(BaseSettings):
     crawl_max_depth: int = Field(3, ge=0, description="Default link depth of a crawl.")
     fetch_max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest page or image fetched.")
     fetch_timeout: float = Field(30, gt=0, description="Seconds a fetch may take in all (slow servers are cut off).")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        return (init_settings, env_settings, ConfigFile(settings_cls, init_settings.init_kwargs))
+
+    @field_validator("approval_policy")
+    @classmethod
+    def _policies(cls, value: dict[str, str]) -> dict[str, str]:
+        for role, policy in value.items():
+            if policy not in POLICIES:
+                raise ValueError(f"approval policy of {role!r} is {policy!r}; one of {', '.join(POLICIES)}")
+        return value
 
     @cached_property
     def db_url(self) -> str:

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 
 from .. import __version__
 from ..config import Settings
+from ..governance.settings_log import record_if_changed as record_settings
 from ..faces import load_engine
 from ..governance.accounts import AccountError, Actor, authenticate as check_password
 from ..governance.accounts import change_password, end_session, start_session
@@ -89,6 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.db_url)
         with db.session() as session, session.begin():
+            record_settings(session, settings)
             retention_maintenance(session, settings)
         app.state.db = db
         app.state.searcher = Searcher(settings, db, open_index(settings, db), load_engine(settings))
