@@ -75,7 +75,7 @@ def run_face_recognition(paths: list[Path], workers: int) -> tuple[float, dict[s
 
 def run_facetrail(folder: Path, workers: int) -> tuple[float, dict[str, int]]:
     with tempfile.TemporaryDirectory() as data_dir:
-        command = [sys.executable, "-m", "facetrail.cli", "--data-dir", data_dir, "index", str(folder)]
+        command = [sys.executable, "-m", "facetrail", "--data-dir", data_dir, "index", str(folder)]
         command += ["--workers", str(workers), "--legal-basis", "benchmark photographs"]
         started = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

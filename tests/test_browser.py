@@ -26,7 +26,7 @@ def start_server(settings, env=None):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "facetrail.cli", *cli_base(settings), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "facetrail", *cli_base(settings), "serve", "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 def index_cmd(data_dir, folder):
-    return [sys.executable, "-m", "facetrail.cli", "--data-dir", str(data_dir), "index", str(folder), "--workers", "2",
+    return [sys.executable, "-m", "facetrail", "--data-dir", str(data_dir), "index", str(folder), "--workers", "2",
             "--legal-basis", "crash test photographs"]
 
 
@@ -97,6 +97,35 @@ def test_interrupted_ingest_then_rerun_equals_an_uninterrupted_run(tmp_path, fol
     assert "unchanged" in rerun.stdout
     assert snapshot(interrupted) == expected
     check = subprocess.run(
-        [sys.executable, "-m", "facetrail.cli", "--data-dir", str(interrupted), "check"], capture_output=True, text=True
+        [sys.executable, "-m", "facetrail", "--data-dir", str(interrupted), "check"], capture_output=True, text=True
+    )
+    assert check.returncode == 0 and "OK: consistent" in check.stdout, check.stdout
+
+
+def test_ten_kills_at_random_points_then_a_rerun_completes(tmp_path, folder):
+    """SIGKILL an ingest at random moments, again and again (each run resuming the last), then let
+    one finish: the result equals an uninterrupted run and `facetrail check` finds it consistent."""
+    import random
+
+    clean = tmp_path / "clean"
+    subprocess.run(index_cmd(clean, folder), check=True, capture_output=True)
+    expected = snapshot(clean)
+
+    data_dir = tmp_path / "killed"
+    chance = random.Random(int(os.environ.get("FACETRAIL_KILL_SEED", "20261126")))
+    kills = 0
+    for _ in range(10):
+        process = subprocess.Popen(index_cmd(data_dir, folder), start_new_session=True,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(chance.uniform(0.2, 5.0))  # from start-up (migrations, model loading) to mid-batch
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            kills += 1
+        process.wait(timeout=60)
+    assert kills >= 10
+    subprocess.run(index_cmd(data_dir, folder), check=True, capture_output=True, text=True)
+    assert snapshot(data_dir) == expected
+    check = subprocess.run(
+        [sys.executable, "-m", "facetrail", "--data-dir", str(data_dir), "check"], capture_output=True, text=True
     )
     assert check.returncode == 0 and "OK: consistent" in check.stdout, check.stdout

@@ -122,7 +122,7 @@ def test_a_site_is_declared_crawled_searched_recrawled_and_removed(site, account
                                  "<img src='/img/gates.jpg'><a href='/team/'>team</a></body></html>")
     del web.routes["/team/"]
     again = cli(data, "crawl", "news", "--workers", "1")
-    assert again.exit_code == 0 and "0 new images" in again.stdout, again.output
+    assert again.exit_code == 0 and "0 new images" in again.stdout and "unchanged" in again.stdout, again.output
     found = search(data, photo(dev_images, "noam_chomsky", 2))
     appearances = [a for r in found["results"] for a in r["image"]["appearances"]]
     assert appearances and all(a["gone"] for a in appearances), appearances

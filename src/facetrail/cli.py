@@ -12,6 +12,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -128,8 +129,8 @@ def _operator(ctx: typer.Context, db):
     return Actor(f"local:{os_user}", "admin", "cli", None, os_user)
 
 
-def _ingest(settings: Settings, db, source, stream, total: int | None, verbose: bool) -> None:
-    """Run an ingest of `source` over `stream` with a progress bar; print the summary."""
+def _ingest(settings: Settings, db, source, stream, total: int | None, verbose: bool):
+    """Run an ingest of `source` over `stream` with a progress bar; print and return the summary."""
     from .index import open_index
     from .ingest import Ingestor
 
@@ -146,7 +147,7 @@ def _ingest(settings: Settings, db, source, stream, total: int | None, verbose: 
     summary = ingestor.summary
     if verbose or len(summary.errors) <= 20:
         for location, reason, message in summary.errors:
-            err.print(f"[yellow]skipped[/] {location}: {reason} ({message})", soft_wrap=True, markup=False)
+            err.print(f"[yellow]skipped[/] {escape(f'{location}: {reason} ({message})')}", soft_wrap=True)
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(summary.skipped.items())) or "none"
     pages = f"{summary.pages} pages, " if summary.pages else ""
     out.print(
@@ -161,6 +162,7 @@ def _ingest(settings: Settings, db, source, stream, total: int | None, verbose: 
     if interrupted:
         out.print("Run the same command again to finish; nothing will be duplicated.")
         raise typer.Exit(130)
+    return summary
 
 
 def _mark_run(db, source) -> None:
@@ -180,6 +182,9 @@ def index_command(
     source_name: Annotated[str | None, typer.Option("--source", help="Name of the source declared.")] = None,
     workers: Annotated[int | None, typer.Option(help="Processes [default: one per core].")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every skipped file.")] = False,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="Only queue the files, for `facetrail worker` processes.")
+    ] = False,
 ) -> None:
     """Find, embed and index every face in image files under PATHS (a folder source)."""
     from .ingest import walk
@@ -199,6 +204,13 @@ def index_command(
     except SourceError as exc:
         _refuse(str(exc))
     entries = list(walk(paths))
+    if queue:
+        from .ingest.queue import enqueue
+
+        with db.session() as session, session.begin():
+            queued = enqueue(session, source, [e.location for e in entries])
+        out.print(f"Queued {queued} of {len(entries)} files of source {source.name!r} for `facetrail worker`.")
+        return
     _ingest(settings, db, source, entries, len(entries), verbose)
 
 
@@ -311,11 +323,13 @@ def _print_result(photo: Path, result) -> None:
         out.print("No match within the threshold.")
         return
     table = Table("#", "face", "distance", "similarity", "checked")
-    table.add_column("location", overflow="fold")
+    table.add_column("where (page or file)", overflow="fold")
     for rank, m in enumerate(result.results, 1):
+        places = [(a["page_url"] or a["location"]) + (" (gone)" if a["gone"] else "") for a in m.image["appearances"]]
+        more = f"\n(+{len(places) - 3} more)" if len(places) > 3 else ""
         table.add_row(
             str(rank), str(m.face_id), f"{m.distance:.3f}", f"{m.similarity:.2f}", m.verification.get("state", ""),
-            m.image["location"] or "",
+            "\n".join(places[:3]) + more,
         )
     out.print(table)
     out.print(f"(search {result.audit_id}; confirm a match with `facetrail confirm {result.audit_id} FACE`)")
@@ -761,10 +775,6 @@ def token_revoke(ctx: typer.Context, token_id: int) -> None:
 
     _user_change(ctx, revoke_token, token_id)
     out.print(f"Token {token_id} revoked.")
-
-
-if __name__ == "__main__":
-    app()
 
 
 from . import cli_sources  # noqa: E402,F401 - registers the source, crawl and ingest commands

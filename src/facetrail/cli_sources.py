@@ -46,7 +46,8 @@ def source_add(
             source = add_source(session, _operator(ctx, db), spec)
     except SourceError as exc:
         _refuse(str(exc))
-    out.print(f"Source {source.name!r} ({source.kind}) declared; scope: {json.dumps(source.scope)}")
+    out.print(f"Source {source.name!r} ({source.kind}) declared; scope: {json.dumps(source.scope)}", soft_wrap=True,
+              markup=False)
 
 
 @source_app.command("list")
@@ -179,9 +180,15 @@ def crawl_command(
     db = _open(settings)
     source = _source(ctx, db, name, "site", None)
     feed = crawl_feed(settings, source, max_pages, max_depth)
-    _ingest(settings, db, source, feed, None, verbose)
+    summary = _ingest(settings, db, source, feed, None, verbose)
     if feed.result is not None and feed.result.limit_reached:
         out.print("The page limit was reached: raise --max-pages to crawl further.")
+    if summary.pages == 0:
+        refused = {"refused_address", "robots_unreachable"} & set(summary.skipped)
+        hint = (" Its address is not public: a local or private site must be listed in FACETRAIL_FETCH_ALLOW "
+                "(host:port)." if refused else "")
+        err.print(f"[red]error:[/] no page of {source.name!r} could be crawled.{hint}", soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @ingest_app.command("urls")
@@ -230,3 +237,42 @@ def ingest_warc(
     db = _open(settings)
     found = _source(ctx, db, source, "warc", legal_basis)
     _ingest(settings, db, found, warc_feed(settings, found, files), None, verbose)
+
+
+@app.command("worker")
+def worker_command(
+    ctx: typer.Context,
+    batch: Annotated[int, typer.Option(min=1, help="Files claimed at a time.")] = 16,
+    lease: Annotated[float, typer.Option(min=1, help="Seconds a claim lasts; a dead worker's files are "
+                                         "claimed again after it.")] = 300,
+    until_empty: Annotated[bool, typer.Option("--until-empty", help="Stop when the queue is empty.")] = False,
+    name: Annotated[str | None, typer.Option(help="Worker name in the queue [default: host:pid].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes [default: one per core].")] = None,
+) -> None:
+    """Ingest queued files (`facetrail index PATH --queue`); run any number of workers, on any number
+    of machines sharing a PostgreSQL database."""
+    from .index import open_index
+    from .ingest.worker import DatabaseOnly, default_name, run_worker
+
+    settings = ctx.obj.settings
+    if workers:
+        settings = settings.model_copy(update={"workers": workers})
+    db = _open(settings)
+    # FAISS files belong to one process: workers then write the database only (the index follows it)
+    index = open_index(settings, db) if settings.vector_uri else DatabaseOnly()
+    who = name or default_name()
+    err.print(f"worker {who}: waiting for queued files (Ctrl-C to stop)")
+
+    def report(summary) -> None:
+        err.print(f"worker {who}: {summary.files} files, {summary.images} images, {summary.faces} faces "
+                  f"({summary.files / max(summary.seconds, 1e-9):.1f} files/s)", markup=False)
+
+    try:
+        summary = run_worker(settings, db, index, who, batch=batch, lease_seconds=lease,
+                             until_empty=until_empty, on_batch=report)
+    except KeyboardInterrupt:
+        err.print(f"worker {who}: stopped; its unfinished files are claimed again after the lease")
+        raise typer.Exit(130) from None
+    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(summary.skipped.items())) or "none"
+    out.print(f"Done: {summary.files} files, {summary.images} new images, {summary.faces} faces, "
+              f"skipped: {skipped}; {summary.seconds:.1f} s")

@@ -90,7 +90,7 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
         "ROBOTSTXT_OBEY": True,
         "ROBOTSTXT_USER_AGENT": user_agent.split("/")[0].split()[0],
         "DOWNLOAD_DELAY": delay,
-        "AUTOTHROTTLE_ENABLED": True,
+        "AUTOTHROTTLE_ENABLED": delay > 0,  # with no delay asked for (a test or local site), full speed
         "AUTOTHROTTLE_START_DELAY": delay,
         "CONCURRENT_REQUESTS_PER_DOMAIN": concurrency,
         "RETRY_TIMES": retries,

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..config import Settings
 from ..governance.optout import OptOutFilter
@@ -79,11 +80,24 @@ def _ignore_sigint_then_init(settings: Settings) -> None:
     init_worker(settings)
 
 
+def start_pool(settings: Settings) -> ProcessPoolExecutor:
+    """The analysis processes (one per `settings.workers`), their models loading in the background."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["facetrail.ingest.analyze"])
+    pool = ProcessPoolExecutor(settings.workers, context, _ignore_sigint_then_init, (settings,))
+    for _ in range(settings.workers):  # start the workers (and load their models) while files are read
+        pool.submit(int)
+    return pool
+
+
 class Ingestor:
     """Runs one ingest of a source over a stream of items."""
 
-    def __init__(self, settings: Settings, db: Database, index: VectorIndex, source: Source) -> None:
+    def __init__(self, settings: Settings, db: Database, index: VectorIndex, source: Source,
+                 pool: ProcessPoolExecutor | None = None) -> None:
+        """`pool` (from `start_pool`) is kept across runs; without one, each run starts its own."""
         self.settings = settings
+        self.pool = pool
         self.db = db
         self.index = index
         self.source_id = source.id
@@ -99,12 +113,8 @@ class Ingestor:
         """Ingest every item; `on_file` is called once per item finished (for progress bars)."""
         started = time.monotonic()
         tick = on_file or (lambda: None)
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["facetrail.ingest.analyze"])
         workers = self.settings.workers
-        pool = ProcessPoolExecutor(workers, context, _ignore_sigint_then_init, (self.settings,))
-        for _ in range(workers):  # start the workers (and load their models) while files are read
-            pool.submit(int)
+        pool = self.pool or start_pool(self.settings)
         futures: dict[Future[Analysis], tuple[str, Item]] = {}
         try:
             for chunk in self._batches(entries):
@@ -121,7 +131,8 @@ class Ingestor:
             while futures:
                 self._collect(futures, tick, block=True)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if self.pool is None:
+                pool.shutdown(wait=True, cancel_futures=True)
             self.index.save()
             self.summary.seconds = time.monotonic() - started
         return self.summary
@@ -192,9 +203,15 @@ class Ingestor:
             sha = hashlib.sha256(data).hexdigest()
             with self.db.session() as session:
                 image_id = session.scalar(select(Image.id).where(Image.sha256 == sha))
+                same = image_id is not None and session.scalar(select(Location.id).where(
+                    Location.source_id == self.source_id, Location.location == entry.location,
+                    Location.image_id == image_id)) is not None
             if image_id is not None:
                 self._store_locations(image_id, [entry])
-                self.summary.duplicates += 1
+                if same:  # fetched again, the same bytes at the same URL
+                    self.summary.unchanged += 1
+                else:
+                    self.summary.duplicates += 1
                 tick()
                 continue
             yield entry, data, sha
@@ -229,6 +246,17 @@ class Ingestor:
                 result = replace(result, faces=[result.faces[i] for i in keep], crops=[result.crops[i] for i in keep],
                                  copy_hash=None)  # nor can copy search lead to the photo
         self.media.save(result.sha256, result.thumbnail, result.crops)  # before the commit that refers to them
+        try:
+            self._insert_image(result, entries, now)
+        except IntegrityError:  # another worker stored the same bytes meanwhile: one image, more locations
+            with self.db.session() as session:
+                image_id = session.scalar(select(Image.id).where(Image.sha256 == result.sha256))
+            if image_id is None:
+                raise
+            self._store_locations(image_id, entries)
+            self.summary.duplicates += len(entries)
+
+    def _insert_image(self, result: Analysis, entries: list[Item], now: datetime) -> None:
         with self.db.session() as session, session.begin():
             image = Image(
                 sha256=result.sha256,

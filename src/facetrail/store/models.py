@@ -129,6 +129,31 @@ class Appearance(Base):
     last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class Job(Base):
+    """A file waiting to be ingested by `facetrail worker` (the ingest queue).
+
+    Workers claim jobs with a lease (PostgreSQL: FOR UPDATE SKIP LOCKED); a job whose worker died
+    is claimed again once its lease has run out. status: queued, running, done, failed.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("source_id", "location"),
+        Index("ix_jobs_status_lease", "status", "lease_until"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    location: Mapped[str] = mapped_column(String(2048))
+    status: Mapped[str] = mapped_column(String(16))
+    worker: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
 class Face(Base):
     """A face in an image: box, landmarks, detector score and its descriptor."""
 

@@ -1,0 +1,110 @@
+"""`facetrail worker`: take files from the ingest queue (see queue.py) and ingest them, batch by
+batch, with one pool of analysis processes kept for the worker's life."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Settings
+from ..store import Database, Source
+from .files import Item
+from .pipeline import Ingestor, start_pool
+from .queue import BATCH, claim, counts, finish
+
+
+class DatabaseOnly:
+    """Stands in for the vector index in workers that share FAISS files with other processes: the
+    database is the source of truth, and whoever opens the index next (web app, search, reindex)
+    brings it in step. With a Milvus index, workers write to it directly instead."""
+
+    kind = "database-only"
+    dim = 128
+
+    def __len__(self) -> int:
+        return 0
+
+    def ids(self) -> np.ndarray:
+        return np.empty(0, np.int64)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        pass
+
+    def remove(self, ids: np.ndarray) -> int:
+        return 0
+
+    def search(self, vectors: np.ndarray, k: int):
+        raise RuntimeError("a worker does not search")
+
+    def save(self) -> None:
+        pass
+
+
+@dataclass
+class WorkerSummary:
+    batches: int = 0
+    files: int = 0
+    images: int = 0
+    faces: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def default_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _item(location: str) -> Item:
+    path = Path(location)
+    try:
+        stat = path.stat()
+    except OSError:
+        return Item(location, 0, 0, path=path)  # reading it fails: stored as unreadable, reason given
+    return Item(location, stat.st_size, stat.st_mtime_ns, path=path)
+
+
+def run_worker(settings: Settings, db: Database, index, name: str, *, batch: int = BATCH,
+               lease_seconds: float = 300, until_empty: bool = False, poll_seconds: float = 1.0,
+               on_batch: Callable[[WorkerSummary], None] | None = None) -> WorkerSummary:
+    """Process queued jobs until stopped (Ctrl-C, SIGTERM) or, with `until_empty`, until no job is
+    queued or leased to a live worker."""
+    summary = WorkerSummary()
+    started = time.monotonic()
+    pool = start_pool(settings)
+    try:
+        while True:
+            jobs = claim(db, name, batch, lease_seconds)
+            if not jobs:
+                with db.session() as session:
+                    waiting = counts(session)
+                if until_empty and waiting["queued"] == waiting["running"] == 0:
+                    break
+                time.sleep(poll_seconds)
+                continue
+            with db.session() as session:
+                source = session.get(Source, jobs[0].source_id)
+            if source is None or source.status != "active":
+                finish(db, name, jobs, {job.location: "the source is suspended or removed" for job in jobs})
+                continue
+            ingestor = Ingestor(settings, db, index, source, pool=pool)
+            done = ingestor.run([_item(job.location) for job in jobs])
+            finish(db, name, jobs, {location: reason for location, reason, _ in done.errors})
+            summary.batches += 1
+            summary.files += done.files
+            summary.images += done.images
+            summary.faces += done.faces
+            for reason, n in done.skipped.items():
+                summary.skipped[reason] = summary.skipped.get(reason, 0) + n
+            summary.seconds = time.monotonic() - started
+            if on_batch:
+                on_batch(summary)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        summary.seconds = time.monotonic() - started
+    return summary
