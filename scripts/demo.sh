@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Build a small index from sample photos shipped in a PyPI sdist, then show a search.
+# Build a small web site from sample photos shipped in a PyPI sdist, serve it on 127.0.0.1:8765,
+# declare it as a source, crawl it, show a search, then start the web app on 127.0.0.1:8000.
+# Safe to run again on an existing demo folder.
 set -euo pipefail
 DEMO_DIR=${DEMO_DIR:-facetrail-demo}
 BIN=${BIN:-.venv/bin}
+PORT=${PORT:-8000}
+SITE_PORT=8765  # the source is declared with this URL, so it stays fixed
+SITE_URL="http://127.0.0.1:$SITE_PORT/"
 PHOTOS="$DEMO_DIR/photos"
+SITE="$DEMO_DIR/site"
 export FACETRAIL_DATA_DIR="$DEMO_DIR/data"
 
 if [ ! -d "$PHOTOS" ]; then
@@ -18,8 +24,35 @@ if [ ! -d "$PHOTOS" ]; then
 fi
 
 echo
-echo "== Indexing $PHOTOS"
-"$BIN/facetrail" index "$PHOTOS" --legal-basis "sample photos shipped with the face_recognition package (MIT licence)"
+echo "== A demo web site on $SITE_URL (pages with photos; robots.txt, noimageindex, social links)"
+"$BIN/python" scripts/demo_site.py build "$PHOTOS" "$SITE"
+"$BIN/python" scripts/demo_site.py serve "$SITE" --port "$SITE_PORT" > "$DEMO_DIR/site.log" 2>&1 &
+site_pid=$!
+trap 'kill "$site_pid" 2>/dev/null || true' EXIT  # the site runs as long as this script
+trap 'exit 130' INT
+trap 'exit 143' TERM
+until grep -q '^Serving' "$DEMO_DIR/site.log"; do
+  if ! kill -0 "$site_pid" 2>/dev/null; then
+    echo "The demo site could not start (is port $SITE_PORT in use, by an earlier demo?):" >&2
+    cat "$DEMO_DIR/site.log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+
+echo
+echo "== Declaring it as a source and crawling it"
+if "$BIN/facetrail" source show demo-site > /dev/null 2>&1; then
+  echo "Source 'demo-site' is declared already."
+else
+  "$BIN/facetrail" source add demo-site --url "$SITE_URL" \
+    --legal-basis "demo site served locally from the face_recognition package's sample photos (MIT licence)"
+fi
+if "$BIN/facetrail" source show photos > /dev/null 2>&1; then  # left by an older demo that indexed the folder
+  "$BIN/facetrail" source remove photos --yes
+fi
+# Loopback addresses are never fetched unless allowed one host:port at a time; a local site may go fast.
+FACETRAIL_FETCH_ALLOW="127.0.0.1:$SITE_PORT" FACETRAIL_CRAWL_DELAY=0.1 "$BIN/facetrail" crawl demo-site
 
 echo
 echo "== Accounts"
@@ -37,20 +70,42 @@ echo "  investigator  one-time password: $investigator_password   (searches)"
 echo "  (each is asked to choose its own password at first sign-in)"
 
 echo
-echo "== Example search as the investigator: who else looks like obama.jpg?"
+echo "== Example search as the investigator: where else does the person in obama.jpg appear?"
+# The same search as in "Try it yourself" below, as JSON, printed with the pages each image is on.
+show_pages=$(cat <<'PY'
+import json, sys
+for line in sys.stdin:
+    result = json.loads(line)
+    if result.get("error"):
+        print("error:", result["error"])
+    for rank, match in enumerate(result["results"], 1):
+        image = match["image"]
+        print(f"{rank:2}. {match['band']:<11} distance {match['distance']:.3f}  image {image['location']}")
+        for seen in image["appearances"]:
+            title = f'  "{seen["page_title"]}"' if seen["page_title"] else ""
+            print(f"      on {seen['page_url'] or seen['location']}{title}")
+    print(f"(search {result['audit_id']}, recorded in the audit log)")
+PY
+)
 "$BIN/facetrail" --as investigator search "$PHOTOS/obama.jpg" --purpose source-verification \
-  --justification "demo: show how search works" --case DEMO-1 --top-k 5
+  --justification "demo: show how search works" --case DEMO-1 --json | "$BIN/python" -c "$show_pages"
 
 cat <<TXT
+
+Left out by design: the pages under /private/ (robots.txt disallows them), the images of the 2019
+gallery page (it says noimageindex), and the Facebook and example.org links (social media is never
+crawled; other sites are outside the source's scope). The site's pages are in $SITE/.
 
 Try it yourself (data folder: $FACETRAIL_DATA_DIR):
   export FACETRAIL_DATA_DIR=$FACETRAIL_DATA_DIR
   $BIN/facetrail --as investigator search $PHOTOS/biden.jpg --purpose source-verification \\
-      --justification "your reason" --case YOUR-REF --json
+      --justification "your reason" --case YOUR-REF
+  $BIN/facetrail source list
+  FACETRAIL_FETCH_ALLOW=127.0.0.1:$SITE_PORT $BIN/facetrail crawl demo-site   # while the demo runs
   $BIN/facetrail stats
   $BIN/facetrail --as admin audit verify
 
-== Web app: open http://127.0.0.1:${PORT:-8000}/ and sign in as investigator with the password above
-   (API docs at /docs). Ctrl-C stops it.
+== Web app: open http://127.0.0.1:$PORT/ and sign in as investigator with the password above
+   (API docs at /docs; result links lead to the demo site on $SITE_URL). Ctrl-C stops both.
 TXT
-exec "$BIN/facetrail" serve --host 127.0.0.1 --port "${PORT:-8000}"
+"$BIN/facetrail" serve --host 127.0.0.1 --port "$PORT"
