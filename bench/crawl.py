@@ -178,9 +178,7 @@ class Run:
 
 
 def cli(data_dir: str, env: dict[str, str], *args: str) -> str:
-    # What the `facetrail` entry point runs. (`python -m facetrail.cli` would lack the source, crawl
-    # and ingest commands: cli_sources registers them on the imported module's app, not __main__'s.)
-    command = [sys.executable, "-c", "from facetrail.cli import app; app()", "--data-dir", data_dir, *args]
+    command = [sys.executable, "-m", "facetrail", "--data-dir", data_dir, *args]
     done = subprocess.run(command, check=False, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"{' '.join(args[:2])} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
