@@ -208,3 +208,25 @@ def test_web_archives_give_pages_images_and_capture_dates(accounts, dev_images, 
     assert appearance["page_title"] == "Archived team page" and appearance["alt"] == "Noam Chomsky"
     assert appearance["first_seen"].startswith("2019-03-04T05:06:07")
     assert appearance["source"] == "archive" and appearance["kind"] == "warc"
+
+
+def test_an_interrupted_crawl_resumes_without_fetching_stored_images_again(site, accounts):
+    web, _ = site
+    assert cli(accounts, "source", "add", "news", "--url", web.url("/"), "--legal-basis", LEGAL,
+               user="ada").exit_code == 0
+    marker = accounts / "crawls" / "news.json"
+    # a crawl that stores the front page's images and is then killed leaves its marker behind
+    first = cli(accounts, "crawl", "news", "--max-pages", "1", "--workers", "1")
+    assert first.exit_code == 0 and "2 new images" in first.stdout, first.output
+    assert not marker.exists()  # it finished
+    marker.parent.mkdir(exist_ok=True)
+    marker.write_text('{"started": "2000-01-01T00:00:00+00:00"}')  # as a killed crawl leaves it
+    web.log.clear()
+    resumed = cli(accounts, "crawl", "news", "--workers", "1")
+    assert resumed.exit_code == 0 and "Resumed an interrupted crawl: 2 images" in resumed.stdout, resumed.output
+    assert "/img/a1.jpg" not in web.paths() and "/img/gates.jpg" not in web.paths()
+    assert "/img/a2.jpg" in web.paths()  # new work is done
+    assert not marker.exists()
+    web.log.clear()
+    assert cli(accounts, "crawl", "news", "--workers", "1").exit_code == 0
+    assert "/img/a1.jpg" in web.paths()  # a new crawl fetches everything again

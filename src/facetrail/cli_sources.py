@@ -179,8 +179,10 @@ def crawl_command(
         settings = settings.model_copy(update={"workers": workers})
     db = _open(settings)
     source = _source(ctx, db, name, "site", None)
-    feed = crawl_feed(settings, source, max_pages, max_depth)
+    feed = crawl_feed(settings, db, source, max_pages, max_depth)
     summary = _ingest(settings, db, source, feed, None, verbose)
+    if feed.result is not None and feed.result.resumed:
+        out.print(f"Resumed an interrupted crawl: {feed.result.resumed} images stored by it were not fetched again.")
     if feed.result is not None and feed.result.limit_reached:
         out.print("The page limit was reached: raise --max-pages to crawl further.")
     if summary.pages == 0:

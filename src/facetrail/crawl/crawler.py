@@ -40,6 +40,7 @@ class CrawlSummary:
     images: int  # images fetched and reported to on_image
     skipped: dict[str, int]
     limit_reached: bool  # max_pages stopped the crawl from requesting more pages
+    resumed: int  # images not fetched again because `fetched` held them
     seconds: float
 
 
@@ -51,7 +52,8 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
           max_depth: int = 3, user_agent: str = DEFAULT_USER_AGENT, delay: float = 1.0,
           concurrency: int = 2, retries: int = 2, retry_backoff: float = 1.0,
           on_page: Callable[[Page], None] = _ignore, on_image: Callable[[ImageFound], None] = _ignore,
-          on_error: Callable[[str, str, str], None] = _ignore) -> CrawlSummary:
+          on_error: Callable[[str, str, str], None] = _ignore,
+          fetched: frozenset[str] = frozenset()) -> CrawlSummary:
     """Crawl `scope` from `start_urls`; blocks until done and returns a summary.
 
     * Links are followed breadth first up to `max_depth` links away from a start URL, and at most
@@ -72,6 +74,8 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
       not_html, http_status, and the `FetchError` reasons (refused_address, timeout, too_large,
       not_an_image, connect, dns...). Callbacks run on the crawl's thread; the first exception one
       raises stops the crawl and is raised here.
+    * Image URLs in `fetched` are not fetched again (resuming an interrupted crawl); pages showing
+      them still list them.
 
     `user_agent` must hold a contact URL. The fetcher's policy sets the per-fetch deadline, size
     limit, redirect limit and the loopback/private addresses allowed.
@@ -81,7 +85,7 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
     if max_pages < 1 or max_depth < 0 or delay < 0 or concurrency < 1 or retries < 0 or retry_backoff < 0:
         raise ValueError("max_pages and concurrency must be >= 1, the other limits >= 0")
     plan = Plan(tuple(start_urls), scope, fetcher, max_pages, max_depth, retry_backoff,
-                on_page, on_image, on_error)
+                on_page, on_image, on_error, frozenset(fetched))
     settings = {
         "TWISTED_REACTOR_ENABLED": False,
         "DOWNLOAD_HANDLERS": {"http": _HANDLER, "https": _HANDLER,
@@ -138,4 +142,4 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
     if spider.failure is not None:
         raise spider.failure
     return CrawlSummary(pages=spider.pages, images=spider.images, skipped=dict(spider.skipped),
-                        limit_reached=spider.limit_reached, seconds=time.monotonic() - started)
+                        limit_reached=spider.limit_reached, resumed=spider.resumed, seconds=time.monotonic() - started)

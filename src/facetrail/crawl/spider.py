@@ -56,6 +56,7 @@ class Plan:
     on_page: Callable[[Page], None]
     on_image: Callable[[ImageFound], None]
     on_error: Callable[[str, str, str], None]
+    fetched: frozenset[str] = frozenset()  # image URLs fetched already (resuming an interrupted crawl)
 
 
 class FacetrailSpider(Spider):
@@ -77,6 +78,7 @@ class FacetrailSpider(Spider):
         self.images = 0
         self.skipped: Counter[str] = Counter()
         self.limit_reached = False
+        self.resumed = 0  # images not fetched again: an interrupted crawl fetched them
         self.failure: Exception | None = None
         self._closing: asyncio.Task[None] | None = None  # a reference keeps the task alive
 
@@ -145,6 +147,11 @@ class FacetrailSpider(Spider):
         self.pages += 1
         self._call(self.plan.on_page, page)
         for ref in page.images:
+            if ref.url in self.plan.fetched:
+                if ref.url not in self.seen["image"]:
+                    self.seen["image"].add(ref.url)
+                    self.resumed += 1
+                continue
             if self._admit(ref.url, "image"):
                 yield Request(ref.url, callback=self.parse_image, errback=self.failed,
                               priority=IMAGE_PRIORITY, meta={"image": True, "ref": ref, "page": page})

@@ -8,16 +8,20 @@ private or link-local address unless FACETRAIL_FETCH_ALLOW lists its exact host:
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
+
+from sqlalchemy import select
 
 from ..config import Settings
 from ..crawl import CrawlSummary, ImageFound, Page, Scope, crawl, is_excluded
 from ..crawl.scope import url_host
 from ..crawl.extract import blocks_images, robots_directives
-from ..store import Source
+from ..store import Database, Location, Source
 from .feed import Feed
 from .fetch import FetchError, FetchPolicy, SafeFetcher, parse_allow
 from .files import Item, Skip
@@ -47,20 +51,43 @@ def image_item(image: ImageFound) -> Item:
     return Item(image.url, len(image.body), data=image.body, status=image.status)
 
 
-def crawl_feed(settings: Settings, source: Source, max_pages: int | None = None,
+def _unfinished_since(marker: Path) -> datetime | None:
+    """When the crawl that left `marker` behind (it was interrupted) started."""
+    try:
+        return datetime.fromisoformat(json.loads(marker.read_text())["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def crawl_feed(settings: Settings, db: Database, source: Source, max_pages: int | None = None,
                max_depth: int | None = None) -> Feed[CrawlSummary]:
-    """Crawl a site source within its scope (see `facetrail.crawl.crawl` for the rules)."""
+    """Crawl a site source within its scope (see `facetrail.crawl.crawl` for the rules).
+
+    A crawl leaves a marker in the data folder until it ends; the next crawl after an
+    interruption resumes it: the images the interrupted crawl stored are not fetched again."""
     scope = site_scope(source)
     options = source.options or {}
     pages = max_pages or options.get("max_pages") or settings.crawl_max_pages
     depth = max_depth if max_depth is not None else options.get("max_depth", settings.crawl_max_depth)
+    marker = settings.data_dir / "crawls" / f"{source.name}.json"
 
     def produce(put: Callable[[object], None]) -> CrawlSummary:
-        return crawl(source.scope["start_urls"], scope, fetcher(settings), max_pages=pages, max_depth=depth,
-                     user_agent=settings.user_agent, delay=settings.crawl_delay,
-                     on_page=lambda page: put(page_record(page)),
-                     on_image=lambda image: put(image_item(image)),
-                     on_error=lambda url, reason, message: put(skip(url, reason, message)))
+        started = _unfinished_since(marker)
+        fetched: frozenset[str] = frozenset()
+        if started is not None:
+            with db.session() as session:
+                fetched = frozenset(session.scalars(select(Location.location).where(
+                    Location.source_id == source.id, Location.last_seen >= started)))
+        else:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(json.dumps({"started": datetime.now(UTC).isoformat()}))
+        summary = crawl(source.scope["start_urls"], scope, fetcher(settings), max_pages=pages, max_depth=depth,
+                        user_agent=settings.user_agent, delay=settings.crawl_delay, fetched=fetched,
+                        on_page=lambda page: put(page_record(page)),
+                        on_image=lambda image: put(image_item(image)),
+                        on_error=lambda url, reason, message: put(skip(url, reason, message)))
+        marker.unlink(missing_ok=True)  # finished: the next crawl starts afresh
+        return summary
 
     return Feed(produce)
 
