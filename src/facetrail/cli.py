@@ -129,13 +129,14 @@ def _operator(ctx: typer.Context, db):
     return Actor(f"local:{os_user}", "admin", "cli", None, os_user)
 
 
-def _ingest(settings: Settings, db, source, stream, total: int | None, verbose: bool):
-    """Run an ingest of `source` over `stream` with a progress bar; print and return the summary."""
+def _ingest(settings: Settings, db, source, stream, total: int | None, verbose: bool, pool=None):
+    """Run an ingest of `source` over `stream` with a progress bar; print and return the summary.
+    `pool`: analysis processes started earlier (their models load meanwhile)."""
     from .index import open_index
     from .ingest import Ingestor
 
     index = open_index(settings, db)
-    ingestor = Ingestor(settings, db, index, source)
+    ingestor = Ingestor(settings, db, index, source, pool=pool)
     interrupted = False
     with _progress() as progress:
         task = progress.add_task(f"indexing {source.name}", total=total)
@@ -203,15 +204,22 @@ def index_command(
             source = folder_source(session, _operator(ctx, db), paths, legal_basis, source_name)
     except SourceError as exc:
         _refuse(str(exc))
-    entries = list(walk(paths))
     if queue:
         from .ingest.queue import enqueue
 
+        entries = list(walk(paths))
         with db.session() as session, session.begin():
             queued = enqueue(session, source, [e.location for e in entries])
         out.print(f"Queued {queued} of {len(entries)} files of source {source.name!r} for `facetrail worker`.")
         return
-    _ingest(settings, db, source, entries, len(entries), verbose)
+    from .ingest.pipeline import start_pool
+
+    pool = start_pool(settings)  # models load while the files are listed and the index is opened
+    try:
+        entries = list(walk(paths))
+        _ingest(settings, db, source, entries, len(entries), verbose, pool)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @app.command()
