@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from typer.testing import CliRunner
 
 from facetrail.cli import app
-from facetrail.index import FaissIndex, index_path
+from facetrail.index import load_index
 from facetrail.store import Database, Location
 
 from .conftest import settings_for
@@ -33,7 +33,7 @@ def test_check_reports_then_repairs(tmp_path, dev_images):
 
     settings = settings_for(data_dir)
     db = Database(settings.db_url)
-    index = FaissIndex(index_path(settings))
+    index = load_index(settings)
     index.remove(index.ids()[:1])  # a face the index lost
     index.add(np.array([987654]), np.zeros((1, 128), np.float32))  # a face the database never had
     index.save()

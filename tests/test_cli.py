@@ -62,6 +62,9 @@ def test_search_json_reports_faces_and_ranked_results(data_dir, dev_images, dev_
         assert 0 <= r["similarity"] <= 1
     assert sum("will_smith" in r["image"]["location"] for r in results) >= 3
     assert audit_count(dev_index.db) == before + 1
+    with dev_index.db.session() as session:
+        entry = session.get(AuditEntry, data["audit_id"])
+    assert entry.details["index"]["size"] == dev_index.summary.faces and entry.details["index"]["version"]
 
 
 def test_several_photos_give_json_lines_in_order_and_faceless_photos_an_error(data_dir, dev_images):

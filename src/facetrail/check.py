@@ -8,7 +8,7 @@ import numpy as np
 from sqlalchemy import delete, select
 
 from .config import Settings
-from .index import FaissIndex, index_path, sync
+from .index import load_index, sync
 from .store import Database, Face, Image, Location
 from .store.media import MediaStore
 
@@ -31,7 +31,7 @@ class Report:
 
 def check(settings: Settings, db: Database, repair: bool = False) -> Report:
     """Find disagreements; with `repair`, fix them, taking the database as the truth."""
-    index = FaissIndex(index_path(settings))
+    index = load_index(settings)
     media = MediaStore(settings.media_dir)
     with db.session() as session:
         db_ids = np.fromiter(session.scalars(select(Face.id)), np.int64)

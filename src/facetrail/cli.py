@@ -785,4 +785,4 @@ def token_revoke(ctx: typer.Context, token_id: int) -> None:
     out.print(f"Token {token_id} revoked.")
 
 
-from . import cli_sources  # noqa: E402,F401 - registers the source, crawl and ingest commands
+from . import cli_index, cli_sources  # noqa: E402,F401 - register index-status, source, crawl, ingest, worker

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import threading
 from datetime import UTC, date, datetime, timedelta
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ from ..governance.settings_log import record_if_changed as record_settings
 from ..faces import load_engine
 from ..governance.accounts import AccountError, Actor, authenticate as check_password
 from ..governance.accounts import change_password, end_session, start_session
-from ..index import open_index
+from ..index import follow_database, open_index
 from ..ingest.decode import DecodeError
 from ..search import RateLimited, SearchRefused, Searcher, check_request
 from ..search.bands import BANDS
@@ -93,10 +94,17 @@ def create_app(settings: Settings) -> FastAPI:
             record_settings(session, settings)
             retention_maintenance(session, settings)
         app.state.db = db
-        app.state.searcher = Searcher(settings, db, open_index(settings, db), load_engine(settings))
+        index = open_index(settings, db, background=True)  # training never blocks a search
+        app.state.searcher = Searcher(settings, db, index, load_engine(settings))
         app.state.media = MediaStore(settings.media_dir)
         app.state.opt_out_limit = RateLimiter(settings.opt_out_per_hour, 3600)
+        stop = threading.Event()
+        follower = threading.Thread(target=follow_database, args=(index, db, stop), daemon=True,
+                                    name="facetrail-index-follow")
+        follower.start()  # faces stored by other processes (index, crawl, workers) become searchable
         yield
+        stop.set()
+        follower.join(timeout=5)
         db.close()
 
     app = FastAPI(
