@@ -106,6 +106,11 @@ def _open(settings: Settings):
     return db
 
 
+def _with_workers(settings: Settings, workers: int | None) -> Settings:
+    """The settings with --workers applied."""
+    return settings.model_copy(update={"workers": workers}) if workers else settings
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -191,9 +196,7 @@ def index_command(
     from .ingest import walk
     from .ingest.sources import SourceError, folder_source
 
-    settings: Settings = ctx.obj.settings
-    if workers:
-        settings = settings.model_copy(update={"workers": workers})
+    settings = _with_workers(ctx.obj.settings, workers)
     for path in paths:
         if not path.exists():
             err.print(f"[red]error:[/] no such file or folder: {path}")

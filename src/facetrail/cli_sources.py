@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .cli import _ingest, _open, _operator, _refuse, app, err, out
+from .cli import _ingest, _open, _operator, _refuse, _with_workers, app, err, out
 
 source_app = typer.Typer(help="Declare and manage sources: nothing outside a declared source is indexed.",
                          no_args_is_help=True)
@@ -162,6 +162,13 @@ def _source(ctx: typer.Context, db, name: str, kind: str, legal_basis: str | Non
     return source
 
 
+def _require_files(files: list[Path]) -> None:
+    for file in files:
+        if not file.is_file():
+            err.print(f"[red]error:[/] no such file: {file}")
+            raise typer.Exit(2)
+
+
 @app.command("crawl")
 def crawl_command(
     ctx: typer.Context,
@@ -174,9 +181,7 @@ def crawl_command(
     """Crawl a declared site within its scope, politely (robots.txt, delays), indexing every face."""
     from .ingest.web import crawl_feed
 
-    settings = ctx.obj.settings
-    if workers:
-        settings = settings.model_copy(update={"workers": workers})
+    settings = _with_workers(ctx.obj.settings, workers)
     db = _open(settings)
     source = _source(ctx, db, name, "site", None)
     feed = crawl_feed(settings, db, source, max_pages, max_depth)
@@ -205,12 +210,8 @@ def ingest_urls(
     """Fetch and index the image URLs listed in FILE (same safety rules as the crawler)."""
     from .ingest.web import read_url_list, urls_feed
 
-    settings = ctx.obj.settings
-    if workers:
-        settings = settings.model_copy(update={"workers": workers})
-    if not file.is_file():
-        err.print(f"[red]error:[/] no such file: {file}")
-        raise typer.Exit(2)
+    settings = _with_workers(ctx.obj.settings, workers)
+    _require_files([file])
     db = _open(settings)
     found = _source(ctx, db, source, "urls", legal_basis)
     urls = read_url_list(file)
@@ -229,13 +230,8 @@ def ingest_warc(
     """Index the pages and images archived in web archives; provenance is the archived URL and date."""
     from .ingest.web import warc_feed
 
-    settings = ctx.obj.settings
-    if workers:
-        settings = settings.model_copy(update={"workers": workers})
-    for file in files:
-        if not file.is_file():
-            err.print(f"[red]error:[/] no such file: {file}")
-            raise typer.Exit(2)
+    settings = _with_workers(ctx.obj.settings, workers)
+    _require_files(files)
     db = _open(settings)
     found = _source(ctx, db, source, "warc", legal_basis)
     _ingest(settings, db, found, warc_feed(settings, found, files), None, verbose)
@@ -256,9 +252,7 @@ def worker_command(
     from .index import open_index
     from .ingest.worker import DatabaseOnly, default_name, run_worker
 
-    settings = ctx.obj.settings
-    if workers:
-        settings = settings.model_copy(update={"workers": workers})
+    settings = _with_workers(ctx.obj.settings, workers)
     db = _open(settings)
     # FAISS files belong to one process: workers then write the database only (the index follows it)
     index = open_index(settings, db) if settings.vector_uri else DatabaseOnly()

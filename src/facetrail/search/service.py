@@ -162,9 +162,7 @@ class Searcher:
         policy the results are withheld until a supervisor approves (see `decide`)."""
         policy = check_request(self.settings, actor, purpose, justification, case_ref, urgent)
         justification, case_ref = justification.strip(), case_ref.strip()
-        limits = self.settings.user_search_limits.get(actor.username) or self.settings.search_limits.get(actor.role, {})
-        with self.db.session() as session:
-            rate_limits.check(session, actor.username, limits)  # raises RateLimited
+        self._check_rate(actor)
         top_k = top_k or self.settings.top_k
         threshold = self.settings.match_threshold if threshold is None else threshold
         sha = hashlib.sha256(photo).hexdigest()
@@ -339,9 +337,7 @@ class Searcher:
             raise SearchRefused("your searches need a supervisor's prior approval: use a face search, which "
                                 "can be held for approval", "prior_approval_required")
         justification, case_ref = justification.strip(), case_ref.strip()
-        limits = self.settings.user_search_limits.get(actor.username) or self.settings.search_limits.get(actor.role, {})
-        with self.db.session() as session:
-            rate_limits.check(session, actor.username, limits)
+        self._check_rate(actor)
         top_k = top_k or self.settings.top_k
         sha = hashlib.sha256(photo).hexdigest()
         result = SearchResult(query={"sha256": sha, "name": name, "faces": [], "selected": None}, mode="copies")
@@ -391,6 +387,12 @@ class Searcher:
                 result.approval = approvals.describe(
                     approvals.open_approval(session, self.settings, entry, actor, policy, None))
         return result
+
+    def _check_rate(self, actor: Actor) -> None:
+        """Raise RateLimited if the actor has used up a search limit (the user's, else the role's)."""
+        limits = self.settings.user_search_limits.get(actor.username) or self.settings.search_limits.get(actor.role, {})
+        with self.db.session() as session:
+            rate_limits.check(session, actor.username, limits)
 
     def _copy_rows(self, session, hits: list[list[int]]) -> list[dict]:
         """Copy-search results for (image id, Hamming distance) hits, images deleted since left out."""
