@@ -44,8 +44,26 @@ class OptOutFilter:
         vectors = np.atleast_2d(np.asarray(vectors, np.float32))
         if not len(self.vectors) or not len(vectors):
             return np.zeros(len(vectors), bool)
-        distances = np.linalg.norm(vectors[:, None, :] - self.vectors[None, :, :], axis=2)
-        return (distances <= self.threshold).any(axis=1)
+        # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b: one matrix product, whatever the number of opt-outs
+        squared = ((vectors ** 2).sum(1)[:, None] + (self.vectors ** 2).sum(1)[None, :]
+                   - 2 * vectors @ self.vectors.T)
+        return (squared <= self.threshold ** 2 + 1e-6).any(axis=1)
+
+
+class OptOutCache:
+    """The opt-out filter of a long-lived process (the web app's searcher), loaded again only
+    when the opt-outs changed (their count or highest id), so a search does not read them all."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self._key: tuple | None = None
+        self._filter: OptOutFilter | None = None
+
+    def get(self, session: Session) -> OptOutFilter:
+        key = tuple(session.execute(select(func.count(OptOut.id), func.max(OptOut.id))).one())
+        if key != self._key or self._filter is None:
+            self._filter, self._key = OptOutFilter.load(session, self.threshold), key
+        return self._filter
 
 
 def opt_out(

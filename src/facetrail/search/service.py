@@ -12,7 +12,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from ..config import Settings
@@ -25,7 +25,7 @@ from ..governance import limits as rate_limits
 from ..governance import retention
 from ..governance import verification
 from ..governance.accounts import Actor
-from ..governance.optout import OptOutFilter
+from ..governance.optout import OptOutCache
 from ..index import VectorIndex
 from ..ingest.decode import DecodedImage, DecodeError, Limits, decode
 from ..store import Approval, AuditEntry, Database, Face, Image
@@ -134,6 +134,31 @@ def _image_dict(image: Image, appearances: list[dict]) -> dict:
     }
 
 
+class CopyHashes:
+    """The copy hashes of every image, held in memory by a long-lived searcher: new images are
+    read incrementally (ids above the highest held); any other change (deletions, opt-outs that
+    cleared a hash) reloads the table."""
+
+    def __init__(self) -> None:
+        self.table = (np.empty(0, np.int64), np.empty(0, np.int64))  # (image ids, hashes), replaced whole
+
+    def get(self, session) -> tuple[np.ndarray, np.ndarray]:
+        with_hash = Image.copy_hash.is_not(None)
+        ids, hashes = self.table
+        last = int(ids[-1]) if len(ids) else 0
+        new = session.execute(select(Image.id, Image.copy_hash).where(with_hash, Image.id > last)
+                              .order_by(Image.id)).all()
+        if new:
+            ids = np.concatenate([ids, np.array([r.id for r in new], np.int64)])
+            hashes = np.concatenate([hashes, np.array([r.copy_hash for r in new], np.int64)])
+        if session.scalar(select(func.count()).select_from(Image).where(with_hash)) != len(ids):
+            rows = session.execute(select(Image.id, Image.copy_hash).where(with_hash).order_by(Image.id)).all()
+            ids = np.array([r.id for r in rows], np.int64)  # something was deleted or cleared
+            hashes = np.array([r.copy_hash for r in rows], np.int64)
+        self.table = (ids, hashes)
+        return self.table
+
+
 class Searcher:
     def __init__(self, settings: Settings, db: Database, index: VectorIndex, engine: FaceEngine) -> None:
         self.settings = settings
@@ -142,6 +167,8 @@ class Searcher:
         self.engine = engine
         self.limits = Limits(settings.max_image_bytes, settings.max_image_pixels)
         self._engine_lock = threading.Lock()
+        self._opt_outs = OptOutCache(settings.match_threshold)
+        self._copy_hashes = CopyHashes()
 
     def search(
         self,
@@ -347,11 +374,11 @@ class Searcher:
         except DecodeError as exc:
             result.error, result.error_code = f"not a usable image: {exc}", exc.reason
         with self.db.session() as session, session.begin():
+            size = 0
             if not result.error:
-                rows = session.execute(select(Image.id, Image.copy_hash).where(Image.copy_hash.is_not(None))).all()
-                if rows:
-                    ids = np.array([r.id for r in rows], np.int64)
-                    table = np.array([r.copy_hash for r in rows], np.int64)
+                ids, table = self._copy_hashes.get(session)
+                size = len(ids)
+                if size:
                     hits = [[int(ids[row]), int(bits)] for row, bits in nearest(query, table)[:top_k]]
                 result.copies = self._copy_rows(session, hits)
             entry = audit.record(
@@ -373,7 +400,7 @@ class Searcher:
                     "top_k": top_k,
                     "threshold": MAX_DISTANCE,
                     "model": "phash-64",
-                    "index": {"kind": "copy-hash", "size": len(rows) if not result.error else 0},
+                    "index": {"kind": "copy-hash", "size": size},
                     "results": [],
                     "copies": [[c["image"]["id"], c["distance"]] for c in result.copies],
                     "result_count": len(result.copies),
@@ -427,15 +454,16 @@ class Searcher:
                 .options(selectinload(Face.image).selectinload(Image.locations))
             )
         }
-        opt_outs = OptOutFilter.load(session, self.settings.match_threshold)
+        found = [face_id for face_id, _ in hits if face_id in rows]  # others were removed meanwhile
+        blocked = self._opt_outs.get(session).blocked(  # the last guard: opted-out faces never return
+            np.stack([np.frombuffer(rows[i].embedding, np.float32) for i in found])) if found else []
+        shown = {face_id for face_id, out in zip(found, blocked) if not out}
         where = appearances_of(session, [f.image_id for f in rows.values()])
         matches = []
         for face_id, distance in hits:
-            row = rows.get(face_id)
-            if row is None:  # removed from the database since the index was read
+            if face_id not in shown:
                 continue
-            if opt_outs.blocked(np.frombuffer(row.embedding, np.float32))[0]:  # last guard; never returned
-                continue
+            row = rows[face_id]
             image = row.image
             matches.append(
                 Match(
