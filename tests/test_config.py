@@ -54,7 +54,7 @@ def test_settings_changes_are_audited_once_each(tmp_path, monkeypatch):
     (tmp_path / "facetrail.toml").write_text('approval_policy = { investigator = "prior" }\n')
     assert runner.invoke(app, [*data, "stats"]).exit_code == 0
     second = settings_entries(db)[1]
-    assert second["changed"] == ["approval_policy", "config_file"]
+    assert second["changed"] == ["approval_policy"]
     assert second["settings"]["approval_policy"] == {"investigator": "prior"}
     with db.session() as session:
         assert verify(session)[1] is None

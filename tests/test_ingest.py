@@ -16,7 +16,7 @@ from facetrail.search import Searcher
 from facetrail.store import AuditEntry, Database, Face, Image, Location
 from facetrail.store.media import MediaStore
 
-from .conftest import folder_ingestor, investigator
+from .conftest import folder_ingestor, investigator, settings_for
 from .hostile import write_hostile_files
 
 
@@ -123,3 +123,18 @@ def test_search_finds_the_person_and_writes_an_audit_entry(settings, photos, eng
         assert entry.details["result_count"] == len(result.results)
         assert [face_id for face_id, _ in entry.details["results"]] == [m.face_id for m in result.results]
         assert np.isclose(entry.details["threshold"], settings.match_threshold)
+
+
+def test_files_over_the_size_limit_are_never_read(tmp_path, monkeypatch):
+    from facetrail.ingest import Item
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    huge = folder / "video.mp4"
+    with huge.open("wb") as handle:  # sparse: 3 GB on paper, nothing on disk
+        handle.truncate(3 * 1024**3)
+    read = []
+    monkeypatch.setattr(Item, "read", lambda self: read.append(self.location) or b"")
+    settings = settings_for(tmp_path / "data")
+    _, _, summary = ingest(settings, folder)
+    assert summary.skipped["too_large"] == 1 and read == []

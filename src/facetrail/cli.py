@@ -42,11 +42,11 @@ def main(
     ctx: typer.Context,
     data_dir: Annotated[
         Path | None,
-        typer.Option("--data-dir", envvar="FACETRAIL_DATA_DIR", help="Data folder [default: ./facetrail-data]."),
+        typer.Option("--data-dir", envvar="FACETRAIL_DATA_DIR", help="Data folder (default: ./facetrail-data)."),
     ] = None,
     database_url: Annotated[
         str | None,
-        typer.Option("--database-url", envvar="FACETRAIL_DATABASE_URL", help="SQLAlchemy URL [default: SQLite in the data folder]."),
+        typer.Option("--database-url", envvar="FACETRAIL_DATABASE_URL", help="SQLAlchemy URL (default: SQLite in the data folder)."),
     ] = None,
     as_user: Annotated[
         str | None,
@@ -186,7 +186,7 @@ def index_command(
         str | None, typer.Option(help="Declare a folder source for PATHS with this legal basis if none holds them.")
     ] = None,
     source_name: Annotated[str | None, typer.Option("--source", help="Name of the source declared.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Processes [default: one per core].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every skipped file.")] = False,
     queue: Annotated[
         bool, typer.Option("--queue", help="Only queue the files, for `facetrail worker` processes.")
@@ -458,9 +458,12 @@ def reindex(ctx: typer.Context) -> None:
     db = _open(settings)
     with db.session() as session:
         total = session.scalar(select(func.count()).select_from(Face)) or 0
-    with _progress() as progress:
-        task = progress.add_task("reindexing", total=total)
-        index = rebuild(settings, db, lambda n: progress.advance(task, n))
+    try:
+        with _progress() as progress:
+            task = progress.add_task("reindexing", total=total)
+            index = rebuild(settings, db, lambda n: progress.advance(task, n))
+    except RuntimeError as exc:  # e.g. another process (the web app) owns the index
+        _refuse(f"{exc}; stop it first")
     out.print(f"Index rebuilt: {len(index)} faces ({index.kind}).")
 
 
@@ -515,7 +518,7 @@ def subject_report(
     ctx: typer.Context,
     photo: Annotated[Path, typer.Argument(help="A photo of the data subject's face.")],
     request_ref: Annotated[str, typer.Option("--request-ref", help="Reference of the verified request.")] = "",
-    output: Annotated[Path | None, typer.Option("--out", help="Write the report here [default: print].")] = None,
+    output: Annotated[Path | None, typer.Option("--out", help="Write the report here (default: print).")] = None,
 ) -> None:
     """Report what the index holds for a person's face (admins; for a verified subject access request)."""
     from .faces import load_engine
@@ -620,7 +623,7 @@ def audit_export(
     since: Annotated[
         datetime | None, typer.Option(help="Only entries at or after this time (UTC), e.g. 2026-11-01.")
     ] = None,
-    output: Annotated[Path | None, typer.Option("--out", help="File to write [default: standard output].")] = None,
+    output: Annotated[Path | None, typer.Option("--out", help="File to write (default: standard output).")] = None,
 ) -> None:
     """Write audit entries as JSON Lines, with their hashes, so the chain's head can be kept elsewhere."""
     from .governance import audit

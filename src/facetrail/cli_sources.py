@@ -27,7 +27,7 @@ def source_add(
     url: Annotated[list[str] | None, typer.Option(help="Start URL of a site (repeatable).")] = None,
     host: Annotated[
         list[str] | None,
-        typer.Option(help="Allowed host or host:port (repeatable) [default: the start URLs' hosts]."),
+        typer.Option(help="Allowed host or host:port (repeatable) (default: the start URLs' hosts)."),
     ] = None,
     prefix: Annotated[list[str] | None, typer.Option(help="Allowed URL prefix (repeatable).")] = None,
     path: Annotated[list[Path] | None, typer.Option(help="Folder of a folder source (repeatable).")] = None,
@@ -175,7 +175,7 @@ def crawl_command(
     name: Annotated[str, typer.Argument(help="A declared site source.")],
     max_pages: Annotated[int | None, typer.Option(min=1, help="Pages to fetch at most.")] = None,
     max_depth: Annotated[int | None, typer.Option(min=0, help="Links to follow from a start URL.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Processes [default: one per core].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every skipped URL.")] = False,
 ) -> None:
     """Crawl a declared site within its scope, politely (robots.txt, delays), indexing every face."""
@@ -204,7 +204,7 @@ def ingest_urls(
     file: Annotated[Path, typer.Argument(help="A text file: one image URL per line (# comments).")],
     source: Annotated[str, typer.Option(help="The urls source to ingest into.")],
     legal_basis: Annotated[str | None, typer.Option(help="Declare the source now, with this legal basis.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Processes [default: one per core].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every skipped URL.")] = False,
 ) -> None:
     """Fetch and index the image URLs listed in FILE (same safety rules as the crawler)."""
@@ -224,7 +224,7 @@ def ingest_warc(
     files: Annotated[list[Path], typer.Argument(help="WARC files (.warc or .warc.gz).")],
     source: Annotated[str, typer.Option(help="The warc source to ingest into.")],
     legal_basis: Annotated[str | None, typer.Option(help="Declare the source now, with this legal basis.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Processes [default: one per core].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every skipped record.")] = False,
 ) -> None:
     """Index the pages and images archived in web archives; provenance is the archived URL and date."""
@@ -244,8 +244,8 @@ def worker_command(
     lease: Annotated[float, typer.Option(min=1, help="Seconds a claim lasts; a dead worker's files are "
                                          "claimed again after it.")] = 300,
     until_empty: Annotated[bool, typer.Option("--until-empty", help="Stop when the queue is empty.")] = False,
-    name: Annotated[str | None, typer.Option(help="Worker name in the queue [default: host:pid].")] = None,
-    workers: Annotated[int | None, typer.Option(help="Processes [default: one per core].")] = None,
+    name: Annotated[str | None, typer.Option(help="Worker name in the queue (default: host:pid).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
 ) -> None:
     """Ingest queued files (`facetrail index PATH --queue`); run any number of workers, on any number
     of machines sharing a PostgreSQL database."""

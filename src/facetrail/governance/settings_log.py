@@ -18,7 +18,9 @@ from . import audit
 
 ACTION = "settings.change"
 SECRET_FIELDS = {"vector_token"}
-OPERATIONAL = {"workers"}  # varies per command (--workers) and changes nothing of substance
+# where this process keeps its data and how many processes it uses: they differ between machines
+# and commands (--workers, --data-dir) and change nothing of what a search may do
+OPERATIONAL = {"workers", "data_dir", "database_url", "config_file"}
 _PASSWORD = re.compile(r"(://[^:/@]+:)[^@]+@")
 
 

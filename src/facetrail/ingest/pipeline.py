@@ -194,6 +194,11 @@ class Ingestor:
         for entry in chunk:
             if entry.location in skip:
                 continue
+            if entry.data is None and entry.size > self.settings.max_image_bytes:  # never read into memory
+                self._store_error(entry, "too_large", f"{entry.size} bytes is over the limit of "
+                                  f"{self.settings.max_image_bytes}")
+                tick()
+                continue
             try:
                 data = entry.read()
             except OSError as exc:
