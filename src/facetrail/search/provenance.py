@@ -42,10 +42,10 @@ def appearances_of(session: Session, image_ids: Iterable[int]) -> dict[int, list
         .join(Location, and_(Location.source_id == Appearance.source_id, Location.location == Appearance.image_url))
         .where(Location.image_id.in_(ids))
     ).all()
+    sources = {(loc.source_id, loc.location): (name, kind) for loc, name, kind in locations}
     shown: set[tuple[int, int]] = set()  # (source id, image id) with at least one page
     for page, image_id, image_gone in pages:
-        source, kind = next((name, kind) for loc, name, kind in locations
-                            if loc.source_id == page.source_id and loc.location == page.image_url)
+        source, kind = sources[(page.source_id, page.image_url)]
         shown.add((page.source_id, image_id))
         found[image_id].append({
             "source": source, "kind": kind, "domain": _domain(page.page_url), "page_url": page.page_url,
