@@ -222,19 +222,32 @@ class Searcher:
             withheld = policy == "prior" and result.query["selected"] is not None
             if result.query["selected"] is not None and not withheld:
                 result.results = self._neighbours(session, vector, top_k, threshold, case_ref)
-            entry = self._record_search(
-                session, actor, purpose, justification, case_ref, sha, top_k,
-                faces_found=len(faces),
-                selected_face=result.query["selected"],
-                threshold=threshold,
-                model=self.engine.model_name,
-                index={"kind": self.index.kind, "size": len(self.index),
-                       "version": getattr(self.index, "version", None)},
-                results=[[m.face_id, round(m.distance, 6)] for m in result.results],
-                result_count=len(result.results),
-                approval_policy=policy,
-                hold=note,
-                outcome="error" if result.error else "withheld" if withheld else "ok",
+            entry = audit.record(
+                session,
+                actor=actor.username,
+                actor_kind=f"user:{actor.role}",
+                action="search",
+                purpose=purpose,
+                details={
+                    "role": actor.role,
+                    "via": actor.via,
+                    "os_user": actor.os_user,
+                    "justification": justification,
+                    "case_ref": case_ref,
+                    "query_sha256": sha,
+                    "faces_found": len(faces),
+                    "selected_face": result.query["selected"],
+                    "top_k": top_k,
+                    "threshold": threshold,
+                    "model": self.engine.model_name,
+                    "index": {"kind": self.index.kind, "size": len(self.index),
+                              "version": getattr(self.index, "version", None)},
+                    "results": [[m.face_id, round(m.distance, 6)] for m in result.results],
+                    "result_count": len(result.results),
+                    "approval_policy": policy,
+                    "hold": note,
+                    "outcome": "error" if result.error else "withheld" if withheld else "ok",
+                },
             )
             result.audit_id = entry.id
             if result.query["selected"] is not None:
@@ -368,41 +381,39 @@ class Searcher:
                 if size:
                     hits = [[int(ids[row]), int(bits)] for row, bits in nearest(query, table)[:top_k]]
                 result.copies = self._copy_rows(session, hits)
-            entry = self._record_search(
-                session, actor, purpose, justification, case_ref, sha, top_k,
-                mode="copies",
-                faces_found=0,
-                selected_face=None,
-                threshold=MAX_DISTANCE,
-                model="phash-64",
-                index={"kind": "copy-hash", "size": size},
-                results=[],
-                copies=[[c["image"]["id"], c["distance"]] for c in result.copies],
-                result_count=len(result.copies),
-                approval_policy=policy,
-                hold=None,
-                outcome="error" if result.error else "ok",
+            entry = audit.record(
+                session,
+                actor=actor.username,
+                actor_kind=f"user:{actor.role}",
+                action="search",
+                purpose=purpose,
+                details={
+                    "mode": "copies",
+                    "role": actor.role,
+                    "via": actor.via,
+                    "os_user": actor.os_user,
+                    "justification": justification,
+                    "case_ref": case_ref,
+                    "query_sha256": sha,
+                    "faces_found": 0,
+                    "selected_face": None,
+                    "top_k": top_k,
+                    "threshold": MAX_DISTANCE,
+                    "model": "phash-64",
+                    "index": {"kind": "copy-hash", "size": size},
+                    "results": [],
+                    "copies": [[c["image"]["id"], c["distance"]] for c in result.copies],
+                    "result_count": len(result.copies),
+                    "approval_policy": policy,
+                    "hold": None,
+                    "outcome": "error" if result.error else "ok",
+                },
             )
             result.audit_id = entry.id
             if policy != "none":
                 result.approval = approvals.describe(
                     approvals.open_approval(session, self.settings, entry, actor, policy, None))
         return result
-
-    @staticmethod
-    def _record_search(session, actor: Actor, purpose: str, justification: str, case_ref: str, sha: str,
-                       top_k: int, **details) -> AuditEntry:
-        """The audit entry of a search (face or copy), in the caller's transaction."""
-        return audit.record(
-            session,
-            actor=actor.username,
-            actor_kind=f"user:{actor.role}",
-            action="search",
-            purpose=purpose,
-            details={"role": actor.role, "via": actor.via, "os_user": actor.os_user,
-                     "justification": justification, "case_ref": case_ref, "query_sha256": sha,
-                     "top_k": top_k, **details},
-        )
 
     def _check_rate(self, actor: Actor) -> None:
         """Raise RateLimited if the actor has used up a search limit (the user's, else the role's)."""
