@@ -60,14 +60,15 @@ def test_several_faces_are_returned_largest_first(engine):
 def test_the_level_limited_detector_is_dlibs_own_on_the_levels_it_scans():
     import dlib
 
-    from facetrail.faces.dlib_backend import _frontal_detector_scanning
+    from facetrail.faces.dlib_backend import _scanning_levels
 
     photo = np.asarray(_dev("anthony_hopkins/1.jpg").convert("L").resize((500, 500)))
-    original = dlib.get_frontal_face_detector().run(photo, 0, 0.0)
-    unlimited = _frontal_detector_scanning(1000).run(photo, 0, 0.0)  # 1000: dlib's own default
+    frontal = dlib.get_frontal_face_detector()
+    original = frontal.run(photo, 0, 0.0)
+    unlimited = _scanning_levels(frontal, 1000).run(photo, 0, 0.0)  # 1000: dlib's own default
     assert [(r, round(s, 6)) for r, s in zip(original[0], original[1])] == [
         (r, round(s, 6)) for r, s in zip(unlimited[0], unlimited[1])
     ]
     assert len(original[0]) == 1
     # the face (~220 px here) needs the pyramid's lower levels: the two largest levels miss it
-    assert len(_frontal_detector_scanning(2).run(photo, 0, 0.0)[0]) == 0
+    assert len(_scanning_levels(frontal, 2).run(photo, 0, 0.0)[0]) == 0
