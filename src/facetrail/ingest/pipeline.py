@@ -4,8 +4,9 @@ The stream may also carry `PageRecord`s (the images a web page shows, stored as 
 `Skip`s (URLs not fetched, counted by reason) and `None` (nothing new yet: a producer such as a
 crawl is still working; finished results are collected meanwhile).
 
-Each image is written in one transaction (image, faces, every location it was found at);
-the vector index follows the database and is saved periodically. A crash at any point
+Analysed images are written a few dozen at a time, each batch in one transaction (images,
+faces, every location they were found at); the vector index follows the database and is
+saved periodically. A crash at any point
 leaves the database consistent; the index is brought back in step when next opened, and
 a rerun skips what is already stored, so nothing is duplicated.
 """
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..config import Settings
@@ -36,6 +37,8 @@ from .analyze import Analysis, analyze_in_worker, init_worker
 from .files import Item, Skip
 
 CHUNK = 256
+STORE_BATCH = 32  # analysed images written per transaction...
+STORE_SECONDS = 1.0  # ...or at least this often
 INDEX_SAVE_SECONDS = 30.0
 
 
@@ -105,8 +108,9 @@ class Ingestor:
         self.media = MediaStore(settings.media_dir)
         with db.session() as session:
             self.opt_outs = OptOutFilter.load(session, settings.match_threshold)
-        self._pending: dict[str, list[Item]] = {}  # sha256 in flight -> files with those bytes
-        self._last_save = time.monotonic()
+        self._pending: dict[str, list[Item]] = {}  # sha256 in flight or not yet stored -> files with those bytes
+        self._finished: list[Analysis] = []  # analysed, waiting to be stored (STORE_BATCH at a time)
+        self._last_save = self._last_store = time.monotonic()
 
     def run(self, entries: Iterable[Item | PageRecord | Skip | None],
             on_file: Callable[[], None] | None = None) -> Summary:
@@ -130,6 +134,10 @@ class Ingestor:
                     self._collect(futures, tick, block=False)
             while futures:
                 self._collect(futures, tick, block=True)
+            self._store_finished(tick)
+        except KeyboardInterrupt:
+            self._store_finished(tick)  # keep what was analysed
+            raise
         finally:
             if self.pool is None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -207,10 +215,10 @@ class Ingestor:
                 continue
             sha = hashlib.sha256(data).hexdigest()
             with self.db.session() as session:
-                image_id = session.scalar(select(Image.id).where(Image.sha256 == sha))
-                same = image_id is not None and session.scalar(select(Location.id).where(
-                    Location.source_id == self.source_id, Location.location == entry.location,
-                    Location.image_id == image_id)) is not None
+                here = select(Location.id).where(Location.source_id == self.source_id,
+                                                 Location.location == entry.location, Location.image_id == Image.id)
+                known = session.execute(select(Image.id, here.exists()).where(Image.sha256 == sha)).first()
+            image_id, same = known or (None, False)
             if image_id is not None:
                 self._store_locations(image_id, [entry])
                 if same:  # fetched again, the same bytes at the same URL
@@ -225,127 +233,133 @@ class Ingestor:
         done, _ = wait(list(futures), timeout=None if block else 0, return_when=FIRST_COMPLETED)
         for future in done:
             sha, entry = futures.pop(future)
-            entries = self._pending.pop(sha)
             try:
                 result = future.result()
             except Exception as exc:  # noqa: BLE001 - e.g. a worker killed by the OOM killer
                 result = Analysis(error="failed", message=f"{type(exc).__name__}: {exc}")
-            if result.error:
-                for e in entries:
-                    self._store_error(e, result.error, result.message)
-            else:
-                self._store_image(result, entries)
-            for _ in entries:
+            if not result.error:  # stays pending (later files with the same bytes join it) until stored
+                self._finished.append(result)
+                continue
+            for e in self._pending.pop(sha):
+                self._store_error(e, result.error, result.message)
                 tick()
+        if len(self._finished) >= STORE_BATCH or time.monotonic() - self._last_store > STORE_SECONDS:
+            self._store_finished(tick)
         if time.monotonic() - self._last_save > INDEX_SAVE_SECONDS:
             self.index.save()
             self._last_save = time.monotonic()
 
-    def _store_image(self, result: Analysis, entries: list[Item]) -> None:
-        now = min([e.seen for e in entries if e.seen] + [_now()])
-        if result.faces:
-            blocked = self.opt_outs.blocked(np.stack([f.embedding for f in result.faces]))
-            if blocked.any():  # opted-out faces are never stored, nor their crops
-                self.summary.opted_out += int(blocked.sum())
-                keep = [i for i, b in enumerate(blocked) if not b]
-                result = replace(result, faces=[result.faces[i] for i in keep], crops=[result.crops[i] for i in keep],
-                                 copy_hash=None)  # nor can copy search lead to the photo
-        self.media.save(result.sha256, result.thumbnail, result.crops)  # before the commit that refers to them
+    def _store_finished(self, tick: Callable[[], None]) -> None:
+        """Write the analysed images waiting in `_finished`, in one transaction."""
+        batch = [(self._without_opted_out(result), self._pending.pop(result.sha256)) for result in self._finished]
+        self._finished = []
+        self._last_store = time.monotonic()
+        if not batch:
+            return
+        for result, _ in batch:
+            self.media.save(result.sha256, result.thumbnail, result.crops)  # before the commit that refers to them
         try:
-            self._insert_image(result, entries, now)
-        except IntegrityError:  # another worker stored the same bytes meanwhile: one image, more locations
-            with self.db.session() as session:
-                image_id = session.scalar(select(Image.id).where(Image.sha256 == result.sha256))
-            if image_id is None:
-                raise
-            self._store_locations(image_id, entries)
-            self.summary.duplicates += len(entries)
+            self._insert_images(batch)
+        except IntegrityError:  # another process stored some of these bytes meanwhile: one at a time
+            for result, entries in batch:
+                try:
+                    self._insert_images([(result, entries)])
+                except IntegrityError:  # one image, more locations
+                    with self.db.session() as session:
+                        image_id = session.scalar(select(Image.id).where(Image.sha256 == result.sha256))
+                    if image_id is None:
+                        raise
+                    self._store_locations(image_id, entries)
+                    self.summary.duplicates += len(entries)
+        for _, entries in batch:
+            for _ in entries:
+                tick()
 
-    def _insert_image(self, result: Analysis, entries: list[Item], now: datetime) -> None:
+    def _without_opted_out(self, result: Analysis) -> Analysis:
+        """The analysis without faces that match an opt-out: never stored, nor their crops."""
+        if not result.faces:
+            return result
+        blocked = self.opt_outs.blocked(np.stack([f.embedding for f in result.faces]))
+        if not blocked.any():
+            return result
+        self.summary.opted_out += int(blocked.sum())
+        keep = [i for i, b in enumerate(blocked) if not b]
+        return replace(result, faces=[result.faces[i] for i in keep], crops=[result.crops[i] for i in keep],
+                       copy_hash=None)  # nor can copy search lead to the photo
+
+    def _insert_images(self, batch: list[tuple[Analysis, list[Item]]]) -> None:
+        """Images, their faces and locations in one transaction; then the index follows."""
         with self.db.session() as session, session.begin():
-            image = Image(
-                sha256=result.sha256,
-                bytes=result.bytes,
-                width=result.width,
-                height=result.height,
-                format=result.format,
-                copy_hash=result.copy_hash,
-                first_seen=now,
-                last_seen=now,
-            )
-            session.add(image)
-            rows = [
-                Face(
-                    image=image,
-                    idx=i,
-                    left=f.box[0],
-                    top=f.box[1],
-                    right=f.box[2],
-                    bottom=f.box[3],
-                    score=f.score,
-                    detector=f.detector,
-                    landmarks=[list(p) for p in f.landmarks],
-                    model=result.model,
-                    embedding=np.asarray(f.embedding, np.float32).tobytes(),
-                )
+            image_rows = []
+            for result, entries in batch:
+                seen = min([e.seen for e in entries if e.seen] + [_now()])
+                image_rows.append(dict(
+                    sha256=result.sha256, bytes=result.bytes, width=result.width, height=result.height,
+                    format=result.format, copy_hash=result.copy_hash, first_seen=seen, last_seen=seen))
+            image_ids = session.scalars(
+                insert(Image).returning(Image.id, sort_by_parameter_order=True), image_rows).all()
+            face_rows = [
+                dict(image_id=image_id, idx=i, left=f.box[0], top=f.box[1], right=f.box[2], bottom=f.box[3],
+                     score=f.score, detector=f.detector, landmarks=[list(p) for p in f.landmarks],
+                     model=result.model, embedding=np.asarray(f.embedding, np.float32).tobytes())
+                for image_id, (result, _) in zip(image_ids, batch)
                 for i, f in enumerate(result.faces)
             ]
-            session.add_all(rows)
-            session.flush()
-            orphans = self._upsert_locations(session, image.id, entries)
-            face_ids = np.array([r.id for r in rows], np.int64)
+            face_ids = session.scalars(
+                insert(Face).returning(Face.id, sort_by_parameter_order=True), face_rows).all() if face_rows else []
+            orphans = self._upsert_locations(
+                session, [(image_id, e) for image_id, (_, entries) in zip(image_ids, batch) for e in entries])
         # committed: the index follows
-        if len(face_ids):
-            self.index.add(face_ids, np.stack([f.embedding for f in result.faces]).astype(np.float32))
+        if face_ids:
+            vectors = np.stack([f.embedding for result, _ in batch for f in result.faces]).astype(np.float32)
+            self.index.add(np.array(face_ids, np.int64), vectors)
         drop(orphans, self.index, self.media)
-        self.summary.images += 1
-        self.summary.faces += len(rows)
-        self.summary.duplicates += len(entries) - 1
+        self.summary.images += len(batch)
+        self.summary.faces += len(face_ids)
+        self.summary.duplicates += sum(len(entries) - 1 for _, entries in batch)
 
     def _store_locations(self, image_id: int, entries: list[Item]) -> None:
         with self.db.session() as session, session.begin():
-            orphans = self._upsert_locations(session, image_id, entries)
+            orphans = self._upsert_locations(session, [(image_id, e) for e in entries])
             seen = max(e.seen or _now() for e in entries)
             session.execute(update(Image).where(Image.id == image_id, Image.last_seen < seen).values(last_seen=seen))
         drop(orphans, self.index, self.media)
 
     def _store_error(self, entry: Item, reason: str, message: str) -> None:
         with self.db.session() as session, session.begin():
-            orphans = self._upsert_locations(session, None, [entry], error=reason)
+            orphans = self._upsert_locations(session, [(None, entry)], error=reason)
         drop(orphans, self.index, self.media)
         self.summary.skipped[reason] += 1
         self.summary.errors.append((entry.location, reason, message))
 
-    def _upsert_locations(self, session, image_id: int | None, entries: list[Item],
+    def _upsert_locations(self, session, placed: list[tuple[int | None, Item]],
                           error: str | None = None) -> list[Orphan]:
-        """Point each location of this source at image_id. Images no longer found anywhere are
-        deleted here, in the caller's transaction; returns them for `drop` after the commit."""
+        """Point each location of this source at its image (None: unusable, `error` says why).
+        Images no longer found anywhere are deleted here, in the caller's transaction; returns
+        them for `drop` after the commit."""
+        in_source = Location.source_id == self.source_id
+        rows: dict[str, Location] = {}
+        wanted = [entry.location for _, entry in placed]
+        for at in range(0, len(wanted), 500):
+            rows.update((row.location, row) for row in session.scalars(
+                select(Location).where(in_source, Location.location.in_(wanted[at:at + 500]))))
         previous: set[int] = set()
-        for entry in entries:
+        new = []
+        for image_id, entry in placed:
             seen = entry.seen or _now()
-            row = session.scalar(select(Location).where(
-                Location.source_id == self.source_id, Location.location == entry.location))
+            row = rows.get(entry.location)
             if row is None:
-                session.add(
-                    Location(
-                        source_id=self.source_id,
-                        location=entry.location,
-                        image_id=image_id,
-                        size=entry.size,
-                        mtime_ns=entry.mtime_ns,
-                        error=error,
-                        status=entry.status,
-                        gone=False,
-                        first_seen=seen,
-                        last_seen=seen,
-                    )
-                )
+                new.append(dict(source_id=self.source_id, location=entry.location, image_id=image_id,
+                                size=entry.size, mtime_ns=entry.mtime_ns, error=error, status=entry.status,
+                                gone=False, first_seen=seen, last_seen=seen))
                 continue
             if row.image_id is not None and row.image_id != image_id:
                 previous.add(row.image_id)
             row.image_id, row.size, row.mtime_ns, row.error, row.status, row.gone = (
                 image_id, entry.size, entry.mtime_ns, error, entry.status, False)
             row.first_seen, row.last_seen = min(row.first_seen, seen), max(row.last_seen, seen)
+        if new:
+            session.execute(insert(Location), new)
         session.flush()
         return delete_unreferenced(session, previous)
 
