@@ -193,36 +193,36 @@ def index_command(
     ] = False,
 ) -> None:
     """Find, embed and index every face in image files under PATHS (a folder source)."""
-    from .ingest import walk
-    from .ingest.sources import SourceError, folder_source
-
     settings = _with_workers(ctx.obj.settings, workers)
     for path in paths:
         if not path.exists():
             err.print(f"[red]error:[/] no such file or folder: {path}")
             raise typer.Exit(2)
-    db = _open(settings)
+    from .ingest.pool import start_pool
+
+    pool = None if queue else start_pool(settings)  # the analysis processes start while the rest loads
     try:
-        with db.session() as session, session.begin():
-            source = folder_source(session, _operator(ctx, db), paths, legal_basis, source_name)
-    except SourceError as exc:
-        _refuse(str(exc))
-    if queue:
+        from .ingest import walk
+        from .ingest.sources import SourceError, folder_source
+
+        db = _open(settings)
+        try:
+            with db.session() as session, session.begin():
+                source = folder_source(session, _operator(ctx, db), paths, legal_basis, source_name)
+        except SourceError as exc:
+            _refuse(str(exc))
+        entries = list(walk(paths))
+        if pool is not None:
+            _ingest(settings, db, source, entries, len(entries), verbose, pool)
+            return
         from .ingest.queue import enqueue
 
-        entries = list(walk(paths))
         with db.session() as session, session.begin():
             queued = enqueue(session, source, [e.location for e in entries])
         out.print(f"Queued {queued} of {len(entries)} files of source {source.name!r} for `facetrail worker`.")
-        return
-    from .ingest.pipeline import start_pool
-
-    pool = start_pool(settings)  # models load while the files are listed and the index is opened
-    try:
-        entries = list(walk(paths))
-        _ingest(settings, db, source, entries, len(entries), verbose, pool)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 @app.command()

@@ -5,6 +5,7 @@ Weights come from the PyPI package `face-recognition-models`; dlib itself from `
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import math
 import tempfile
@@ -15,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from .mmod import MmodDetector
-from .resnet import CHIP_SIZE, DESCRIPTOR_DIM, ResnetDescriptor
+from .resnet import CHIP_SIZE, DESCRIPTOR_DIM, ResnetDescriptor, load_dlib_resnet
 from .types import Box, Detection, Face
 
 CHIP_PADDING = 0.25
@@ -27,6 +28,32 @@ def model_path(name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"face model {name} not found; is face-recognition-models installed?")
     return path
+
+
+@functools.cache
+def frontal_detector() -> dlib.fhog_object_detector:
+    """dlib's HOG frontal face detector (~0.6 s to build), once per process."""
+    return dlib.get_frontal_face_detector()
+
+
+@functools.cache
+def shape_predictor() -> dlib.shape_predictor:
+    """The 5-point landmark model, once per process."""
+    return dlib.shape_predictor(str(model_path("shape_predictor_5_face_landmarks.dat")))
+
+
+@functools.cache
+def resnet_model():
+    """dlib's ResNet weights as an ONNX model (~0.25 s to parse), once per process."""
+    return load_dlib_resnet(model_path("dlib_face_recognition_resnet_model_v1.dat"))
+
+
+def preload() -> None:
+    """Load the models that take long to build. Called in the process that forks the analysis
+    processes (see ingest/preload.py), so that they start with the models in memory."""
+    frontal_detector()
+    shape_predictor()
+    resnet_model()
 
 
 def _scaled(image: np.ndarray, scale: float, pad_fraction: float, gray: bool) -> tuple[np.ndarray, int]:
@@ -100,7 +127,7 @@ class HogDetector:
     def __init__(self, max_side: int = 1024, min_side: int = 200) -> None:
         self.max_side = max_side
         self.min_side = min_side
-        self._detector = dlib.get_frontal_face_detector()
+        self._detector = frontal_detector()
         self._limited: dict[int, dlib.fhog_object_detector] = {}
 
     def _limited_to(self, levels: int) -> dlib.fhog_object_detector:
@@ -196,8 +223,8 @@ class DlibEmbedder:
     dim = DESCRIPTOR_DIM
 
     def __init__(self, threads: int = 1) -> None:
-        self._shapes = dlib.shape_predictor(str(model_path("shape_predictor_5_face_landmarks.dat")))
-        self._net = ResnetDescriptor(str(model_path("dlib_face_recognition_resnet_model_v1.dat")), threads)
+        self._shapes = shape_predictor()
+        self._net = ResnetDescriptor(resnet_model(), threads)
 
     def embed(self, image: np.ndarray, detections: list[Detection]) -> list[Face]:
         if not detections:

@@ -564,15 +564,17 @@ class ResnetDescriptor:
 
     def __init__(
         self,
-        dat_path: str | os.PathLike[str],
+        dat_path: str | os.PathLike[str] | onnx.ModelProto,
         threads: int = 1,
         cache_path: str | os.PathLike[str] | None = None,
     ) -> None:
-        """Load ``dlib_face_recognition_resnet_model_v1.dat``; ``threads`` is onnxruntime's
-        intra-op thread count; ``cache_path`` is passed to :func:`load_dlib_resnet`."""
+        """Load ``dlib_face_recognition_resnet_model_v1.dat`` (or take the model
+        :func:`load_dlib_resnet` made of it); ``threads`` is onnxruntime's intra-op thread count;
+        ``cache_path`` is passed to :func:`load_dlib_resnet`."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
-        self._session = cpu_session(load_dlib_resnet(dat_path, cache_path), threads)
+        model = dat_path if isinstance(dat_path, onnx.ModelProto) else load_dlib_resnet(dat_path, cache_path)
+        self._session = cpu_session(model, threads)
 
     def compute(self, chips: np.ndarray) -> np.ndarray:
         """Descriptors (N x 128 float32) of N x 150 x 150 x 3 uint8 RGB aligned face chips.

@@ -1,7 +1,23 @@
 """Ingest: find files, decode them safely, find faces, store them."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from .decode import DecodedImage, DecodeError, Limits, decode
 from .files import Item, Skip, walk
-from .pipeline import Ingestor, PageRecord, Summary
+
+_LAZY = {"Ingestor": "pipeline", "PageRecord": "pipeline", "Summary": "pipeline"}
+
+
+def __getattr__(name: str) -> Any:
+    """The pipeline (the index, the database: a second to import) is imported when first used, so
+    that a command can start the analysis processes (ingest/pool.py) before importing it."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["DecodeError", "DecodedImage", "Ingestor", "Item", "Limits", "PageRecord", "Skip", "Summary", "decode", "walk"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..config import Settings
 from ..copies import fingerprint
 from ..faces import Face, FaceEngine, load_engine
-from ..store.media import make_crop, make_thumbnail
+from ..previews import make_crop, make_thumbnail
 from .decode import DecodeError, Limits, decode
 
 

@@ -14,8 +14,6 @@ a rerun skips what is already stored, so nothing is duplicated.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -33,8 +31,9 @@ from ..index import VectorIndex
 from ..store import Appearance, Database, Face, Image, Location, Source
 from ..store.cleanup import Orphan, delete_unreferenced, drop
 from ..store.media import MediaStore
-from .analyze import Analysis, analyze_in_worker, init_worker
+from .analyze import Analysis, analyze_in_worker
 from .files import Item, Skip
+from .pool import start_pool
 
 CHUNK = 256
 STORE_BATCH = 32  # analysed images written per transaction...
@@ -76,21 +75,6 @@ class Summary:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _ignore_sigint_then_init(settings: Settings) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
-    init_worker(settings)
-
-
-def start_pool(settings: Settings) -> ProcessPoolExecutor:
-    """The analysis processes (one per `settings.workers`), their models loading in the background."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["facetrail.ingest.analyze"])
-    pool = ProcessPoolExecutor(settings.workers, context, _ignore_sigint_then_init, (settings,))
-    for _ in range(settings.workers):  # start the workers (and load their models) while files are read
-        pool.submit(int)
-    return pool
 
 
 class Ingestor:

@@ -15,7 +15,8 @@ import numpy as np
 from ..config import Settings
 from ..store import Database, Source
 from .files import Item
-from .pipeline import Ingestor, start_pool
+from .pipeline import Ingestor
+from .pool import start_pool
 from .queue import BATCH, claim, counts, finish
 
 

@@ -9,8 +9,8 @@ import base64
 import json
 import secrets
 import threading
-from datetime import UTC, date, datetime, timedelta
 from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -23,25 +23,25 @@ from sqlalchemy import func, select
 
 from .. import __version__
 from ..config import Settings
-from ..governance.settings_log import record_if_changed as record_settings
 from ..faces import load_engine
-from ..governance.accounts import AccountError, Actor, authenticate as check_password
-from ..governance.accounts import change_password, end_session, start_session
-from ..index import follow_database, open_index
-from ..ingest.decode import DecodeError
-from ..search import RateLimited, SearchRefused, Searcher, check_request
-from ..search.bands import BANDS
-from ..store import AuditEntry, Database, Face, Image, Location
-from ..store.media import MediaStore, make_crop
 from ..governance import approvals, audit
 from ..governance import report as transparency
-from ..governance.accounts import record
+from ..governance.accounts import AccountError, Actor, change_password, end_session, record, start_session
+from ..governance.accounts import authenticate as check_password
 from ..governance.optout import counts as optout_counts
-from ..governance.retention import maintenance as retention_maintenance
 from ..governance.optout import opt_out
+from ..governance.retention import maintenance as retention_maintenance
+from ..governance.settings_log import record_if_changed as record_settings
 from ..governance.verification import VerificationError, confirm
-from .ratelimit import RateLimiter
+from ..index import follow_database, open_index
+from ..ingest.decode import DecodeError
+from ..previews import make_crop
+from ..search import RateLimited, Searcher, SearchRefused, check_request
+from ..search.bands import BANDS
+from ..store import AuditEntry, Database, Face, Image, Location
+from ..store.media import MediaStore
 from .auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, authenticate, browser_session, same
+from .ratelimit import RateLimiter
 
 HERE = Path(__file__).parent
 CSP = (
