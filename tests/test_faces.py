@@ -72,3 +72,23 @@ def test_the_level_limited_detector_is_dlibs_own_on_the_levels_it_scans():
     assert len(original[0]) == 1
     # the face (~220 px here) needs the pyramid's lower levels: the two largest levels miss it
     assert len(_scanning_levels(frontal, 2).run(photo, 0, 0.0)[0]) == 0
+
+
+def test_the_cached_frontal_detector_is_dlibs_own(tmp_path):
+    import dlib
+
+    from facetrail.faces.dlib_backend import cached_frontal_detector
+
+    photo = np.asarray(_dev("anthony_hopkins/1.jpg").convert("L"))
+    path = tmp_path / "frontal.svm"
+    built = cached_frontal_detector(path)  # built, then saved
+    assert path.stat().st_size > 100_000
+    loaded = cached_frontal_detector(path)
+    path.write_bytes(b"damaged")
+    rebuilt = cached_frontal_detector(path)
+    expected = dlib.get_frontal_face_detector().run(photo, 0, -0.5)
+    assert len(expected[0]) >= 1
+    for detector in (built, loaded, rebuilt):
+        found = detector.run(photo, 0, -0.5)
+        assert list(found[0]) == list(expected[0]) and np.allclose(found[1], expected[1])
+    assert path.stat().st_size > 100_000  # the damaged file was replaced
