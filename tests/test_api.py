@@ -97,6 +97,25 @@ def test_search_the_second_face_finds_that_person(client, dev_images):
     assert "bill_gates" in body["results"][0]["image"]["location"]
 
 
+def test_a_large_phone_photo_is_searched_with_boxes_in_its_own_pixels(client, dev_images):
+    """A 12 MP photo is decoded at half size for speed; its faces are still given in its pixels
+    and the search finds the same person as the small photo does."""
+    small = Image.open(io.BytesIO(pair_photo(dev_images)))
+    factor = 4032 / small.width
+    large = small.resize((4032, round(small.height * factor)), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    large.save(buffer, "JPEG", quality=92)
+    big = client.post("/api/v1/faces", files=upload(buffer.getvalue())).json()
+    little = client.post("/api/v1/faces", files=upload(pair_photo(dev_images))).json()
+    assert (big["width"], big["height"]) == large.size and len(big["faces"]) == len(little["faces"]) == 2
+    for b, s in zip(big["faces"], little["faces"]):
+        side = (s["box"][2] - s["box"][0]) * factor  # HOG boxes vary by ~10% between scales; half size would be 50% off
+        assert all(abs(v - w * factor) <= 0.15 * side for v, w in zip(b["box"], s["box"]))
+    found = client.post("/api/v1/search", files=upload(buffer.getvalue()), data={**SEARCH_FORM, "face": "1"}).json()
+    assert found["query"]["faces"][1]["box"] == big["faces"][1]["box"]
+    assert "bill_gates" in found["results"][0]["image"]["location"]
+
+
 def test_result_media_are_served_by_id(client, dev_images):
     body = client.post(
         "/api/v1/search", files=upload(photo_of(dev_images, "madonna").read_bytes()), data=SEARCH_FORM

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -56,3 +59,21 @@ def test_byte_limit(photo):
     with pytest.raises(DecodeError) as caught:
         decode(data, Limits(max_bytes=len(data) - 1))
     assert caught.value.reason == "too_large"
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_large_image_is_decoded_reduced_on_request(photo, fmt):
+    """decode(max_side=N) for query photos: a whole-factor reduction keeping the long side >= N;
+    width and height stay the image's own, upright (EXIF orientation applied)."""
+    big = photo.convert("RGB").resize((4000, 3000))
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: the upright image is 3000 x 4000
+    big.save(buffer, fmt, exif=exif) if fmt == "JPEG" else big.transpose(Image.Transpose.ROTATE_270).save(buffer, fmt)
+    full = decode(buffer.getvalue())
+    reduced = decode(buffer.getvalue(), max_side=1600)
+    assert (full.width, full.height, full.scale, full.pixels.shape) == (3000, 4000, 1.0, (4000, 3000, 3))
+    assert (reduced.width, reduced.height, reduced.scale, reduced.pixels.shape) == (3000, 4000, 0.5, (2000, 1500, 3))
+    assert decode(buffer.getvalue(), max_side=2500).scale == 1.0  # not twice the size: kept whole
+    small = np.asarray(Image.fromarray(full.pixels).reduce(2), float)
+    assert np.abs(small - reduced.pixels).mean() < 4  # the same picture

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from facetrail.index import (
     FaissIndex,
     FaissStore,
+    follow_once,
     index_path,
     index_status,
     load_index,
@@ -97,6 +98,35 @@ def test_small_gallery_is_exact_and_equal_to_brute_force(setup, data):
     np.testing.assert_allclose(distances, true_d, rtol=1e-4, atol=1e-5)
     assert index_path(settings) == settings.index_dir
     assert (settings.index_dir / "vectors.f32").stat().st_size == 1500 * DIM * 4
+    index.close()
+
+
+def test_following_the_database_reads_only_new_faces_and_resyncs_after_a_deletion(setup, data, monkeypatch):
+    """The web app follows ingests made by other processes: added faces are read by id, above the
+    highest seen; a deletion elsewhere (count lower than expected) brings a whole sync."""
+    import facetrail.index as index_module
+
+    settings, db = setup
+    gallery, queries = data
+    first = add_faces(db, gallery[:300])
+    index = open_index(settings, db)
+    syncs = []
+    real_sync = index_module.sync
+    monkeypatch.setattr(index_module, "sync", lambda *a, **k: syncs.append(1) or real_sync(*a, **k))
+    seen = follow_once(index, db, None)  # the first round knows nothing: one whole sync
+    assert seen == (300, int(first.max())) and len(syncs) == 1
+    assert follow_once(index, db, seen) == seen and len(syncs) == 1  # nothing changed: nothing read
+    more = add_faces(db, gallery[300:450])  # another process ingests
+    seen = follow_once(index, db, seen)
+    assert len(syncs) == 1 and len(index) == 450 and seen == (450, int(more.max()))
+    _, found = index.search(gallery[400:401], 1)
+    assert found[0][0] == more[100]
+    with db.session() as session, session.begin():  # another process deletes one and adds some
+        session.execute(delete(Face).where(Face.id == int(first[0])))
+    newest = add_faces(db, gallery[450:460])
+    seen = follow_once(index, db, seen)
+    assert len(syncs) == 2 and len(index) == 459 and int(first[0]) not in set(index.ids().tolist())
+    assert set(newest.tolist()) <= set(index.ids().tolist()) and seen == (459, int(newest.max()))
     index.close()
 
 

@@ -257,7 +257,7 @@ def worker_command(
     # FAISS files belong to one process: workers then write the database only (the index follows it)
     index = open_index(settings, db) if settings.vector_uri else DatabaseOnly()
     who = name or default_name()
-    err.print(f"worker {who}: waiting for queued files (Ctrl-C to stop)")
+    err.print(f"worker {who}: waiting for queued files (Ctrl-C stops at once, SIGTERM after the files in hand)")
 
     def report(summary) -> None:
         err.print(f"worker {who}: {summary.files} files, {summary.images} images, {summary.faces} faces "
@@ -267,7 +267,7 @@ def worker_command(
         summary = run_worker(settings, db, index, who, batch=batch, lease_seconds=lease,
                              until_empty=until_empty, on_batch=report)
     except KeyboardInterrupt:
-        err.print(f"worker {who}: stopped; its unfinished files are claimed again after the lease")
+        err.print(f"worker {who}: stopped; the files it held are back in the queue")
         raise typer.Exit(130) from None
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(summary.skipped.items())) or "none"
     out.print(f"Done: {summary.files} files, {summary.images} new images, {summary.faces} faces, "

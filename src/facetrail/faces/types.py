@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -40,6 +40,14 @@ class Face:
     def area(self) -> int:
         left, top, right, bottom = self.box
         return (right - left) * (bottom - top)
+
+    def scaled(self, factor: float) -> Face:
+        """The same face in a copy of the image `factor` times the size."""
+        return replace(
+            self,
+            box=tuple(round(v * factor) for v in self.box),
+            landmarks=tuple((x * factor, y * factor) for x, y in self.landmarks),
+        )
 
 
 class Detector(Protocol):

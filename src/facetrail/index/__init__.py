@@ -51,13 +51,33 @@ def follow_database(index: VectorIndex, db: Database, stop: threading.Event,
     seen = None
     while not stop.wait(every):
         try:
-            with db.session() as session:
-                now = session.execute(select(func.count(Face.id), func.max(Face.id))).one()
-            if tuple(now) != seen:
-                sync(index, db)
-                seen = tuple(now)
+            seen = follow_once(index, db, seen)
         except Exception:  # noqa: BLE001 - keep following; the next round retries
             log.exception("could not bring the vector index in step with the database")
+
+
+def follow_once(index: VectorIndex, db: Database, seen: tuple[int, int] | None) -> tuple[int, int]:
+    """One round of `follow_database`. `seen`: (count, highest id) of the faces when the index was
+    last in step. If faces were only added since (the usual case: an ingest elsewhere), just those
+    are read; any other change (a deletion) brings a whole `sync`. Returns the new `seen`."""
+    with db.session() as session:
+        now = tuple(session.execute(select(func.count(Face.id), func.coalesce(func.max(Face.id), 0))).one())
+    if now == seen:
+        return now
+    if seen is not None and now[1] > seen[1]:
+        with db.session() as session:
+            rows = session.execute(select(Face.id, Face.embedding).where(
+                Face.id > seen[1], Face.id <= now[1]).order_by(Face.id)).all()
+        if seen[0] + len(rows) == now[0]:  # nothing was deleted: the new rows are the whole change
+            ids = np.array([r.id for r in rows], np.int64)
+            fresh = ~np.isin(ids, index.ids()) if len(index) else np.ones(len(ids), bool)
+            if fresh.any():
+                vectors = np.frombuffer(b"".join(r.embedding for r in rows), np.float32).reshape(-1, index.dim)
+                index.add(ids[fresh], vectors[fresh])
+                index.save()
+            return now
+    sync(index, db)
+    return now
 
 
 def sync(index: VectorIndex, db: Database, progress: Callable[[int], None] | None = None) -> tuple[int, int]:

@@ -4,7 +4,9 @@ batch, with one pool of analysis processes kept for the worker's life."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from ..store import Database, Source
 from .files import Item
 from .pipeline import Ingestor
 from .pool import start_pool
-from .queue import BATCH, claim, counts, finish
+from .queue import BATCH, claim, counts, finish, release
 
 
 class DatabaseOnly:
@@ -72,30 +74,39 @@ def _item(location: str) -> Item:
 
 def run_worker(settings: Settings, db: Database, index, name: str, *, batch: int = BATCH,
                lease_seconds: float = 300, until_empty: bool = False, poll_seconds: float = 1.0,
-               on_batch: Callable[[WorkerSummary], None] | None = None) -> WorkerSummary:
-    """Process queued jobs until stopped (Ctrl-C, SIGTERM) or, with `until_empty`, until no job is
-    queued or leased to a live worker."""
+               on_batch: Callable[[WorkerSummary], None] | None = None,
+               stop: threading.Event | None = None) -> WorkerSummary:
+    """Process queued jobs until `stop` is set (SIGTERM sets it, in the main thread: the batch at
+    hand is finished first), Ctrl-C (the batch at hand goes back to the queue at once), or, with
+    `until_empty`, until no job is queued or leased to a live worker."""
     summary = WorkerSummary()
     started = time.monotonic()
+    stop = stop or threading.Event()
+    on_term = None
+    if threading.current_thread() is threading.main_thread():
+        on_term = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     pool = start_pool(settings)
+    jobs: list = []
     try:
-        while True:
+        while not stop.is_set():
             jobs = claim(db, name, batch, lease_seconds)
             if not jobs:
                 with db.session() as session:
                     waiting = counts(session)
                 if until_empty and waiting["queued"] == waiting["running"] == 0:
                     break
-                time.sleep(poll_seconds)
+                stop.wait(poll_seconds)
                 continue
             with db.session() as session:
                 source = session.get(Source, jobs[0].source_id)
             if source is None or source.status != "active":
                 finish(db, name, jobs, {job.location: "the source is suspended or removed" for job in jobs})
+                jobs = []
                 continue
             ingestor = Ingestor(settings, db, index, source, pool=pool)
             done = ingestor.run([_item(job.location) for job in jobs])
             finish(db, name, jobs, {location: reason for location, reason, _ in done.errors})
+            jobs = []
             summary.batches += 1
             summary.files += done.files
             summary.images += done.images
@@ -105,7 +116,13 @@ def run_worker(settings: Settings, db: Database, index, name: str, *, batch: int
             summary.seconds = time.monotonic() - started
             if on_batch:
                 on_batch(summary)
+    except KeyboardInterrupt:
+        if jobs:
+            release(db, name, jobs)
+        raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
         summary.seconds = time.monotonic() - started
     return summary

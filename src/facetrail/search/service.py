@@ -32,6 +32,9 @@ from ..store import Approval, AuditEntry, Database, Face, Image
 from .bands import band
 from .provenance import appearances_of, by_domain
 
+# Query photos of at least twice this long side are decoded reduced (a 12 MP phone photo at half
+# size: 3x faster to decode, 4x fewer pixels to scan); boxes are given in the photo's own pixels.
+QUERY_SIDE = 1600
 SIMILARITY_SCALE = 1.2  # similarity = 1 - distance / 1.2, so the default threshold 0.6 maps to 0.5
 
 
@@ -370,7 +373,7 @@ class Searcher:
         result = SearchResult(query={"sha256": sha, "name": name, "faces": [], "selected": None}, mode="copies")
         hits: list[list[int]] = []
         try:
-            query = probe(decode(photo, self.limits).pixels)
+            query = probe(decode(photo, self.limits, max_side=QUERY_SIDE).pixels)
         except DecodeError as exc:
             result.error, result.error_code = f"not a usable image: {exc}", exc.reason
         with self.db.session() as session, session.begin():
@@ -433,9 +436,10 @@ class Searcher:
         """Decode a query photo and find its faces (largest first). Raises DecodeError.
 
         This only looks at the photo; it does not query the index, so it is not a search."""
-        image = decode(photo, self.limits)
+        image = decode(photo, self.limits, max_side=QUERY_SIDE)
         with self._engine_lock:  # dlib's detectors are not safe to share between threads
-            return image, self.engine.faces(image.pixels)
+            faces = self.engine.faces(image.pixels)
+        return image, [f.scaled(1 / image.scale) for f in faces] if image.scale != 1.0 else faces
 
     def _neighbours(self, session, vector: np.ndarray, top_k: int, threshold: float, case_ref: str) -> list[Match]:
         distances, ids = self.index.search(vector, top_k)

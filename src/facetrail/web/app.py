@@ -390,7 +390,7 @@ def create_app(settings: Settings) -> FastAPI:
                     "box": list(f.box),
                     "size": f.size,
                     "crop_url": "data:image/jpeg;base64,"
-                    + base64.b64encode(make_crop(decoded.pixels, f.box, 96)).decode(),
+                    + base64.b64encode(make_crop(decoded.pixels, f.scaled(decoded.scale).box, 96)).decode(),
                 }
                 for i, f in enumerate(found)
             ],
