@@ -91,10 +91,12 @@ def preload() -> None:
 def _scaled(image: np.ndarray, scale: float, pad_fraction: float, gray: bool) -> tuple[np.ndarray, int]:
     """A resized (optionally greyscale, edge-padded) copy to detect on, and the padding in pixels."""
     picture = Image.fromarray(image)
+    if gray:
+        picture = picture.convert("L")  # before resizing: a third of the pixels to resample
     if scale != 1.0:
         size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
         picture = picture.resize(size, Image.Resampling.BILINEAR)
-    work = np.asarray(picture.convert("L") if gray else picture)
+    work = np.asarray(picture)
     pad = int(max(work.shape[:2]) * pad_fraction)
     if pad:
         widths = ((pad, pad), (pad, pad)) + (((0, 0),) if work.ndim == 3 else ())
