@@ -38,8 +38,9 @@ photos, see bench/search.py; 2-core VM, 1 thread per query)
   apart, the nearest other person ~0.5-0.6, same person ~0.49, and the vectors fill an
   ~85-dimensional subspace. The true top 10 of a query is spread over many cells: at 1 M faces
   with 4096 lists, probing 128 lists (3 % of the data) reaches only 95 % of the true top 10;
-  with 16384 lists, 512 probes (also 3 %) reach 99 %. Finer lists + more probes is what
-  recovers recall; PQ error is secondary (re-ranking 200 candidates recovers it: recall equals
+  with 16384 lists, 512 probes (also 3 %) reach 99 %. At an equal share probed, finer lists
+  recall more; but each probed list has a cost, and at 1 M probing 1/8 of 4096 lists reaches
+  0.994 faster than 1/16 of 16384 reaches 0.991 (figures below). PQ error is secondary (re-ranking 200 candidates recovers it: recall equals
   the probed-cell ceiling within 0.003).
 * 4-bit fast-scan PQ scans a list of codes at a few ns per code; with fine lists the cost is
   per list (~1 us), so nprobe, not code size, drives latency. 64 x 4 bits (32 B) was needed:
@@ -47,21 +48,22 @@ photos, see bench/search.py; 2-core VM, 1 thread per query)
 * HNSW over the faces costs > 100 B/face of links and reached only 0.74-0.88 recall@10 on such
   data; HNSW as coarse quantizer needs efSearch >= nprobe (a 1024-wide walk is ~2 ms, and
   capped nprobe silently at efSearch=16 by default). The two-level IVF quantizer is cheaper.
-* Defaults: nlist = power of two nearest min(16 sqrt(N), N / 48) (16384 at 1 M, 65536 at 10 M);
-  nprobe = nlist / 4 up to 300k faces, nlist / 16 up to 1.5 M, nlist / 32 beyond (1024 at 1 M,
-  2048 at 10 M). Larger galleries get a smaller share because lists are fuller.
+* Defaults: nlist = power of two nearest min(4 sqrt(N), N / 48) up to 1.5 M faces (4096 at 1 M),
+  min(16 sqrt(N), N / 48) beyond (65536 at 10 M); nprobe = nlist / 4 up to 300k faces, nlist / 8
+  up to 1.5 M, nlist / 32 beyond (512 at 1 M, 2048 at 10 M). At 1 M, coarser lists probed more
+  widely beat finer ones at equal recall (per-list cost), so the finer lists are kept for 10 M.
+  FAISS's fast-scan kernel 10 is chosen (`implem`): same results, ~2/3 of the default's time.
 
-Measured (bench/search.py, 1000 queries, busy shared 2-core VM, minimum of 3 timings per query):
+Measured (bench/search.py, 1000 queries, shared 2-core VM, minimum of 3 timings per query):
 
-    faces  nprobe  recall@10  p50 ms  p99 ms  q/s (2 threads)  build   index RAM/face
-    1 M     512     0.968      1.04    1.34     612             45 s     66 B (76 B RSS)
-    1 M    1024     0.992      1.77    2.09*    277-700         45 s
-    1 M    4096     0.999      6.55   11.3      109
-    10 M    512     0.871      2.41    2.72     389            517 s     56 B (66 B RSS)
-    10 M   2048     0.982      6.26    6.90     301
-    10 M   4096     0.987     11.2    15.0       79
-    numpy np.linalg.norm(gallery - query): 255 ms/query at 1 M, 4.0 s at 10 M, 512 B/face.
-    (*) 2.09 ms in a quiet run, 6.2 ms when other test suites ran on the machine.
+    faces  nlist  nprobe  recall@10  p50 ms     p99 ms     q/s (2 threads)  build  index RAM/face
+    1 M    4096    384     0.990      1.25-1.86  1.51-2.14  1100-1340        17 s   53 B (62 B RSS)
+    1 M    4096    512     0.994      1.56-1.89  1.78-2.50  940-1020
+    1 M   16384   1024     0.991      3.26       4.28       (implem 12/13, same day: the old default)
+    10 M  65536    512     0.871      2.41       2.72       389             517 s   56 B (66 B RSS)
+    10 M  65536   2048     0.982      6.26       6.90       301             (an earlier session)
+    numpy np.linalg.norm(gallery - query): 338-380 ms/query at 1 M on the same day (255 ms on the
+    faster machine of the 10 M rows), 4.0 s at 10 M, 512 B/face.
 
 Recall at 10 M levels off near 0.987, probably because vectors are assigned to lists by
 searching only the `ASSIGN_PROBES` = 4 nearest top-level cells (to keep 10 M adds at ~8 min),
@@ -89,11 +91,12 @@ _CHUNK = 500_000
 
 
 def default_nlist(n: int) -> int:
-    return int(2 ** max(6, round(math.log2(min(16 * math.sqrt(max(n, 1)), n / 48)))))
+    per_root = 4 if n <= 1_500_000 else 16  # lists per sqrt(N)
+    return int(2 ** max(6, round(math.log2(min(per_root * math.sqrt(max(n, 1)), n / 48)))))
 
 
 def default_nprobe(nlist: int, n: int) -> int:
-    share = 4 if n <= 300_000 else 16 if n <= 1_500_000 else 32
+    share = 4 if n <= 300_000 else 8 if n <= 1_500_000 else 32
     return max(32, nlist // share)
 
 
@@ -336,6 +339,9 @@ class CompressedIndex:
     def _configure(self) -> None:
         index = self._index
         index.nprobe = self.nprobe
+        # FAISS's fast-scan kernel 10 (one query at a time, heap of candidates): the same results as
+        # the default choice (12/13 for single queries) in ~2/3 of the time (bench/search.py).
+        index.implem = 10
         quantizer = faiss.downcast_index(index.quantizer)
         top = quantizer.nlist
         children = max(1, index.nlist // top)
