@@ -130,3 +130,31 @@ def test_ten_kills_at_random_points_then_a_rerun_completes(tmp_path, folder):
         [sys.executable, "-m", "facetrail", "--data-dir", str(data_dir), "check"], capture_output=True, text=True
     )
     assert check.returncode == 0 and "OK: consistent" in check.stdout, check.stdout
+
+
+def _in_session(sid: int) -> list[int]:
+    """Processes of a session (the ingest and everything it started)."""
+    found = []
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                found.append(int(stat))
+    return found
+
+
+def test_killing_the_ingest_alone_leaves_no_analysis_process(tmp_path, folder):
+    """The OOM killer or `kill -9 PID` ends the command, not its analysis processes: they notice
+    and end too, instead of holding their memory for ever."""
+    total = sum(1 for p in folder.rglob("*") if p.is_file())
+    process = start_and_wait_for_progress(tmp_path / "data", folder, total)
+    assert len(_in_session(process.pid)) >= 3  # the command, the forkserver, the analysis processes
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 15
+    while _in_session(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _in_session(process.pid) == []

@@ -9,17 +9,37 @@ and lists files.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 from ..config import Settings
 
 
+def exit_with_parent() -> None:
+    """End this process when its parent is gone (killed, e.g. by SIGKILL: then nobody will stop
+    this one). The forkserver watches the command that started it, each analysis process the
+    forkserver, so a killed ingest leaves no analysis process behind."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _ignore_sigint_then_init(settings: Settings) -> None:
     from .analyze import init_worker
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
+    exit_with_parent()
+    # The parent handles Ctrl-C and SIGTERM (sent to the whole group by a terminal or systemd) and
+    # stops the pool; an analysis process whose parent is gone ends when its queue closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     init_worker(settings)
 
 

@@ -5,5 +5,7 @@ each analysis process forked from it starts with them in memory instead of build
 
 from ..faces.dlib_backend import preload
 from . import analyze  # noqa: F401 - imported for the forked processes
+from .pool import exit_with_parent
 
 preload()
+exit_with_parent()
