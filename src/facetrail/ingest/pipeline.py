@@ -6,9 +6,9 @@ crawl is still working; finished results are collected meanwhile).
 
 Analysed images are written a few dozen at a time, each batch in one transaction (images,
 faces, every location they were found at); the vector index follows the database and is
-saved periodically. A crash at any point
-leaves the database consistent; the index is brought back in step when next opened, and
-a rerun skips what is already stored, so nothing is duplicated.
+saved periodically. A crash at any point leaves the database consistent; the index is
+brought back in step when next opened, and a rerun skips what is already stored, so nothing
+is duplicated.
 """
 
 from __future__ import annotations
