@@ -60,10 +60,12 @@ Measured (bench/search.py, 1000 queries, shared 2-core VM, minimum of 3 timings 
     1 M    4096    384     0.990      1.25-1.86  1.51-2.14  1100-1340        17 s   53 B (62 B RSS)
     1 M    4096    512     0.994      1.56-1.89  1.78-2.50  940-1020
     1 M   16384   1024     0.991      3.26       4.28       (implem 12/13, same day: the old default)
-    10 M  65536    512     0.871      2.41       2.72       389             517 s   56 B (66 B RSS)
-    10 M  65536   2048     0.982      6.26       6.90       301             (an earlier session)
-    numpy np.linalg.norm(gallery - query): 338-380 ms/query at 1 M on the same day (255 ms on the
-    faster machine of the 10 M rows), 4.0 s at 10 M, 512 B/face.
+    10 M  65536   1024     0.955      5.44       6.78       288             362 s   56 B (66 B RSS)
+    10 M  65536   2048     0.984      9.27      11.3        195
+    10 M  65536   2048     0.982      6.26       6.90       301             (earlier machine, implem 12/13)
+    numpy np.linalg.norm(gallery - query): 338-380 ms/query at 1 M, 3.9 s at 10 M, 512 B/face.
+    The machine of these runs does this kernel about 2x slower than an earlier one: the old 1 M
+    default took 4.28 ms here against 2.09 ms there; the numpy scan took 255 ms at 1 M there.
 
 Recall at 10 M levels off near 0.987, probably because vectors are assigned to lists by
 searching only the `ASSIGN_PROBES` = 4 nearest top-level cells (to keep 10 M adds at ~8 min),
