@@ -49,10 +49,11 @@ photos, see bench/search.py; 2-core VM, 1 thread per query)
   data; HNSW as coarse quantizer needs efSearch >= nprobe (a 1024-wide walk is ~2 ms, and
   capped nprobe silently at efSearch=16 by default). The two-level IVF quantizer is cheaper.
 * Defaults: nlist = power of two nearest min(4 sqrt(N), N / 48) up to 1.5 M faces (4096 at 1 M),
-  min(16 sqrt(N), N / 48) beyond (65536 at 10 M); nprobe = nlist / 4 up to 300k faces, nlist / 8
-  up to 1.5 M, nlist / 32 beyond (512 at 1 M, 2048 at 10 M). At 1 M, coarser lists probed more
-  widely beat finer ones at equal recall (per-list cost), so the finer lists are kept for 10 M.
-  FAISS's fast-scan kernel 10 is chosen (`implem`): same results, ~2/3 of the default's time.
+  min(8 sqrt(N), N / 48) beyond (32768 at 10 M); nprobe = nlist / 4 up to 300k faces, nlist / 8
+  up to 1.5 M, nlist / 24 beyond (512 at 1 M, 1365 at 10 M). Coarser lists probed more widely
+  beat finer ones at equal recall (each probed list has a cost): 4096 lists beat 16384 at 1 M,
+  32768 beat 65536 at 10 M. FAISS's fast-scan kernel 10 is chosen (`implem`): same results,
+  ~2/3 of the default choice's time for single queries.
 
 Measured (bench/search.py, 1000 queries, shared 2-core VM, minimum of 3 timings per query):
 
@@ -60,14 +61,17 @@ Measured (bench/search.py, 1000 queries, shared 2-core VM, minimum of 3 timings 
     1 M    4096    384     0.990      1.25-1.86  1.51-2.14  1100-1340        17 s   53 B (62 B RSS)
     1 M    4096    512     0.994      1.56-1.89  1.78-2.50  940-1020
     1 M   16384   1024     0.991      3.26       4.28       (implem 12/13, same day: the old default)
+    10 M  32768   1024     0.978      6.32       7.72       256             195 s   53 B (60 B RSS)
+    10 M  32768   1365     0.984      8.92      10.6        203
+    10 M  32768   1536     0.986      7.28       9.13       224
     10 M  65536   1024     0.955      5.44       6.78       288             362 s   56 B (66 B RSS)
     10 M  65536   2048     0.984      9.27      11.3        195
     10 M  65536   2048     0.982      6.26       6.90       301             (earlier machine, implem 12/13)
-    numpy np.linalg.norm(gallery - query): 338-380 ms/query at 1 M, 3.9 s at 10 M, 512 B/face.
+    numpy np.linalg.norm(gallery - query): 338-380 ms/query at 1 M, 3.4-3.9 s at 10 M, 512 B/face.
     The machine of these runs does this kernel about 2x slower than an earlier one: the old 1 M
     default took 4.28 ms here against 2.09 ms there; the numpy scan took 255 ms at 1 M there.
 
-Recall at 10 M levels off near 0.987, probably because vectors are assigned to lists by
+Recall at 10 M (65536 lists) levels off near 0.987, probably because vectors are assigned to lists by
 searching only the `ASSIGN_PROBES` = 4 nearest top-level cells (to keep 10 M adds at ~8 min),
 so some land in a list that a query does not probe (at 1 M the same setting cost ~0.003
 recall). Raising it should raise the ceiling, at the cost of slower adds (not measured at 10 M).
@@ -93,12 +97,12 @@ _CHUNK = 500_000
 
 
 def default_nlist(n: int) -> int:
-    per_root = 4 if n <= 1_500_000 else 16  # lists per sqrt(N)
+    per_root = 4 if n <= 1_500_000 else 8  # lists per sqrt(N)
     return int(2 ** max(6, round(math.log2(min(per_root * math.sqrt(max(n, 1)), n / 48)))))
 
 
 def default_nprobe(nlist: int, n: int) -> int:
-    share = 4 if n <= 300_000 else 8 if n <= 1_500_000 else 32
+    share = 4 if n <= 300_000 else 8 if n <= 1_500_000 else 24
     return max(32, nlist // share)
 
 
