@@ -162,6 +162,12 @@ class CopyHashes:
         return self.table
 
 
+def _request_details(actor: Actor, justification: str, case_ref: str, sha: str) -> dict:
+    """Who searched, why, and the query's sha256: the part of the audit entry every search shares."""
+    return {"role": actor.role, "via": actor.via, "os_user": actor.os_user,
+            "justification": justification, "case_ref": case_ref, "query_sha256": sha}
+
+
 class Searcher:
     def __init__(self, settings: Settings, db: Database, index: VectorIndex, engine: FaceEngine) -> None:
         self.settings = settings
@@ -232,12 +238,7 @@ class Searcher:
                 action="search",
                 purpose=purpose,
                 details={
-                    "role": actor.role,
-                    "via": actor.via,
-                    "os_user": actor.os_user,
-                    "justification": justification,
-                    "case_ref": case_ref,
-                    "query_sha256": sha,
+                    **_request_details(actor, justification, case_ref, sha),
                     "faces_found": len(faces),
                     "selected_face": result.query["selected"],
                     "top_k": top_k,
@@ -392,12 +393,7 @@ class Searcher:
                 purpose=purpose,
                 details={
                     "mode": "copies",
-                    "role": actor.role,
-                    "via": actor.via,
-                    "os_user": actor.os_user,
-                    "justification": justification,
-                    "case_ref": case_ref,
-                    "query_sha256": sha,
+                    **_request_details(actor, justification, case_ref, sha),
                     "faces_found": 0,
                     "selected_face": None,
                     "top_k": top_k,
