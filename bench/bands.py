@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from facetrail.config import Settings
 from facetrail.index import open_index
-from facetrail.governance.accounts import Actor
+from facetrail.governance.actors import Actor
 from facetrail.ingest import Ingestor, walk
 from facetrail.ingest.sources import folder_source
 from facetrail.search.bands import BANDS

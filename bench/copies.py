@@ -1,4 +1,4 @@
-"""Copy-search benchmark: perceptual fingerprints (facetrail.copies) on the labelled dev photos.
+"""Copy-search benchmark: perceptual fingerprints (facetrail.images.copies) on the labelled dev photos.
 
     .venv/bin/python bench/copies.py [--originals 100] [--seed 0] [--rows 1000000]
 
@@ -35,8 +35,8 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from facetrail import copies
-from facetrail.ingest.decode import decode
+from facetrail.images import copies
+from facetrail.images.decode import decode
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces" / "dev"
 KNOWN_COPIES = [("ben_affleck/5.jpg", "ben_affleck/10.jpg")]  # one photograph, 137x161 and 140x163

@@ -51,7 +51,7 @@ def dev_embeddings(workdir: Path) -> tuple[np.ndarray, np.ndarray]:
     if not cache.exists():
         from facetrail.config import Settings
         from facetrail.faces import load_engine
-        from facetrail.ingest.decode import decode
+        from facetrail.images.decode import decode
 
         engine = load_engine(Settings())
         vectors, labels = [], []

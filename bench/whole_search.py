@@ -65,7 +65,7 @@ import numpy as np
 from sqlalchemy import event, func, insert, select, text
 
 from facetrail.config import Settings
-from facetrail.governance.accounts import Actor
+from facetrail.governance.actors import Actor
 from facetrail.store import Database, Face, Image, Location, Source, User
 
 HERE = Path(__file__).resolve().parent

@@ -18,7 +18,7 @@ from facetrail.faces import FaceEngine, load_engine
 from facetrail.index import open_index
 from facetrail.ingest import Ingestor, Summary, walk
 from facetrail.ingest.sources import folder_source
-from facetrail.governance.accounts import Actor
+from facetrail.governance.actors import Actor
 from facetrail.store import Database, User
 
 # The tests search far more often, and for the same people more often, than a person would:

@@ -1,4 +1,4 @@
-"""Copy search fingerprints (facetrail.copies) on a handful of real dev photos.
+"""Copy search fingerprints (facetrail.images.copies) on a handful of real dev photos.
 
 Each kind of copy (resized, recompressed, cropped up to 10% per side, brighter or darker,
 mirrored, and a mix) is found within MAX_DISTANCE in both directions: a copy finds its
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from facetrail import copies
-from facetrail.copies import MAX_DISTANCE, Fingerprint, distance, fingerprint, hamming, nearest, probe
+from facetrail.images import copies
+from facetrail.images.copies import MAX_DISTANCE, Fingerprint, distance, fingerprint, hamming, nearest, probe
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces" / "dev"
 if not (DEV / "manifest.csv").exists():

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from facetrail.crawl import CrawlSummary, ImageFound, Page, Scope, crawl, extract, is_excluded
-from facetrail.ingest.fetch import FetchPolicy, SafeFetcher, parse_allow
+from facetrail.crawl.fetch import FetchPolicy, SafeFetcher, parse_allow
 
 from .localweb import Route, Site, image_bytes, serve
 

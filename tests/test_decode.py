@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facetrail.ingest import DecodeError, Limits, decode
+from facetrail.images import DecodeError, Limits, decode
 
 from .hostile import encode, png_bomb, write_hostile_files
 

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from PIL import Image
 
-from facetrail.ingest.fetch import FetchError, FetchPolicy, SafeFetcher, is_public_address, parse_allow
+from facetrail.crawl.fetch import FetchError, FetchPolicy, SafeFetcher, is_public_address, parse_allow
 
 
 def _jpeg() -> bytes:

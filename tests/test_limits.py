@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from facetrail.governance.accounts import Actor
+from facetrail.governance.actors import Actor
 from facetrail.index import open_index
 from facetrail.search import RateLimited, Searcher
 from facetrail.web import create_app

@@ -8,7 +8,7 @@ from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
 from facetrail.cli import app as cli
-from facetrail.governance.accounts import Actor
+from facetrail.governance.actors import Actor
 from facetrail.index import open_index
 from facetrail.search import Searcher
 from facetrail.store import Approval, QueryEmbedding

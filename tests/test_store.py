@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from facetrail.governance import audit
 from facetrail.index import FaissIndex, sync
+from facetrail.governance.actors import Actor
 from facetrail.store import AuditEntry, Base, Database, Face, Image
 
 
@@ -68,8 +69,8 @@ def test_index_is_brought_in_step_with_the_database(tmp_path, db_url):
 def _write_entries(db, n):
     with db.session() as session, session.begin():
         for i in range(n):
-            audit.record(session, actor="alice", actor_kind="os_user", action="search", purpose=f"case {i}",
-                         details={"result_count": i, "results": [[i, 0.5]]})
+            audit.record(session, Actor("alice", "investigator", "cli"), "search", f"case {i}",
+                         result_count=i, results=[[i, 0.5]])
 
 
 def test_the_database_rejects_updates_and_deletes_of_audit_entries(db_url):

@@ -19,7 +19,7 @@ from warcio.warcwriter import WARCWriter
 
 from facetrail.crawl.extract import ImageRef
 from facetrail.crawl.scope import Scope
-from facetrail.ingest.decode import decode
+from facetrail.images.decode import decode
 from facetrail.ingest.warc import ArchivedImage, ArchivedPage, read_warc
 
 MAX_BYTES = 50_000

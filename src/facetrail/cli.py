@@ -493,7 +493,7 @@ def check(
     repair: Annotated[bool, typer.Option("--repair", help="Fix what can be fixed (the database is the truth).")] = False,
 ) -> None:
     """Check that the database, the vector index and the media folder agree."""
-    from .check import check as run_check
+    from .index.check import check as run_check
 
     db = _open(ctx.obj.settings)
     report = run_check(ctx.obj.settings, db, repair=repair)
@@ -551,15 +551,15 @@ def report(
     output: Annotated[Path, typer.Option("--out", help="Folder to write report.html, the charts and report.json.")],
 ) -> None:
     """Write the transparency report for a period (auditors, supervisors, admins; recorded)."""
+    from .governance import audit
     from .governance import report as transparency
-    from .governance.accounts import record
 
     settings = ctx.obj.settings
     db = _open(settings)
     actor = _actor(ctx, db, "audit.read")
     with db.session() as session, session.begin():
         data = transparency.collect(session, start.date(), end.date(), settings.match_threshold)
-        record(session, actor, "report", **{"from": data["from"], "to": data["to"]})
+        audit.record(session, actor, "report", **{"from": data["from"], "to": data["to"]})
     output.mkdir(parents=True, exist_ok=True)
     for name, png in transparency.charts(data).items():
         (output / f"{name}.png").write_bytes(png)
@@ -628,19 +628,17 @@ def audit_export(
     """Write audit entries as JSON Lines, with their hashes, so the chain's head can be kept elsewhere."""
     from .governance import audit
 
-    from .governance.accounts import record
-
     db = _open(ctx.obj.settings)
     actor = _actor(ctx, db, "audit.read")
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     with db.session() as session, session.begin():  # the export itself is recorded, and included
-        record(session, actor, "audit.export", since=since.isoformat() if since else None)
+        audit.record(session, actor, "audit.export", since=since.isoformat() if since else None)
     handle = output.open("w") if output else sys.stdout
     count = 0
     with db.session() as session:
-        for record in audit.export(session, since):
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        for line in audit.export(session, since):
+            handle.write(json.dumps(line, ensure_ascii=False) + "\n")
             count += 1
     if output:
         handle.close()

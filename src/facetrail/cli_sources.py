@@ -179,7 +179,7 @@ def crawl_command(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every skipped URL.")] = False,
 ) -> None:
     """Crawl a declared site within its scope, politely (robots.txt, delays), indexing every face."""
-    from .ingest.web import crawl_feed
+    from .ingest.remote import crawl_feed
 
     settings = _with_workers(ctx.obj.settings, workers)
     db = _open(settings)
@@ -208,7 +208,7 @@ def ingest_urls(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every skipped URL.")] = False,
 ) -> None:
     """Fetch and index the image URLs listed in FILE (same safety rules as the crawler)."""
-    from .ingest.web import read_url_list, urls_feed
+    from .ingest.remote import read_url_list, urls_feed
 
     settings = _with_workers(ctx.obj.settings, workers)
     _require_files([file])
@@ -228,7 +228,7 @@ def ingest_warc(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every skipped record.")] = False,
 ) -> None:
     """Index the pages and images archived in web archives; provenance is the archived URL and date."""
-    from .ingest.web import warc_feed
+    from .ingest.remote import warc_feed
 
     settings = _with_workers(ctx.obj.settings, workers)
     _require_files(files)

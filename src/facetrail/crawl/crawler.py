@@ -21,7 +21,7 @@ from typing import Any
 
 from scrapy.crawler import AsyncCrawlerRunner
 
-from ..ingest.fetch import SafeFetcher
+from .fetch import SafeFetcher
 from .extract import Page
 from .handler import SafeFetchHandler, TransientFetchError
 from .scope import Scope

@@ -29,7 +29,7 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Headers, Response
 from scrapy.responsetypes import responsetypes
 
-from ..ingest.fetch import FetchError
+from .fetch import FetchError
 
 if TYPE_CHECKING:
     from .spider import FacetrailSpider

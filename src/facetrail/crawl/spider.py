@@ -17,7 +17,7 @@ from scrapy.http import HtmlResponse, Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
-from ..ingest.fetch import FetchError, SafeFetcher
+from .fetch import FetchError, SafeFetcher
 from .extract import ImageRef, Page, blocks_images, extract, robots_directives
 from .handler import Skipped
 from .scope import Scope

@@ -7,19 +7,19 @@ Every change here is written to the audit log in the same transaction.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..errors import Refused
 from ..store import ApiToken, User, WebSession
 from . import audit
-from .roles import ROLES, can
+from .actors import Actor, find_session, now, sha256, user_for_token  # noqa: F401 - re-exported
+from .roles import ROLES
 
 MAX_FAILED_LOGINS = 5
 LOCKOUT = timedelta(minutes=15)
@@ -29,49 +29,14 @@ TOKEN_PREFIX = "ft_"
 _hasher = PasswordHasher()
 
 
-class AccountError(Exception):
+class AccountError(Refused):
     """A refused account operation, with a message for a person."""
 
-
-@dataclass(frozen=True)
-class Actor:
-    """Who is acting, as recorded in the audit log."""
-
-    username: str
-    role: str
-    via: str  # cli, web, api
-    user_id: int | None = None
-    os_user: str | None = None
-
-    def can(self, permission: str) -> bool:
-        return can(self.role, permission)
-
-    @classmethod
-    def of(cls, user: User, via: str, os_user: str | None = None) -> Actor:
-        return cls(user.username, user.role, via, user.id, os_user)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def sha256(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    code = "account_refused"
 
 
 def new_password() -> str:
     return secrets.token_urlsafe(12)
-
-
-def record(session: Session, actor: Actor | None, action: str, **details) -> None:
-    audit.record(
-        session,
-        actor=actor.username if actor else "system",
-        actor_kind=f"user:{actor.role}" if actor else "system",
-        action=action,
-        purpose=None,
-        details={"via": actor.via if actor else None, "os_user": actor.os_user if actor else None, **details},
-    )
 
 
 def get_user(session: Session, username: str) -> User:
@@ -101,7 +66,7 @@ def create_user(session: Session, actor: Actor | None, username: str, role: str)
     )
     session.add(user)
     session.flush()
-    record(session, actor, "user.create", user=username, role=role)
+    audit.record(session, actor, "user.create", user=username, role=role)
     return user, password
 
 
@@ -109,14 +74,14 @@ def set_role(session: Session, actor: Actor, username: str, role: str) -> None:
     if role not in ROLES:
         raise AccountError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
     user = get_user(session, username)
-    record(session, actor, "user.set_role", user=username, old_role=user.role, role=role)
+    audit.record(session, actor, "user.set_role", user=username, old_role=user.role, role=role)
     user.role = role
 
 
 def set_disabled(session: Session, actor: Actor, username: str, disabled: bool) -> None:
     user = get_user(session, username)
     user.disabled = disabled
-    record(session, actor, "user.disable" if disabled else "user.enable", user=username)
+    audit.record(session, actor, "user.disable" if disabled else "user.enable", user=username)
 
 
 def reset_password(session: Session, actor: Actor, username: str) -> str:
@@ -124,7 +89,7 @@ def reset_password(session: Session, actor: Actor, username: str) -> str:
     password = new_password()
     user.password_hash, user.must_change_password = _hasher.hash(password), True
     user.failed_logins, user.locked_until = 0, None
-    record(session, actor, "user.reset_password", user=username)
+    audit.record(session, actor, "user.reset_password", user=username)
     return password
 
 
@@ -138,7 +103,7 @@ def change_password(session: Session, user: User, old: str, new: str) -> None:
     if old == new:
         raise AccountError("the new password must differ from the old one")
     user.password_hash, user.must_change_password = _hasher.hash(new), False
-    record(session, Actor.of(user, "web"), "user.change_password", user=user.username)
+    audit.record(session, Actor.of(user, "web"), "user.change_password", user=user.username)
 
 
 def authenticate(session: Session, username: str, password: str, via: str) -> User:
@@ -148,14 +113,14 @@ def authenticate(session: Session, username: str, password: str, via: str) -> Us
     failure = "wrong username or password"
     if user is None:
         _hasher.hash(password)  # same work either way, so timing does not reveal which names exist
-        record(session, None, "login.failed", user=username, via=via, reason="unknown user")
+        audit.record(session, None, "login.failed", user=username, via=via, reason="unknown user")
         raise AccountError(failure)
     if user.disabled:
-        record(session, None, "login.failed", user=username, via=via, reason="disabled")
+        audit.record(session, None, "login.failed", user=username, via=via, reason="disabled")
         raise AccountError("this account is disabled")
     locked_until = user.locked_until
     if locked_until and locked_until > now():
-        record(session, None, "login.failed", user=username, via=via, reason="locked")
+        audit.record(session, None, "login.failed", user=username, via=via, reason="locked")
         raise AccountError("too many failed attempts: this account is locked for a while, try again later")
     try:
         _hasher.verify(user.password_hash, password)
@@ -165,10 +130,10 @@ def authenticate(session: Session, username: str, password: str, via: str) -> Us
         if user.failed_logins >= MAX_FAILED_LOGINS:
             user.locked_until, user.failed_logins = now() + LOCKOUT, 0
             reason = "wrong password; account locked"
-        record(session, None, "login.failed", user=username, via=via, reason=reason)
+        audit.record(session, None, "login.failed", user=username, via=via, reason=reason)
         raise AccountError(failure) from None
     user.failed_logins, user.locked_until = 0, None
-    record(session, Actor.of(user, via), "login", user=username)
+    audit.record(session, Actor.of(user, via), "login", user=username)
     return user
 
 
@@ -187,7 +152,7 @@ def create_token(
     )
     session.add(token)
     session.flush()
-    record(session, actor, "token.create", user=username, token_id=token.id, name=name, days=days)
+    audit.record(session, actor, "token.create", user=username, token_id=token.id, name=name, days=days)
     return token, secret
 
 
@@ -196,21 +161,7 @@ def revoke_token(session: Session, actor: Actor, token_id: int) -> None:
     if token is None:
         raise AccountError(f"no token {token_id}")
     token.revoked_at = now()
-    record(session, actor, "token.revoke", user=token.user.username, token_id=token_id)
-
-
-def user_for_token(session: Session, secret: str) -> User | None:
-    """The enabled user a valid (unexpired, unrevoked) token belongs to, or None."""
-    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == sha256(secret)))
-    if token is None or token.revoked_at is not None:
-        return None
-    expires = token.expires_at
-    if expires is not None and expires <= now():
-        return None
-    if token.user.disabled:
-        return None
-    token.last_used_at = now()
-    return token.user
+    audit.record(session, actor, "token.revoke", user=token.user.username, token_id=token_id)
 
 
 def start_session(session: Session, user: User) -> tuple[str, WebSession]:
@@ -227,15 +178,8 @@ def start_session(session: Session, user: User) -> tuple[str, WebSession]:
     return secret, web
 
 
-def find_session(session: Session, secret: str) -> WebSession | None:
-    web = session.scalar(select(WebSession).where(WebSession.token_hash == sha256(secret)))
-    if web is None or web.expires_at <= now() or web.user.disabled:
-        return None
-    return web
-
-
 def end_session(session: Session, secret: str) -> None:
     web = session.scalar(select(WebSession).where(WebSession.token_hash == sha256(secret)))
     if web is not None:
-        record(session, Actor.of(web.user, "web"), "logout", user=web.user.username)
+        audit.record(session, Actor.of(web.user, "web"), "logout", user=web.user.username)
         session.delete(web)

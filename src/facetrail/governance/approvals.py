@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..config import Settings
+from ..errors import Refused
 from ..store import Approval, AuditEntry
 from . import audit
 from .accounts import Actor
@@ -24,8 +25,10 @@ from .accounts import Actor
 POLICIES = ("none", "review", "prior")
 
 
-class ApprovalError(Exception):
+class ApprovalError(Refused):
     """A refused approval action, with a message for a person."""
+
+    code = "not_decided"
 
 
 def policy_for(settings: Settings, actor: Actor, urgent: bool) -> str:
@@ -108,7 +111,7 @@ def decide(session: Session, actor: Actor, approval_id: int, approve: bool, reas
     if approval is None:
         raise ApprovalError(f"there is no approval {approval_id}")
     if approval.state != "pending":
-        raise ApprovalError(f"approval {approval_id} was already decided ({approval.state})")
+        raise ApprovalError(f"approval {approval_id} was already decided ({approval.state})", "already_decided")
     if approval.requester == actor.username:
         raise ApprovalError("nobody may decide on their own search")
     overdue = is_overdue(approval)
@@ -120,18 +123,13 @@ def decide(session: Session, actor: Actor, approval_id: int, approve: bool, reas
 def record_decision(session: Session, actor: Actor, approval: Approval, overdue: bool) -> None:
     audit.record(
         session,
-        actor=actor.username,
-        actor_kind=f"user:{actor.role}",
-        action="search.approve" if approval.state == "approved" else "search.deny",
-        purpose=None,
-        details={
-            "approval_id": approval.id,
-            "search_id": approval.search_id,
-            "policy": approval.policy,
-            "requester": approval.requester,
-            "reason": approval.reason,
-            "overdue": overdue,
-            "results": approval.results,
-            "via": actor.via,
-        },
+        actor,
+        "search.approve" if approval.state == "approved" else "search.deny",
+        approval_id=approval.id,
+        search_id=approval.search_id,
+        policy=approval.policy,
+        requester=approval.requester,
+        reason=approval.reason,
+        overdue=overdue,
+        results=approval.results,
     )

@@ -11,11 +11,15 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from ..store import AuditEntry
+
+if TYPE_CHECKING:
+    from .actors import Actor
 
 GENESIS = "0" * 64
 
@@ -37,17 +41,20 @@ def entry_hash(prev_hash: str, entry: AuditEntry) -> str:
     return hashlib.sha256((prev_hash + canonical(entry)).encode()).hexdigest()
 
 
-def record(
-    session: Session, *, actor: str, actor_kind: str, action: str, purpose: str | None, details: dict
-) -> AuditEntry:
-    """Append an entry inside the session's current transaction (the caller commits)."""
+def record(session: Session, actor: Actor | None, action: str, purpose: str | None = None, **details) -> AuditEntry:
+    """Append an entry inside the session's current transaction (the caller commits): the one
+    writer of the audit log. `actor` None is the system itself; an actor's name and kind (and
+    for an account, the channel and operating-system user) come from the actor."""
+    if actor is not None:
+        details = {**actor.audit_details(), **details}
+    name, kind = (actor.username, actor.kind) if actor is not None else ("system", "system")
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(7010001)"))  # one writer extends the chain
     last = session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
     entry = AuditEntry(
         created_at=datetime.now(UTC),
-        actor=actor,
-        actor_kind=actor_kind,
+        actor=name,
+        actor_kind=kind,
         action=action,
         purpose=purpose,
         details=json.loads(json.dumps(details)),  # plain JSON types only, as they will be read back

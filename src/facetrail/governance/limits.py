@@ -11,15 +11,19 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ..errors import Refused
 from ..store import AuditEntry
 
 WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 
 
-class RateLimited(Exception):
+class RateLimited(Refused):
+    """A limit was reached; `retry_after` says in how many seconds to try again."""
+
+    code = "rate_limited"
+
     def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+        super().__init__(message, retry_after=retry_after)
 
 
 def check(session: Session, username: str, limits: dict[str, int]) -> None:

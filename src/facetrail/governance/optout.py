@@ -20,6 +20,7 @@ from ..index import VectorIndex
 from ..store import Face, Image, OptOut
 from ..store.media import MediaStore
 from . import audit
+from .actors import DATA_SUBJECT
 
 # How many neighbours to inspect per opt-out when removing faces; more are removed in
 # further rounds until none within the threshold remain.
@@ -98,14 +99,7 @@ def opt_out(
     session.add(
         OptOut(created_at=datetime.now(UTC), embedding=vector.tobytes(), contact=contact or None, faces_removed=removed)
     )
-    audit.record(
-        session,
-        actor="data-subject",
-        actor_kind="public",
-        action="opt_out",
-        purpose=None,
-        details={"faces_removed": removed, "contact_given": bool(contact)},
-    )
+    audit.record(session, DATA_SUBJECT, "opt_out", faces_removed=removed, contact_given=bool(contact))
     return removed
 
 

@@ -2,12 +2,14 @@
 
 Everything is counted from the audit log (and the opt-out and query-descriptor tables), for
 a period. `collect` gives plain data, `charts` draws it (matplotlib, PNG), `render` writes
-the HTML that the command line saves and auditors see in the web app.
+the HTML that the command line saves and auditors see in the web app; `make` collects and
+records the reading, `write` saves the files.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -18,8 +20,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..store import AuditEntry, Face, Image, Location, QueryEmbedding, Source
+from . import audit
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "web" / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"  # report.html, report_body.html (the web page includes the body)
+
+
+CHARTS = {
+    "searches_per_month": "Searches per month",
+    "searches_per_role": "Searches per role",
+    "searches_per_purpose": "Searches per purpose",
+}
 
 
 def period(start: date, end: date) -> tuple[datetime, datetime]:
@@ -102,11 +112,7 @@ def charts(data: dict) -> dict[str, bytes]:
     import matplotlib.pyplot as plt
 
     drawn = {}
-    for name, title in [
-        ("searches_per_month", "Searches per month"),
-        ("searches_per_role", "Searches per role"),
-        ("searches_per_purpose", "Searches per purpose"),
-    ]:
+    for name, title in CHARTS.items():
         values = data[name] or {"none": 0}
         figure, axes = plt.subplots(figsize=(6, 3), dpi=100)
         axes.bar(list(values), list(values.values()), color="#1f5fbf")
@@ -124,3 +130,21 @@ def render(data: dict, images: dict[str, str]) -> str:
     """The report as a standalone HTML document; `images` maps chart names to their URLs."""
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     return environment.get_template("report.html").render(report=data, images=images, standalone=True)
+
+
+def make(session: Session, actor, start: date, end: date, threshold: float) -> dict:
+    """The report's data for [start, end], recorded in the audit log as read by `actor` (the
+    caller's transaction: the record and the reading stand or fall together)."""
+    data = collect(session, start, end, threshold)
+    audit.record(session, actor, "report", **{"from": data["from"], "to": data["to"]})
+    return data
+
+
+def write(data: dict, folder: Path) -> Path:
+    """report.html with its charts (PNG) and report.json in `folder`; returns the HTML's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, png in charts(data).items():
+        (folder / f"{name}.png").write_bytes(png)
+    (folder / "report.html").write_text(render(data, {name: f"{name}.png" for name in CHARTS}))
+    (folder / "report.json").write_text(json.dumps(data, indent=2))
+    return folder / "report.html"

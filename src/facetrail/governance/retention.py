@@ -66,5 +66,5 @@ def maintenance(session: Session, settings: Settings) -> dict:
     queries = session.execute(delete(QueryEmbedding).where(QueryEmbedding.created_at < expired)).rowcount
     sessions = session.execute(delete(WebSession).where(WebSession.expires_at < now)).rowcount
     counts = {"query_embeddings_deleted": queries, "sessions_deleted": sessions}
-    audit.record(session, actor="system", actor_kind="system", action="maintenance", purpose=None, details=counts)
+    audit.record(session, None, "maintenance", **counts)
     return counts

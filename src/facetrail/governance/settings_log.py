@@ -36,7 +36,7 @@ def effective(settings: Settings) -> dict:
     return values
 
 
-def record_if_changed(session: Session, settings: Settings, actor: str = "system") -> bool:
+def record_if_changed(session: Session, settings: Settings) -> bool:
     """Write a settings.change entry if the settings differ from the last recorded ones (in the
     caller's transaction). Returns True if one was written."""
     current = effective(settings)
@@ -46,7 +46,6 @@ def record_if_changed(session: Session, settings: Settings, actor: str = "system
     changed = sorted(name for name in set(current) | set(previous) if current.get(name) != previous.get(name))
     if last is not None and not changed:
         return False
-    audit.record(session, actor=actor, actor_kind="system", action=ACTION, purpose=None,
-                 details={"settings": current, "changed": changed if last is not None else [],
-                          "first": last is None})
+    audit.record(session, None, ACTION, settings=current, changed=changed if last is not None else [],
+                 first=last is None)
     return True

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..errors import Refused
 from ..store import AuditEntry, Confirmation
 from . import audit
 from .accounts import Actor
@@ -19,8 +20,10 @@ from .accounts import Actor
 UNCONFIRMED, CONFIRMED, VERIFIED = "unconfirmed", "confirmed", "verified"
 
 
-class VerificationError(Exception):
+class VerificationError(Refused):
     """A refused confirmation, with a message for a person."""
+
+    code = "not_confirmed"
 
 
 def state(confirmed_by: list[str]) -> str:
@@ -43,7 +46,7 @@ def confirmations(session: Session, case_ref: str, face_ids: list[int]) -> dict[
 def confirm(session: Session, actor: Actor, search_id: int, face_id: int) -> dict:
     """Record `actor`'s confirmation of `face_id` as shown by search `search_id`."""
     if not actor.can("search"):
-        raise VerificationError(f"the {actor.role} role may not confirm matches")
+        raise VerificationError(f"the {actor.role} role may not confirm matches", "not_permitted")
     search = session.get(AuditEntry, search_id)
     if search is None or search.action != "search":
         raise VerificationError(f"there is no search {search_id}")
@@ -52,7 +55,8 @@ def confirm(session: Session, actor: Actor, search_id: int, face_id: int) -> dic
     case_ref = search.details["case_ref"]
     already = confirmations(session, case_ref, [face_id]).get(face_id, [])
     if actor.username in already:
-        raise VerificationError("you have already confirmed this match; a different person must verify it")
+        raise VerificationError("you have already confirmed this match; a different person must verify it",
+                                "already_confirmed")
     session.add(
         Confirmation(
             case_ref=case_ref, face_id=face_id, search_id=search_id, username=actor.username,
@@ -61,12 +65,5 @@ def confirm(session: Session, actor: Actor, search_id: int, face_id: int) -> dic
     )
     confirmed_by = [*already, actor.username]
     result = {"face_id": face_id, "case_ref": case_ref, "state": state(confirmed_by), "confirmed_by": confirmed_by}
-    audit.record(
-        session,
-        actor=actor.username,
-        actor_kind=f"user:{actor.role}",
-        action="match.confirm",
-        purpose=search.purpose,
-        details={"search_id": search_id, "via": actor.via, **result},
-    )
+    audit.record(session, actor, "match.confirm", search.purpose, search_id=search_id, **result)
     return result

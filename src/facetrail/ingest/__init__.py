@@ -1,10 +1,9 @@
-"""Ingest: find files, decode them safely, find faces, store them."""
+"""Ingest: sources and feeds, the analysis pipeline, the work queue and its workers."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .decode import DecodedImage, DecodeError, Limits, decode
 from .files import Item, Skip, walk
 
 _LAZY = {"Ingestor": "pipeline", "PageRecord": "pipeline", "Summary": "pipeline"}
@@ -20,4 +19,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["DecodeError", "DecodedImage", "Ingestor", "Item", "Limits", "PageRecord", "Skip", "Summary", "decode", "walk"]
+__all__ = ["Ingestor", "Item", "PageRecord", "Skip", "Summary", "walk"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import Settings
-from ..copies import fingerprint
+from ..images.copies import fingerprint
 from ..faces import Face, FaceEngine, load_engine
-from ..previews import make_crop, make_thumbnail
-from .decode import DecodeError, Limits, decode
+from ..images.previews import make_crop, make_thumbnail
+from ..images.decode import DecodeError, Limits, decode
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from ..crawl.scope import Scope
-from ..governance.accounts import Actor, record
+from ..errors import Refused
+from ..governance import audit
+from ..governance.actors import Actor
 from ..store import Appearance, Face, Location, Source
 from ..store.cleanup import Orphan, delete_unreferenced
 
@@ -28,8 +30,10 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MIN_LEGAL_BASIS = 10  # characters: a reason, not a placeholder
 
 
-class SourceError(Exception):
+class SourceError(Refused):
     """A source that cannot be declared, found or used; the message says why."""
+
+    code = "source_refused"
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ def add_source(session: Session, actor: Actor, spec: SourceSpec) -> Source:
                     created_at=_now())
     session.add(source)
     session.flush()
-    record(session, actor, "source.add", source=source.name, kind=source.kind, scope=source.scope,
+    audit.record(session, actor, "source.add", source=source.name, kind=source.kind, scope=source.scope,
            options=source.options, legal_basis=source.legal_basis)
     return source
 
@@ -131,7 +135,7 @@ def set_status(session: Session, actor: Actor, name: str, status: str) -> Source
         raise SourceError(f"status must be one of {', '.join(STATUSES)}")
     source = get_source(session, name)
     source.status = status
-    record(session, actor, "source.suspend" if status == "suspended" else "source.resume", source=name)
+    audit.record(session, actor, "source.suspend" if status == "suspended" else "source.resume", source=name)
     return source
 
 
@@ -147,7 +151,7 @@ def remove_source(session: Session, actor: Actor, name: str) -> list[Orphan]:
     session.execute(delete(Location).where(Location.source_id == source.id))
     session.execute(delete(Source).where(Source.id == source.id))
     orphans = delete_unreferenced(session, image_ids)
-    record(session, actor, "source.remove", source=name, kind=source.kind, locations=locations,
+    audit.record(session, actor, "source.remove", source=name, kind=source.kind, locations=locations,
            images_removed=len(orphans), faces_removed=sum(len(ids) for _, ids in orphans))
     return orphans
 

@@ -51,7 +51,7 @@ from warcio.limitreader import LimitReader
 
 from ..crawl.extract import ImageRef, blocks_images, extract, robots_directives
 from ..crawl.scope import Scope, is_excluded
-from .decode import sniff_format
+from ..images.decode import sniff_format
 
 _CHUNK = 64 * 1024
 _HEAD = 1024  # bytes looked at to recognise images and HTML without a telling Content-Type
@@ -79,7 +79,7 @@ class ArchivedPage:
 
 @dataclass(frozen=True)
 class ArchivedImage:
-    """An archived image response (bytes not decoded: `facetrail.ingest.decode` does that)."""
+    """An archived image response (bytes not decoded: `facetrail.images.decode` does that)."""
 
     url: str  # WARC-Target-URI, without fragment
     captured_at: datetime  # WARC-Date, aware, UTC

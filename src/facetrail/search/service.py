@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from ..config import Settings
-from ..copies import MAX_DISTANCE, nearest, probe
+from ..errors import Refused
+from ..images.copies import MAX_DISTANCE, nearest, probe
 from ..faces import Face as FaceData
 from ..faces import FaceEngine
 from ..governance import audit
@@ -24,10 +25,10 @@ from ..governance import approvals
 from ..governance import limits as rate_limits
 from ..governance import retention
 from ..governance import verification
-from ..governance.accounts import Actor
+from ..governance.actors import Actor
 from ..governance.optout import OptOutCache
 from ..index import VectorIndex
-from ..ingest.decode import DecodedImage, DecodeError, Limits, decode
+from ..images.decode import DecodedImage, DecodeError, Limits, decode
 from ..store import Approval, AuditEntry, Database, Face, Image
 from .bands import band
 from .provenance import appearances_of, by_domain
@@ -38,12 +39,8 @@ QUERY_SIDE = 1600
 SIMILARITY_SCALE = 1.2  # similarity = 1 - distance / 1.2, so the default threshold 0.6 maps to 0.5
 
 
-class SearchRefused(Exception):
+class SearchRefused(Refused):
     """A search that policy does not allow; `code` says which rule (e.g. purpose_required)."""
-
-    def __init__(self, message: str, code: str = "refused") -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def check_request(
@@ -164,11 +161,19 @@ class CopyHashes:
 
 def _request_details(actor: Actor, justification: str, case_ref: str, sha: str) -> dict:
     """Who searched, why, and the query's sha256: the part of the audit entry every search shares."""
-    return {"role": actor.role, "via": actor.via, "os_user": actor.os_user,
-            "justification": justification, "case_ref": case_ref, "query_sha256": sha}
+    return {"role": actor.role, "justification": justification, "case_ref": case_ref, "query_sha256": sha}
 
 
 class Searcher:
+    @classmethod
+    def open(cls, settings: Settings, db: Database, background: bool = False) -> Searcher:
+        """A searcher over the configured index with the configured face model. `background`:
+        train a compressed index in a thread (the web app) instead of before returning."""
+        from ..faces import load_engine
+        from ..index import open_index
+
+        return cls(settings, db, open_index(settings, db, background=background), load_engine(settings))
+
     def __init__(self, settings: Settings, db: Database, index: VectorIndex, engine: FaceEngine) -> None:
         self.settings = settings
         self.db = db
@@ -233,11 +238,10 @@ class Searcher:
                 result.results = self._neighbours(session, vector, top_k, threshold, case_ref)
             entry = audit.record(
                 session,
-                actor=actor.username,
-                actor_kind=f"user:{actor.role}",
-                action="search",
-                purpose=purpose,
-                details={
+                actor,
+                "search",
+                purpose,
+                **{
                     **_request_details(actor, justification, case_ref, sha),
                     "faces_found": len(faces),
                     "selected_face": result.query["selected"],
@@ -278,15 +282,12 @@ class Searcher:
             matches = self._neighbours(session, faces[0].embedding, limit, self.settings.match_threshold, request_ref)
             entry = audit.record(
                 session,
-                actor=actor.username,
-                actor_kind=f"user:{actor.role}",
-                action="subject_report",
-                purpose="data-subject-access",
-                details={
+                actor,
+                "subject_report",
+                "data-subject-access",
+                **{
                     "request_ref": request_ref,
                     "query_sha256": hashlib.sha256(photo).hexdigest(),
-                    "via": actor.via,
-                    "os_user": actor.os_user,
                     "results": [[m.face_id, round(m.distance, 6)] for m in matches],
                     "result_count": len(matches),
                 },
@@ -337,9 +338,9 @@ class Searcher:
         with self.db.session() as session:
             search = session.get(AuditEntry, search_id)
             if search is None or search.action != "search":
-                raise SearchRefused(f"there is no search {search_id}")
+                raise SearchRefused(f"there is no search {search_id}", "no_such_search")
             if search.actor != actor.username and not actor.can("approve"):
-                raise SearchRefused("only the person who searched, or a supervisor, may see these results")
+                raise SearchRefused("only the person who searched, or a supervisor, may see these results", "not_visible")
             approval = session.scalar(select(Approval).where(Approval.search_id == search_id))
             if approval is not None and approval.policy == "prior":
                 hits = approval.results or []
@@ -387,11 +388,10 @@ class Searcher:
                 result.copies = self._copy_rows(session, hits)
             entry = audit.record(
                 session,
-                actor=actor.username,
-                actor_kind=f"user:{actor.role}",
-                action="search",
-                purpose=purpose,
-                details={
+                actor,
+                "search",
+                purpose,
+                **{
                     "mode": "copies",
                     **_request_details(actor, justification, case_ref, sha),
                     "faces_found": 0,

@@ -1,4 +1,4 @@
-"""Thumbnails and face crops (made at ingest, see previews.py), kept in the data folder.
+"""Thumbnails and face crops (made at ingest, see images/previews.py), kept in the data folder.
 
 Files are named by the image's sha256 (and the face's index in it), never by a path the
 outside world chose; the web app serves them by database id.

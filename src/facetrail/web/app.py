@@ -26,7 +26,7 @@ from ..config import Settings
 from ..faces import load_engine
 from ..governance import approvals, audit
 from ..governance import report as transparency
-from ..governance.accounts import AccountError, Actor, change_password, end_session, record, start_session
+from ..governance.accounts import AccountError, Actor, change_password, end_session, start_session
 from ..governance.accounts import authenticate as check_password
 from ..governance.optout import counts as optout_counts
 from ..governance.optout import opt_out
@@ -34,8 +34,8 @@ from ..governance.retention import maintenance as retention_maintenance
 from ..governance.settings_log import record_if_changed as record_settings
 from ..governance.verification import VerificationError, confirm
 from ..index import follow_database, open_index
-from ..ingest.decode import DecodeError
-from ..previews import make_crop
+from ..images.decode import DecodeError
+from ..images.previews import make_crop
 from ..search import RateLimited, Searcher, SearchRefused, check_request
 from ..search.bands import BANDS
 from ..store import AuditEntry, Database, Face, Image, Location
@@ -114,7 +114,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    templates = Jinja2Templates(directory=HERE / "templates")
+    templates = Jinja2Templates(directory=[HERE / "templates", transparency.TEMPLATES])
 
     def requires(permission: str | None = None):
         async def dependency(request: Request) -> Actor:
@@ -218,7 +218,7 @@ def create_app(settings: Settings) -> FastAPI:
         start = start or end - timedelta(days=30)
         with request.app.state.db.session() as session, session.begin():
             data = transparency.collect(session, start, end, settings.match_threshold)
-            record(session, actor, "report", **{"from": data["from"], "to": data["to"]})
+            audit.record(session, actor, "report", **{"from": data["from"], "to": data["to"]})
         images = {
             name: "data:image/png;base64," + base64.b64encode(png).decode()
             for name, png in transparency.charts(data).items()

@@ -11,7 +11,7 @@ import hmac
 
 from fastapi import HTTPException, Request
 
-from ..governance.accounts import Actor, find_session, user_for_token
+from ..governance.actors import Actor, find_session, user_for_token
 from ..store import WebSession
 
 SESSION_COOKIE = "ft_session"

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import delete, select
 
-from .config import Settings
-from .index import load_index, sync
-from .store import Database, Face, Image, Location
-from .store.media import MediaStore
+from ..config import Settings
+from . import load_index, sync
+from ..store import Database, Face, Image, Location
+from ..store.media import MediaStore
 
 
 @dataclass

@@ -36,7 +36,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from .decode import sniff_format
+from ..images.decode import sniff_format
 
 _IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 _REDIRECTS = {301, 302, 303, 307, 308}

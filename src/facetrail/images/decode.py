@@ -15,6 +15,8 @@ from struct import error as struct_error
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from ..errors import Refused
+
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 # Pixel limits are checked by `decode` against the configured limit, from the header, before
 # any pixel is decoded; Pillow's own fixed limit would pre-empt that with a less useful message.
@@ -47,12 +49,17 @@ _OTHER_IMAGES: list[tuple[bytes, int, str]] = [
 ]
 
 
-class DecodeError(Exception):
-    """An input that cannot be indexed. `reason` is a short stable code, the message explains."""
+class DecodeError(Refused):
+    """An input that cannot be used. `reason` (= `code`) is a short stable code, the message explains."""
+
+    code = "not_an_image"
 
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+        super().__init__(message, reason)
+
+    @property
+    def reason(self) -> str:
+        return self.code
 
 
 @dataclass(frozen=True)

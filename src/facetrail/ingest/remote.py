@@ -23,7 +23,7 @@ from ..crawl.scope import url_host
 from ..crawl.extract import blocks_images, robots_directives
 from ..store import Database, Location, Source
 from .feed import Feed
-from .fetch import FetchError, FetchPolicy, SafeFetcher, parse_allow
+from ..crawl.fetch import FetchError, FetchPolicy, SafeFetcher, parse_allow
 from .files import Item, Skip
 from .pipeline import PageRecord
 from .sources import site_scope
