@@ -13,21 +13,7 @@ from typer.testing import CliRunner
 from facetrail.cli import app as cli
 from facetrail.web import create_app
 
-from .conftest import PASSWORD, SEARCH_ARGS, SEARCH_FORM, cli_base
-from .hostile import png_bomb
-
-
-def login(client, username, password=PASSWORD):
-    """Sign in through the login form (with its CSRF token) and return the session's CSRF token."""
-    import re
-
-    form = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
-    response = client.post("/login", data={"username": username, "password": password, "csrf_token": token},
-                           follow_redirects=False)
-    assert response.status_code == 303, response.text
-    page = client.get("/")
-    return re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+from .support import SEARCH_ARGS, SEARCH_FORM, cli_base, login, pair_photo, photo_of, png_bomb, upload
 
 
 @pytest.fixture(scope="module")
@@ -36,27 +22,6 @@ def client(dev_index):
     headers = {"Authorization": f"Bearer {dev_index.tokens['ivan']}"}
     with TestClient(create_app(dev_index.settings), headers=headers) as client:
         yield client
-
-
-def photo_of(dev_images, identity, n=0):
-    return [d for d in dev_images if d.identity == identity][n].path
-
-
-def pair_photo(dev_images, left_identity="anthony_hopkins", right_identity="bill_gates") -> bytes:
-    """Two dev photos side by side; the left one larger, so it is face 0 and the right one face 1."""
-    left = Image.open(photo_of(dev_images, left_identity)).convert("RGB")
-    right = Image.open(photo_of(dev_images, right_identity)).convert("RGB")
-    right.thumbnail((int(left.width * 0.8), int(left.height * 0.8)))
-    both = Image.new("RGB", (left.width + right.width + 20, left.height), "white")
-    both.paste(left, (0, 0))
-    both.paste(right, (left.width + 20, 0))
-    buffer = io.BytesIO()
-    both.save(buffer, "JPEG", quality=95)
-    return buffer.getvalue()
-
-
-def upload(data: bytes, name="photo.jpg"):
-    return {"image": (name, data, "application/octet-stream")}
 
 
 def test_faces_lists_every_face_with_a_crop(client, dev_images):

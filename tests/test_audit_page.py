@@ -11,8 +11,7 @@ from facetrail.index import open_index
 from facetrail.search import Searcher
 from facetrail.web import create_app
 
-from .conftest import investigator
-from .test_api import login
+from .support import investigator, login
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "facetrail"
 

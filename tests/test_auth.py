@@ -15,8 +15,7 @@ from facetrail.governance import accounts
 from facetrail.store import ApiToken, AuditEntry, Database, User
 from facetrail.web import create_app
 
-from .conftest import PASSWORD, SEARCH_FORM, add_accounts, settings_for
-from .test_api import login
+from .support import PASSWORD, SEARCH_FORM, add_accounts, login, settings_for
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import PASSWORD, cli_base
-from .test_api import pair_photo
+from .support import PASSWORD, cli_base, pair_photo
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

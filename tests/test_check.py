@@ -12,7 +12,7 @@ from facetrail.cli import app
 from facetrail.index import load_index
 from facetrail.store import Database, Location
 
-from .conftest import settings_for
+from .support import settings_for
 
 runner = CliRunner()
 

@@ -13,7 +13,7 @@ from facetrail.store import AuditEntry
 
 from facetrail.config import Settings
 
-from .conftest import SEARCH_ARGS, cli_base
+from .support import SEARCH_ARGS, cli_base, photo_of
 
 runner = CliRunner()
 
@@ -37,10 +37,6 @@ def audit_count(db, settings_changes=False):
 @pytest.fixture(scope="module")
 def data_dir(dev_index):
     return dev_index.settings
-
-
-def photo_of(dev_images, identity, n=0):
-    return [d for d in dev_images if d.identity == identity][n].path
 
 
 def test_search_json_reports_faces_and_ranked_results(data_dir, dev_images, dev_index):

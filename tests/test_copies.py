@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import random
 from functools import cache
-from pathlib import Path
 
 import imagehash
 import numpy as np
@@ -21,7 +20,8 @@ from PIL import Image, ImageEnhance, ImageOps
 from facetrail.images import copies
 from facetrail.images.copies import MAX_DISTANCE, Fingerprint, distance, fingerprint, hamming, nearest, probe
 
-DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces" / "dev"
+from .support import DEV
+
 if not (DEV / "manifest.csv").exists():
     pytest.skip(f"dev photos not found at {DEV} (expects ../shared beside the repository)",
                 allow_module_level=True)

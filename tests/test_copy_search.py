@@ -16,7 +16,7 @@ from facetrail.cli import app as cli
 from facetrail.store import AuditEntry
 from facetrail.web import create_app
 
-from .conftest import SEARCH_ARGS, SEARCH_FORM, cli_base
+from .support import SEARCH_ARGS, SEARCH_FORM, cli_base
 
 runner = CliRunner()
 
@@ -97,7 +97,7 @@ def test_opted_out_photos_are_not_found_as_copies(tmp_path, dev_images):
     from facetrail.search import Searcher
     from facetrail.store import Database, Image as ImageRow
 
-    from .conftest import add_accounts, folder_ingestor, investigator, settings_for
+    from .support import add_accounts, folder_ingestor, investigator, settings_for
 
     folder = tmp_path / "photos"
     folder.mkdir()

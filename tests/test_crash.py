@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from facetrail.index import open_index
 from facetrail.store import Database, Face, Image, Location
 
-from .conftest import settings_for
+from .support import settings_for
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ import pytest
 from facetrail.crawl import CrawlSummary, ImageFound, Page, Scope, crawl, extract, is_excluded
 from facetrail.crawl.fetch import FetchPolicy, SafeFetcher, parse_allow
 
-from .localweb import Route, Site, image_bytes, serve
+from .support import Route, Site, image_bytes, serve
 
 FACE1, FACE2, FACE3 = image_bytes("red"), image_bytes("green"), image_bytes("blue", "PNG")
 FACE4, OG, LINKED = image_bytes("yellow", "PNG"), image_bytes("white"), image_bytes("black")

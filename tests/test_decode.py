@@ -10,7 +10,7 @@ from PIL import Image
 
 from facetrail.images import DecodeError, Limits, decode
 
-from .hostile import encode, png_bomb, write_hostile_files
+from .support import encode, png_bomb, write_hostile_files
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from PIL import Image
 from facetrail.config import Settings
 from facetrail.faces import load_engine
 
-from .conftest import DEV
+from .support import DEV
 
 
 def _dev(path: str) -> Image.Image:

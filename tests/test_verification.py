@@ -13,7 +13,7 @@ from facetrail.cli import app as cli
 from facetrail.store import AuditEntry
 from facetrail.web import create_app
 
-from .conftest import SEARCH_ARGS, cli_base
+from .support import SEARCH_ARGS, cli_base
 
 
 @pytest.fixture(scope="module")

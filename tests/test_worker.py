@@ -16,14 +16,14 @@ from sqlalchemy import func, select
 from facetrail.ingest.queue import counts
 from facetrail.store import Database, Face, Image, Job, Location
 
-from .conftest import _postgres_database
+from .support import postgres_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
 @pytest.fixture
 def pg_url():
-    yield from _postgres_database()
+    yield from postgres_database()
 
 
 def cli(data_dir, url, *args):
