@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..errors import Refused
@@ -68,6 +68,34 @@ def create_user(session: Session, actor: Actor | None, username: str, role: str)
     session.flush()
     audit.record(session, actor, "user.create", user=username, role=role)
     return user, password
+
+
+def create_first_admin(session: Session, username: str) -> str:
+    """The first account, an admin (created by whoever has access to the data folder); returns its
+    one-time password. Refused once any account exists."""
+    if session.scalar(select(func.count()).select_from(User)):
+        raise AccountError("accounts exist already; an admin adds users with `facetrail user add`")
+    _, password = create_user(session, None, username, "admin")
+    return password
+
+
+def list_users(session: Session) -> list[dict]:
+    """Accounts by name: username, role, status (active, locked or disabled), created_at."""
+    return [
+        {"username": user.username, "role": user.role, "created_at": user.created_at,
+         "status": "disabled" if user.disabled else ("locked" if user.locked_until else "active")}
+        for user in session.scalars(select(User).order_by(User.username))
+    ]
+
+
+def list_tokens(session: Session) -> list[dict]:
+    """API tokens by id (never their secrets): id, user, name, created_at, expires_at (None: never),
+    status (active or revoked)."""
+    return [
+        {"id": token.id, "user": token.user.username, "name": token.name, "created_at": token.created_at,
+         "expires_at": token.expires_at, "status": "revoked" if token.revoked_at else "active"}
+        for token in session.scalars(select(ApiToken).order_by(ApiToken.id))
+    ]
 
 
 def set_role(session: Session, actor: Actor, username: str, role: str) -> None:

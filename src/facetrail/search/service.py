@@ -9,154 +9,32 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from ..config import Settings
-from ..errors import Refused
-from ..images.copies import MAX_DISTANCE, nearest, probe
 from ..faces import Face as FaceData
 from ..faces import FaceEngine
-from ..governance import audit
-from ..governance import approvals
+from ..governance import approvals, audit, retention, verification
 from ..governance import limits as rate_limits
-from ..governance import retention
-from ..governance import verification
 from ..governance.actors import Actor
 from ..governance.optout import OptOutCache
-from ..index import VectorIndex
+from ..images.copies import MAX_DISTANCE, nearest, probe
 from ..images.decode import DecodedImage, DecodeError, Limits, decode
+from ..index import VectorIndex
 from ..store import Approval, AuditEntry, Database, Face, Image
 from .bands import band
-from .provenance import appearances_of, by_domain
+from .copy_hashes import CopyHashes
+from .provenance import appearances_of
+from .results import Match, QueryFace, SearchResult, image_dict, similarity
+from .rules import SearchRefused, check_request
 
 # Query photos of at least twice this long side are decoded reduced (a 12 MP phone photo at half
 # size: 3x faster to decode, 4x fewer pixels to scan); boxes are given in the photo's own pixels.
 QUERY_SIDE = 1600
-SIMILARITY_SCALE = 1.2  # similarity = 1 - distance / 1.2, so the default threshold 0.6 maps to 0.5
-
-
-class SearchRefused(Refused):
-    """A search that policy does not allow; `code` says which rule (e.g. purpose_required)."""
-
-
-def check_request(
-    settings: Settings, actor: Actor, purpose: str, justification: str, case_ref: str, urgent: bool = False
-) -> str:
-    """Refuse (SearchRefused) a search the rules do not allow; returns its approval policy.
-    Checked before anything is decoded or searched."""
-    if not actor.can("search"):
-        raise SearchRefused(f"the {actor.role} role may not search", "not_permitted")
-    if purpose not in settings.purposes:
-        raise SearchRefused(
-            "a search needs a purpose: one of " + ", ".join(settings.purposes) + " (--purpose)", "purpose_required"
-        )
-    if not (justification or "").strip():
-        raise SearchRefused(
-            "a search needs a justification: say why this search is needed (--justification)", "justification_required"
-        )
-    if not (case_ref or "").strip():
-        raise SearchRefused("a search needs a case reference (--case)", "case_ref_required")
-    try:
-        return approvals.policy_for(settings, actor, urgent)
-    except approvals.ApprovalError as exc:
-        raise SearchRefused(str(exc), "urgent_not_permitted") from None
-
-
-def similarity(distance: float) -> float:
-    return round(min(1.0, max(0.0, 1.0 - distance / SIMILARITY_SCALE)), 4)
-
-
-@dataclass
-class QueryFace:
-    index: int
-    box: tuple[int, int, int, int]
-    score: float
-    size: int
-
-
-@dataclass
-class Match:
-    face_id: int
-    distance: float
-    similarity: float
-    band: str  # very strong / strong / possible / weak, see search/bands.py
-    box: tuple[int, int, int, int]
-    image: dict
-    verification: dict = field(default_factory=dict)  # state and who confirmed it, in this case
-
-
-@dataclass
-class SearchResult:
-    query: dict
-    results: list[Match] = field(default_factory=list)
-    error: str | None = None
-    error_code: str | None = None  # no_face, no_such_face, or a decoding reason (not_an_image, ...)
-    audit_id: int | None = None
-    approval: dict | None = None  # policy and state, when the search is under an approval policy
-    mode: str = "faces"  # or "copies": copies of the photo itself, by perceptual hash
-    copies: list[dict] = field(default_factory=list)  # mode copies: {"distance": bits, "image": {...}}
-
-    def to_dict(self) -> dict:
-        results = [asdict(m) for m in self.results]
-        data = {
-            "mode": self.mode,
-            "query": self.query,
-            "results": results,
-            "by_domain": by_domain(results or self.copies),
-            "audit_id": self.audit_id,
-            "approval": self.approval,
-        }
-        if self.mode == "copies":
-            data["copies"] = self.copies
-        if self.error:
-            data["error"] = self.error
-            data["error_code"] = self.error_code
-        return data
-
-
-def _image_dict(image: Image, appearances: list[dict]) -> dict:
-    locations = [loc.location for loc in image.locations]
-    return {
-        "id": image.id,
-        "sha256": image.sha256,
-        "location": locations[0] if locations else None,
-        "locations": locations,
-        "width": image.width,
-        "height": image.height,
-        "format": image.format,
-        "first_seen": image.first_seen.isoformat(),
-        "last_seen": image.last_seen.isoformat(),
-        "appearances": appearances,
-    }
-
-
-class CopyHashes:
-    """The copy hashes of every image, held in memory by a long-lived searcher: new images are
-    read incrementally (ids above the highest held); any other change (deletions, opt-outs that
-    cleared a hash) reloads the table."""
-
-    def __init__(self) -> None:
-        self.table = (np.empty(0, np.int64), np.empty(0, np.int64))  # (image ids, hashes), replaced whole
-
-    def get(self, session) -> tuple[np.ndarray, np.ndarray]:
-        with_hash = Image.copy_hash.is_not(None)
-        ids, hashes = self.table
-        last = int(ids[-1]) if len(ids) else 0
-        new = session.execute(select(Image.id, Image.copy_hash).where(with_hash, Image.id > last)
-                              .order_by(Image.id)).all()
-        if new:
-            ids = np.concatenate([ids, np.array([r.id for r in new], np.int64)])
-            hashes = np.concatenate([hashes, np.array([r.copy_hash for r in new], np.int64)])
-        if session.scalar(select(func.count()).select_from(Image).where(with_hash)) != len(ids):
-            rows = session.execute(select(Image.id, Image.copy_hash).where(with_hash).order_by(Image.id)).all()
-            ids = np.array([r.id for r in rows], np.int64)  # something was deleted or cleared
-            hashes = np.array([r.copy_hash for r in rows], np.int64)
-        self.table = (ids, hashes)
-        return self.table
 
 
 def _request_details(actor: Actor, justification: str, case_ref: str, sha: str) -> dict:
@@ -425,7 +303,7 @@ class Searcher:
         images = {i.id: i for i in session.scalars(
             select(Image).where(Image.id.in_([i for i, _ in hits])).options(selectinload(Image.locations)))}
         where = appearances_of(session, images)
-        return [{"distance": bits, "image": _image_dict(images[i], where.get(i, []))}
+        return [{"distance": bits, "image": image_dict(images[i], where.get(i, []))}
                 for i, bits in hits if i in images]
 
     def faces_in(self, photo: bytes) -> tuple[DecodedImage, list[FaceData]]:
@@ -472,7 +350,7 @@ class Searcher:
                     similarity=similarity(distance),
                     band=band(distance),
                     box=row.box,
-                    image=_image_dict(image, where.get(image.id, [])),
+                    image=image_dict(image, where.get(image.id, [])),
                 )
             )
         confirmed = verification.confirmations(session, case_ref, [m.face_id for m in matches])
