@@ -38,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,11 +48,11 @@ from w3lib.encoding import html_to_unicode
 from warcio.archiveiterator import WARCIterator
 from warcio.limitreader import LimitReader
 
+from ..crawl.bodies import CHUNK, Stream, Unsupported, blocks, dechunk, decompress
 from ..crawl.extract import ImageRef, blocks_images, extract, robots_directives
 from ..crawl.scope import Scope, is_excluded
 from ..images.decode import sniff_format
 
-_CHUNK = 64 * 1024
 _HEAD = 1024  # bytes looked at to recognise images and HTML without a telling Content-Type
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 # Content-Types that say nothing about the body: sniffed for HTML.
@@ -184,7 +183,7 @@ def _drain(record: Any) -> bool:
     """Read the rest of the record; False if it ends before its Content-Length (a truncated archive)
     or has no Content-Length (so no known end)."""
     raw = record.raw_stream
-    while raw.read(_CHUNK):
+    while raw.read(CHUNK):
         pass
     return isinstance(raw, LimitReader) and raw.limit == 0
 
@@ -209,7 +208,7 @@ def _read_body(stream: Any, head: bytes, max_bytes: int) -> bytes | None:
     """`head` and the rest of `stream`, or None as soon as that passes `max_bytes`."""
     chunks, size = [head], len(head)
     while size <= max_bytes:
-        chunk = stream.read(min(_CHUNK, max_bytes + 1 - size))
+        chunk = stream.read(min(CHUNK, max_bytes + 1 - size))
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
@@ -231,127 +230,15 @@ def _kind(content_type: str, head: bytes) -> str | None:
     return None
 
 
-class _Unsupported(Exception):
-    """A Content-Encoding this module does not decode."""
-
-
-def _blocks(raw: Any) -> Iterator[bytes]:
-    while data := raw.read(_CHUNK):
-        yield data
-
-
-def _dechunk(raw: Any) -> Iterator[bytes]:
-    """A chunked (Transfer-Encoding) body, decoded in pieces of at most `_CHUNK` bytes. A body that
-    is not really chunked (some archivers store it decoded but keep the header) passes as is."""
-    while line := raw.readline(1024):
-        if not line.strip():
-            continue  # the CRLF closing a chunk
-        try:
-            size = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            size = -1
-        if size < 0:
-            yield line
-            yield from _blocks(raw)
-            return
-        if size == 0:
-            return  # trailers, if any, are not needed
-        while size > 0 and (data := raw.read(min(size, _CHUNK))):
-            yield data
-            size -= len(data)
-
-
-def _decompress(pieces: Iterator[bytes], encoding: str) -> Iterator[bytes]:
-    """`pieces` decoded from a Content-Encoding, at most about `_CHUNK` bytes of output per step
-    (warcio's `content_stream()` inflates a whole block at once, and a few KB of brotli can hold
-    gigabytes). A body whose first piece does not decode is passed as is, like warcio does: some
-    archivers store bodies decoded but keep the header."""
-    if encoding in ("", "identity"):
-        yield from pieces
-        return
-    decoders = _decoders(encoding)
-    decoder: Any = None
-    for data in pieces:
-        if decoder is not None:
-            yield from _decode_piece(decoder, data)
-        else:
-            for make in decoders:
-                decoder, produced = make(), False
-                try:
-                    for out in _decode_piece(decoder, data):
-                        produced = produced or bool(out)
-                        yield out
-                    break
-                except Exception:
-                    if produced:
-                        raise
-            else:  # not encoded after all
-                yield data
-                yield from pieces
-                return
-        if decoder.is_finished() if hasattr(decoder, "is_finished") else decoder.eof:
-            return
-
-
-def _decoders(encoding: str) -> list[Callable[[], Any]]:
-    """Ways to decode a Content-Encoding, to try in turn."""
-    if encoding in ("gzip", "x-gzip"):
-        return [lambda: zlib.decompressobj(16 + zlib.MAX_WBITS)]
-    if encoding == "deflate":  # with the zlib header, as the standard says, or raw as some servers send
-        return [zlib.decompressobj, lambda: zlib.decompressobj(-zlib.MAX_WBITS)]
-    if encoding == "br":
-        import brotli  # a dependency of Scrapy
-
-        return [brotli.Decompressor]
-    if encoding == "zstd":
-        try:
-            from compression.zstd import ZstdDecompressor  # type: ignore[import-not-found]  # Python 3.14
-        except ImportError:
-            from backports.zstd import ZstdDecompressor  # a dependency of Scrapy before Python 3.14
-        return [ZstdDecompressor]
-    raise _Unsupported(encoding)
-
-
-def _decode_piece(decoder: Any, data: bytes) -> Iterator[bytes]:
-    if hasattr(decoder, "unconsumed_tail"):  # zlib
-        while data:
-            if out := decoder.decompress(data, _CHUNK):
-                yield out
-            data = b"" if decoder.eof else decoder.unconsumed_tail
-    elif hasattr(decoder, "can_accept_more_data"):  # brotli
-        yield decoder.process(data, output_buffer_limit=_CHUNK)
-        while not decoder.can_accept_more_data():
-            yield decoder.process(b"", output_buffer_limit=_CHUNK)
-    else:  # zstd
-        yield decoder.decompress(data, _CHUNK)
-        while not decoder.needs_input and not decoder.eof:
-            yield decoder.decompress(b"", _CHUNK)
-
-
-class _Stream:
-    """A readable stream over pieces of bytes."""
-
-    def __init__(self, pieces: Iterator[bytes]) -> None:
-        self._pieces, self._rest = pieces, b""
-
-    def read(self, size: int) -> bytes:
-        while not self._rest:
-            if (piece := next(self._pieces, None)) is None:
-                return b""
-            self._rest = piece
-        out, self._rest = self._rest[:size], self._rest[size:]
-        return out
-
-
-def _body(record: Any) -> _Stream:
+def _body(record: Any) -> Stream:
     """The body of a record: a response's HTTP body de-chunked and decoded, a resource's block."""
     http = record.http_headers if record.rec_type == "response" else None
     if http is None:
-        return _Stream(_blocks(record.raw_stream))
+        return Stream(blocks(record.raw_stream))
     chunked = (http.get_header("Transfer-Encoding") or "").replace(" ", "").lower().endswith("chunked")
-    pieces = _dechunk(record.raw_stream) if chunked else _blocks(record.raw_stream)
+    pieces = dechunk(record.raw_stream) if chunked else blocks(record.raw_stream)
     encoding = (http.get_header("Content-Encoding") or "").strip().lower()
-    return _Stream(_decompress(pieces, encoding))
+    return Stream(decompress(pieces, encoding))
 
 
 Event = ArchivedPage | ArchivedImage | tuple[str, str, str]
@@ -398,7 +285,7 @@ def _read_record(record: Any, max_bytes: int, scope: Scope | None) -> list[Event
     stream = _body(record)
     try:
         head = _read_head(stream)
-    except _Unsupported as exc:
+    except Unsupported as exc:
         return [(url, "unsupported_encoding", f"{url}: Content-Encoding {exc} is not supported")]
     kind = _kind(content_type, head)
     if kind is None:
