@@ -15,13 +15,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
 	touch $@
 
-# The whole suite on SQLite, then again with the shared dev-set index on PostgreSQL
-# (tests that take a database as a parameter run on both databases in each pass).
+# The import contracts (pyproject: one dependency direction), then the whole suite on SQLite,
+# then again with the shared dev-set index on PostgreSQL (tests that take a database as a
+# parameter run on both databases in each pass).
 test: install
+	$(BIN)/lint-imports
 	$(BIN)/pytest $(PYTEST_ARGS)
 	FACETRAIL_TEST_DB=postgresql $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 test-fast: install
+	$(BIN)/lint-imports
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: install
