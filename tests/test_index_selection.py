@@ -29,8 +29,7 @@ from facetrail.index import (
 from facetrail.index import compressed
 from facetrail.store import Database, Face, Image
 
-from .conftest import settings_for
-from .test_compressed_index import faces
+from .support import faces, settings_for
 
 DIM = 128
 LIMIT = 2000  # a tiny exact_limit: the compressed regime at a few thousand faces
