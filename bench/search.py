@@ -221,7 +221,7 @@ def opened_rss(folder: Path) -> int:
     code = (
         f"import sys, numpy as np; sys.path.insert(0, {str(Path(__file__).parent)!r}); from search import rss_anon; "
         "from facetrail.index.compressed import CompressedIndex; import faiss; "
-        f"a = rss_anon(); i = CompressedIndex({str(folder)!r}, exact_limit=10**12); "
+        f"a = rss_anon(); i = CompressedIndex({str(folder)!r}); "
         f"i.search(np.ones((1, {DIM}), np.float32), 10); print(rss_anon() - a)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -310,7 +310,7 @@ def bench_size(cal, n, args, rows) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     faiss.omp_set_num_threads(2)
     t0 = time.perf_counter()
-    index = CompressedIndex(folder, exact_limit=10**12)
+    index = CompressedIndex(folder)
     for start in range(0, n, 1_000_000):
         index.add(
             np.arange(start, min(n, start + 1_000_000), dtype=np.int64), gallery[start : start + 1_000_000]
@@ -323,7 +323,7 @@ def bench_size(cal, n, args, rows) -> None:
     del index
     gc.collect()
     anon = opened_rss(folder)
-    index = CompressedIndex(folder, exact_limit=10**12)
+    index = CompressedIndex(folder)
     status = index.status()
     print(
         f"[{n:,}] compressed index built in {build:.0f} s (writing vectors {t_add:.0f} s): {status}",

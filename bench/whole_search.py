@@ -366,11 +366,11 @@ def build(settings: Settings, db: Database, args):
         timings["synthetic insert"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     index = open_index(settings, db)  # sync from the database; trains the compressed index when due
-    if getattr(index, "needs_training", False):
+    if index.needs_training:
         index.train_now()
     timings["index (open_index: sync + training)"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
-    status = index.status() if hasattr(index, "status") else {}
+    status = index.status() if index.trainable else {}
     print(f"Index: {len(index):,} faces, kind {index.kind}"
           + (f", nlist {status.get('nlist')}, nprobe {status.get('nprobe')}, "
              f"{status.get('bytes_per_face', 0):.0f} B/face in RAM" if status else ""), flush=True)

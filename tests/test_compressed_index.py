@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from facetrail.index import FaissStore
 from facetrail.index.compressed import CompressedIndex
 
 DIM = 128
@@ -44,7 +45,7 @@ def data():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data):
     gallery, _ = data
-    index = CompressedIndex(tmp_path_factory.mktemp("ci") / "index", exact_limit=10**9)
+    index = CompressedIndex(tmp_path_factory.mktemp("ci") / "index")
     index.add(np.arange(len(gallery), dtype=np.int64) + 1000, gallery)
     index.train()
     return index
@@ -101,7 +102,7 @@ def test_add_after_training_and_remove_immediately(trained, data):
 def test_save_reopen_round_trip(tmp_path, data):
     gallery, queries = data
     path = tmp_path / "index"
-    index = CompressedIndex(path, exact_limit=10**9)
+    index = CompressedIndex(path)
     ids = np.arange(20_000, dtype=np.int64)
     index.add(ids, gallery[:20_000])
     index.train()
@@ -111,7 +112,7 @@ def test_save_reopen_round_trip(tmp_path, data):
     expected = index.search(queries[1:30], 10)
     index.close()
 
-    again = CompressedIndex(path, exact_limit=10**9)
+    again = CompressedIndex(path)
     assert again.trained and len(again) == 20_000 - 10
     assert 99_999 not in again.ids() and not np.isin(ids[:10], again.ids()).any()
     got = again.search(queries[1:30], 10)
@@ -129,13 +130,18 @@ def test_save_reopen_round_trip(tmp_path, data):
 
 
 def test_auto_train_at_limit(tmp_path, data):
+    """CompressedIndex trains only when told: the store that owns it decides when (training.py)."""
     gallery, _ = data
-    index = CompressedIndex(tmp_path / "auto", exact_limit=3000)
+    alone = CompressedIndex(tmp_path / "alone")
+    alone.add(np.arange(4000, dtype=np.int64), gallery[:4000])
+    assert not alone.trained
+    index = FaissStore(tmp_path / "auto", exact_limit=3000)
     index.add(np.arange(2000, dtype=np.int64), gallery[:2000])
     assert not index.trained
     index.add(np.arange(2000, 4000, dtype=np.int64), gallery[2000:4000])
     assert index.trained and len(index) == 4000
     assert index.search(gallery[:3], 1)[1][:, 0].tolist() == [0, 1, 2]
+    index.close()
 
 
 def test_exact_mode_remove_and_padding(tmp_path, data):

@@ -176,7 +176,7 @@ def test_ids_and_len_follow_adds_and_removes(index, monkeypatch):
     assert found[0, 0] in (ids[0], ids[10])
     index.add(np.array([], np.int64), np.empty((0, DIM), np.float32))
     assert len(index) == 2500
-    index.clear()  # what a rebuild starts from
+    index.reset()  # what a rebuild starts from
     assert len(index) == 0 and len(index.ids()) == 0
     index.add(ids[:5], vectors[:5])
     assert sorted(index.search(vectors[0], 10)[1][0, :5]) == sorted(ids[:5])

@@ -65,7 +65,7 @@ def index_status_command(
     ] = False,
 ) -> None:
     """Show the vector index: kind, size against the database, training state, memory, files."""
-    from .index import FaissStore, index_status, open_index
+    from .index import index_status, open_index
 
     settings: Settings = ctx.obj.settings
     db = _open(settings)
@@ -74,7 +74,7 @@ def index_status_command(
     if train:
         started = time.monotonic()
         index = open_index(settings, db)  # in step; trains here if a training was due
-        if not isinstance(index, FaissStore):
+        if not index.trainable:
             say.print("Milvus builds its own index: nothing to train.")
         elif not index.owner:
             say.print(f"[red]refused:[/] the index is written by another process (pid {index.owner_pid}).")

@@ -7,6 +7,7 @@ Backend, chosen by ``Settings.vector_uri``
   process; a relative path is taken inside the data folder. One process at a time.
 * ``http(s)://host:port``: a Milvus server (`MilvusIndex`, token ``settings.vector_token``).
 
+Every backend implements `VectorIndex` (base.py); nothing here or above asks which backend it got.
 `open_index` loads the backend and brings it in step with the database (`sync`: missing faces
 added, stale ones removed); `load_index` loads it without syncing (for `check` and status);
 `rebuild` starts over from the database; `index_status` reports what is held and how.
@@ -31,7 +32,7 @@ from ..config import Settings
 from ..store import Database, Face
 from .base import VectorIndex
 from .faiss_index import FaissIndex
-from .faiss_store import DIM, LEGACY_FILES, FaissStore, store_for
+from .faiss_store import DIM, FaissStore, remove_legacy_files, store_for
 
 BATCH = 10_000
 COLLECTION = "faces"
@@ -151,16 +152,12 @@ def load_index(settings: Settings, *, background: bool = False) -> VectorIndex:
 
 
 def open_index(settings: Settings, db: Database, *, background: bool = False) -> VectorIndex:
-    """The configured index, brought in step with the database. With the FAISS store, training
-    (when due) runs in a background thread if `background`, else here before returning."""
+    """The configured index, brought in step with the database. Upkeep due after the sync (the FAISS
+    store's training) runs in a background thread if `background`, else here before returning."""
     index = load_index(settings, background=background)
-    if isinstance(index, FaissStore):
-        if index.owner:
-            for name in LEGACY_FILES:  # a flat index of an earlier version: rebuilt by sync
-                (settings.index_dir / name).unlink(missing_ok=True)
-        with index.training_held():
-            sync(index, db)
-    else:
+    if backend(settings) == "faiss" and index.owner:
+        remove_legacy_files(settings.index_dir)  # a flat index of an earlier version: rebuilt by sync
+    with index.maintenance_paused():
         sync(index, db)
     return index
 
@@ -170,12 +167,8 @@ def rebuild(
 ) -> VectorIndex:
     """Throw the index away and build it again from the database."""
     index = load_index(settings, background=background)
-    if isinstance(index, FaissStore):
-        index.reset()
-        with index.training_held():
-            sync(index, db, progress)
-    else:
-        index.clear()
+    index.reset()
+    with index.maintenance_paused():
         sync(index, db, progress)
     index.save()
     return index
@@ -198,25 +191,7 @@ def index_status(settings: Settings, db: Database, index: VectorIndex | None = N
         "in_step": len(held) == len(db_ids) and bool(np.array_equal(np.sort(held), np.sort(db_ids))),
         "exact_limit": settings.exact_limit,
     }
-    if isinstance(index, FaissStore):
-        status |= {k: v for k, v in index.status().items() if k not in status}
-    else:
-        index_type = str(getattr(index, "index_type", ""))
-        files: dict[str, int] = {}
-        if status["backend"] == "milvus-lite":
-            path = Path(_milvus_uri(settings))
-            found = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
-            files = {str(p.relative_to(path.parent)): p.stat().st_size for p in found}
-        status |= {
-            "training": "exact" if index_type == "FLAT" else f"built by Milvus ({index_type})",
-            "needs_training": False,
-            "index_type": index_type,
-            "memory_bytes": None,  # held by Milvus, not measurable from here
-            "bytes_per_face": None,
-            "files": files,
-            "disk_bytes": sum(files.values()),
-        }
-    return status
+    return status | {k: v for k, v in index.status().items() if k not in status}
 
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""Exact FAISS index (flat L2 with an id map), persisted as one file in the data folder."""
+"""Exact FAISS index (flat L2 with an id map) in one file: the index of earlier versions, now used
+only to compare against (tests) and to read such a file (`open_index` replaces it with the store)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from .base import VectorIndex
 
-class FaissIndex:
+
+class FaissIndex(VectorIndex):
     kind = "faiss-flat"
 
     def __init__(self, path: Path, dim: int = 128) -> None:
@@ -21,6 +24,10 @@ class FaissIndex:
                 raise ValueError(f"{self.path} holds {self._index.d}-d vectors, expected {dim}")
         else:
             self._index = faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
+
+    def reset(self) -> None:
+        """Start empty (the file is replaced at the next save)."""
+        self._index = faiss.IndexIDMap2(faiss.IndexFlatL2(self.dim))
 
     def __len__(self) -> int:
         return self._index.ntotal

@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
 
+from .base import VectorIndex
+
 STRONG = "Strong"
 BATCH = 1000  # rows per upsert and ids per lookup: ~0.5 MB of 128-d vectors per request
 QUERY_BATCH = 64  # query vectors per search request (each brings back pool x dim floats)
@@ -47,7 +49,7 @@ MAX_LIMIT = 16384  # Milvus' cap on a search's topk and on a query's limit
 EF_MIN = 256  # HNSW search breadth: recall@10 ~0.999 on 3,000 random 128-d vectors
 
 
-class MilvusIndex:
+class MilvusIndex(VectorIndex):
     kind = "milvus"
 
     def __init__(
@@ -189,7 +191,7 @@ class MilvusIndex:
     def save(self) -> None:
         self._client.flush(self.collection)
 
-    def clear(self) -> None:
+    def reset(self) -> None:
         """Drop every vector (the collection is dropped and made again), e.g. for a rebuild."""
         self._client.drop_collection(self.collection)
         self._create()
@@ -197,3 +199,21 @@ class MilvusIndex:
     def close(self) -> None:
         """Close the connection (an embedded milvus-lite engine stops at process exit)."""
         self._client.close()
+
+    def status(self) -> dict[str, Any]:
+        """Milvus builds and holds its own index: no training here, memory not measurable from here;
+        files only for milvus-lite (its data folder)."""
+        files: dict[str, int] = {}
+        if self._local:
+            path = Path(self.uri)
+            found = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
+            files = {str(p.relative_to(path.parent)): p.stat().st_size for p in found}
+        return {
+            "training": "exact" if self.index_type == "FLAT" else f"built by Milvus ({self.index_type})",
+            "needs_training": False,
+            "index_type": self.index_type,
+            "memory_bytes": None,  # held by Milvus, not measurable from here
+            "bytes_per_face": None,
+            "files": files,
+            "disk_bytes": sum(files.values()),
+        }
