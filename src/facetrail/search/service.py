@@ -127,7 +127,7 @@ class Searcher:
                     "threshold": threshold,
                     "model": self.engine.model_name,
                     "index": {"kind": self.index.kind, "size": len(self.index),
-                              "version": getattr(self.index, "version", None)},
+                              "version": self.index.version},
                     "results": [[m.face_id, round(m.distance, 6)] for m in result.results],
                     "result_count": len(result.results),
                     "approval_policy": policy,
