@@ -1,0 +1,163 @@
+"""The JSON API under /api/v1 (OpenAPI is its contract), and /healthz.
+
+Each route turns a request into one service call and its result into JSON; refusals are
+raised as `Refused` and answered by the app's one error handler (web/errors.py).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from pydantic import BaseModel, Field
+
+from ..errors import Refused
+from ..governance.actors import Actor
+from ..governance.verification import confirm
+from ..images.previews import make_crop
+from ..search import check_request
+from ..search.stats import counts
+from ..search.opt_out import RECEIVED as OPT_OUT_RECEIVED
+from . import deps
+from .deps import requires
+from .errors import explain
+
+router = APIRouter()
+
+
+class ConfirmationIn(BaseModel):
+    search_id: int = Field(description="The audit id of the search that showed the face")
+    face_id: int = Field(description="The result's face_id")
+
+
+class DecisionIn(BaseModel):
+    decision: Literal["approve", "deny"]
+    reason: str = Field(min_length=1, description="Why (recorded)")
+
+
+@router.get("/healthz", tags=["service"])
+def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/api/v1/stats", tags=["service"])
+def stats(request: Request, actor: Actor = requires()) -> dict:
+    """How much is indexed."""
+    return counts(deps.database(request), deps.searcher(request).index)
+
+
+@router.post("/api/v1/faces", tags=["search"])
+async def faces(
+    request: Request,
+    image: Annotated[UploadFile, File(description="A photo")],
+    actor: Actor = requires("search"),
+) -> dict:
+    """The faces in an uploaded photo, largest first, each with a small crop (data URL).
+
+    This does not search the index and is not recorded; the photo is not kept."""
+    data = await deps.read_upload(request, image)
+    decoded, found = deps.searcher(request).faces_in(data)
+    return {
+        "width": decoded.width,
+        "height": decoded.height,
+        "faces": [
+            {
+                "index": i,
+                "box": list(f.box),
+                "size": f.size,
+                "crop_url": "data:image/jpeg;base64,"
+                + base64.b64encode(make_crop(decoded.pixels, f.scaled(decoded.scale).box, 96)).decode(),
+            }
+            for i, f in enumerate(found)
+        ],
+    }
+
+
+@router.post("/api/v1/search", tags=["search"])
+async def search(
+    request: Request,
+    image: Annotated[UploadFile, File(description="The query photo")],
+    purpose: Annotated[str, Form(description="Purpose category, one of the configured list (recorded)")] = "",
+    justification: Annotated[str, Form(description="Why this search is needed (recorded)")] = "",
+    case_ref: Annotated[str, Form(description="Case reference (recorded)")] = "",
+    actor: Actor = requires("search"),
+    face: Annotated[int | None, Form(description="Which face of the photo; default the largest")] = None,
+    top_k: Annotated[int | None, Form(ge=1, le=1000, description="Number of results")] = None,
+    threshold: Annotated[float | None, Form(gt=0, le=2, description="Largest distance reported")] = None,
+    urgent: Annotated[bool, Form(description="Urgent: results at once, approval due within 48 h")] = False,
+    mode: Annotated[
+        Literal["faces", "copies"],
+        Form(description="faces: where the person appears; copies: copies of this very photo"),
+    ] = "faces",
+) -> dict:
+    """Search for the person in the photo (or copies of the photo: `mode=copies`). The same result
+    object as `facetrail search --json`, plus `crop_url` and `thumb_url` for each result (copies:
+    `thumb_url`). Every search is written to the audit log."""
+    check_request(deps.settings(request), actor, purpose, justification, case_ref, urgent)  # before the upload
+    data = await deps.read_upload(request, image)
+    searcher = deps.searcher(request)
+    if mode == "copies":
+        result = searcher.copies(data, actor=actor, purpose=purpose, justification=justification,
+                                 case_ref=case_ref, top_k=top_k, name=image.filename)
+    else:
+        result = searcher.search(data, actor=actor, purpose=purpose, justification=justification,
+                                 case_ref=case_ref, face=face, top_k=top_k, threshold=threshold,
+                                 name=image.filename, urgent=urgent)
+    if result.error_code == "no_face":
+        raise Refused("No face was found in this photo. Try a clearer, larger photo of the face.", "no_face")
+    if result.error:
+        raise Refused(explain(result.error_code, result.error), result.error_code)
+    return with_media_urls(result.to_dict())
+
+
+@router.get("/api/v1/searches/{search_id}", tags=["search"])
+def search_results(request: Request, search_id: int, actor: Actor = requires("search")) -> dict:
+    """An earlier search's results (for its requester or a supervisor): for a search awaiting
+    prior approval, none until it is approved."""
+    return with_media_urls(deps.searcher(request).results_of(actor, search_id).to_dict())
+
+
+def with_media_urls(body: dict) -> dict:
+    for item in body["results"]:
+        item["crop_url"] = f"/media/faces/{item['face_id']}.jpg"
+        item["thumb_url"] = f"/media/images/{item['image']['id']}.jpg"
+    for item in body.get("copies", []):
+        item["thumb_url"] = f"/media/images/{item['image']['id']}.jpg"
+    return body
+
+
+@router.get("/api/v1/approvals", tags=["approvals"])
+def approval_queue(request: Request, actor: Actor = requires("approve")) -> list[dict]:
+    """Searches waiting for a supervisor: prior ones withhold results; review and urgent ones
+    were shown and need a review (urgent ones by their due time)."""
+    return deps.approval_queue(request)
+
+
+@router.post("/api/v1/approvals/{approval_id}", tags=["approvals"])
+async def approval_decision(
+    request: Request, approval_id: int, body: DecisionIn, actor: Actor = requires("approve")
+) -> dict:
+    """Approve or deny a search, with a reason. Nobody decides on their own search."""
+    return deps.searcher(request).decide(actor, approval_id, body.decision == "approve", body.reason)
+
+
+@router.post("/api/v1/opt-out", tags=["opt-out"])
+async def opt_out_api(
+    request: Request,
+    image: Annotated[UploadFile, File(description="A photo of your face")],
+    statement: Annotated[str, Form(description='"yes": this is me and I ask to be removed')] = "",
+    contact: Annotated[str, Form(description="Optional contact")] = "",
+) -> dict:
+    """Remove your face from the index, now and in future. No account needed; rate-limited.
+    The answer is the same whether or not your face was in the index."""
+    await deps.take_opt_out(request, image, statement, contact)
+    return {"status": "received", "message": OPT_OUT_RECEIVED}
+
+
+@router.post("/api/v1/confirmations", tags=["search"])
+async def confirm_match(request: Request, body: ConfirmationIn, actor: Actor = requires("search")) -> dict:
+    """Confirm that a result of a search shows the person searched for (in that search's case).
+    One confirmation makes a match "confirmed"; a second by a different user "verified"."""
+    with deps.database(request).session() as session, session.begin():
+        return confirm(session, actor, body.search_id, body.face_id)

@@ -1,0 +1,170 @@
+"""What the pages and the API share: who is calling, the app's parts, uploads, templates.
+
+Who is calling: a bearer token (API clients) or a signed-in browser session (the pages).
+Browser sessions are cookies (HttpOnly, SameSite=Strict); every state-changing request made
+with one must carry the session's CSRF token (form field `csrf_token` or header
+`X-CSRF-Token`). Bearer-token calls need no CSRF token: browsers never add them on their own.
+"""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, UploadFile
+from fastapi.templating import Jinja2Templates
+
+from ..config import Settings
+from ..errors import Refused
+from ..governance import approvals
+from ..governance import report as transparency
+from ..governance.actors import Actor, NotAuthenticated, NotPermitted, find_session, user_for_token
+from ..search import Searcher
+from ..search import opt_out as opt_outs
+from ..store import Database, WebSession
+from ..store.media import MediaStore
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "ft_session"
+LOGIN_CSRF_COOKIE = "ft_login_csrf"
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+templates = Jinja2Templates(directory=[HERE / "templates", transparency.TEMPLATES])
+
+
+# The app's parts (set up by create_app and its lifespan)
+
+
+def settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def searcher(request: Request) -> Searcher:
+    return request.app.state.searcher
+
+
+def database(request: Request) -> Database:
+    return request.app.state.db
+
+
+def media(request: Request) -> MediaStore:
+    return request.app.state.media
+
+
+# Who is calling
+
+
+def same(a: str | None, b: str | None) -> bool:
+    return bool(a) and bool(b) and hmac.compare_digest(a, b)
+
+
+def browser_session(request: Request) -> WebSession | None:
+    """The signed-in session of this request's cookie, if any (user loaded)."""
+    secret = request.cookies.get(SESSION_COOKIE)
+    if not secret:
+        return None
+    with database(request).session() as session:
+        web = find_session(session, secret)
+        if web is not None:
+            web.user  # noqa: B018 - load it before the session closes
+        return web
+
+
+async def authenticate(request: Request, permission: str | None = None) -> Actor:
+    """The caller as an Actor; NotAuthenticated if unknown, NotPermitted without the
+    permission or (browser sessions) without the CSRF token."""
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        with database(request).session() as session, session.begin():
+            user = user_for_token(session, header[7:].strip())
+            if user is None:
+                raise NotAuthenticated("The API token is not valid (unknown, expired or revoked).")
+            actor = Actor.of(user, "api")
+    else:
+        web = browser_session(request)
+        if web is None:
+            raise NotAuthenticated("Sign in or send an API token (Authorization: Bearer ...).")
+        if request.method not in SAFE_METHODS:
+            sent = request.headers.get("x-csrf-token")
+            if sent is None and "form" in request.headers.get("content-type", ""):
+                sent = (await request.form()).get("csrf_token")
+            if not same(sent if isinstance(sent, str) else None, web.csrf_token):
+                raise NotPermitted("Missing or wrong CSRF token: reload the page and try again.", "csrf_token_required")
+        if web.user.must_change_password:
+            raise NotPermitted("Change your one-time password first (/account/password).", "password_change_required")
+        actor = Actor.of(web.user, "web")
+    if permission and not actor.can(permission):
+        raise NotPermitted(f"The {actor.role} role may not do this.")
+    return actor
+
+
+def requires(permission: str | None = None):
+    """A dependency: the authenticated caller, who must have `permission` (if given)."""
+
+    async def dependency(request: Request) -> Actor:
+        return await authenticate(request, permission)
+
+    return Depends(dependency)
+
+
+def signed_in(request: Request) -> WebSession:
+    """A page's dependency: the browser session; without one, the page redirects to /login."""
+    web = browser_session(request)
+    if web is None:
+        raise HTTPException(303, headers={"Location": "/login"})
+    return web
+
+
+SignedIn = Annotated[WebSession, Depends(signed_in)]
+
+
+def actor_of(web: WebSession) -> Actor:
+    return Actor.of(web.user, "web")
+
+
+def set_cookie(response, request: Request, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(
+        name, value, max_age=max_age, httponly=True, samesite="strict", path="/",
+        secure=request.url.scheme == "https",
+    )
+
+
+# Shared by pages and API
+
+
+async def read_upload(request: Request, image: UploadFile) -> bytes:
+    """The uploaded bytes, refusing more than the configured limit without reading it all."""
+    limit = settings(request).upload_max_bytes
+    data = await image.read(limit + 1)
+    if len(data) > limit:
+        raise Refused(f"The photo is larger than the {limit // (1024 * 1024)} MB limit.", "too_large")
+    if not data:
+        raise Refused("The uploaded file is empty.", "empty")
+    return data
+
+
+def approval_queue(request: Request) -> list[dict]:
+    """Searches waiting for a supervisor, each with what its audit entry says."""
+    with database(request).session() as session:
+        return [
+            {
+                **approvals.describe(approval),
+                "purpose": entry.purpose,
+                "justification": entry.details.get("justification"),
+                "case_ref": entry.details.get("case_ref"),
+                "result_count": entry.details.get("result_count"),
+            }
+            for approval, entry in approvals.pending(session)
+        ]
+
+
+async def take_opt_out(request: Request, image: UploadFile, statement: str, contact: str) -> None:
+    """An opt-out from the page or the API: raises Refused, or returns once it is done.
+    Rate-limited per client address, before anything is read."""
+    retry = request.app.state.opt_out_limit.hit(request.client.host if request.client else "?")
+    if retry is not None:
+        raise Refused("Too many requests from here; please try again later.", "rate_limited", retry)
+    opt_outs.check_statement(statement)
+    data = await read_upload(request, image)
+    opt_outs.take(searcher(request), media(request), data, contact)

@@ -1,0 +1,258 @@
+"""The HTML pages: search, sign-in, password, approvals, reports, audit log, opt-out.
+
+Pages answer HTML; a page that needs a signed-in user redirects to /login without one
+(`deps.SignedIn`). Refusals of a form are shown on the page itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from ..errors import Refused
+from ..governance import auditlog
+from ..governance import report as transparency
+from ..governance.accounts import AccountError, change_password, end_session, start_session
+from ..governance.accounts import authenticate as check_password
+from ..governance.approvals import ApprovalError
+from ..governance.actors import Actor
+from ..search.bands import BANDS
+from ..search.opt_out import RECEIVED as OPT_OUT_RECEIVED
+from ..store import WebSession
+from . import deps
+from .deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE, SignedIn, actor_of, requires, same, templates
+from .errors import describe
+
+router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+
+
+def redirect(location: str) -> RedirectResponse:
+    return RedirectResponse(location, status_code=303)
+
+
+@router.get("/")
+def search_page(request: Request, web: SignedIn):
+    if web.user.must_change_password:
+        return redirect("/account/password")
+    actor = actor_of(web)
+    settings = deps.settings(request)
+    context = {
+        "bands": [(b.name, f"{b.max_distance:.2f}" if b.max_distance < 10 else "—") for b in BANDS],
+        "threshold": settings.match_threshold,
+        "purposes": settings.purposes,
+        "user": web.user,
+        "csrf_token": web.csrf_token,
+        "can_search": actor.can("search"),
+        "can_approve": actor.can("approve"),
+        "waiting": len(deps.approval_queue(request)) if actor.can("approve") else 0,
+        "can_report": actor.can("audit.read"),
+    }
+    return templates.TemplateResponse(request, "search.html", context)
+
+
+# Signing in and out, passwords
+
+
+@router.get("/login")
+def login_page(request: Request):
+    return login_form(request)
+
+
+def login_form(request: Request, error: str | None = None):
+    token = secrets.token_urlsafe(32)
+    response = templates.TemplateResponse(request, "login.html", {"csrf_token": token, "error": error})
+    deps.set_cookie(response, request, LOGIN_CSRF_COOKIE, token, 3600)
+    return response
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    username: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+):
+    if not same(csrf_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
+        return login_form(request, "The form expired. Please sign in again.")
+    with deps.database(request).session() as session:
+        try:
+            user = check_password(session, username.strip(), password, "web")
+            secret, _ = start_session(session, user)
+            error = None
+        except AccountError as exc:
+            error = str(exc).capitalize() + "."
+        session.commit()  # failed attempts are recorded (and counted) too
+    if error:
+        return login_form(request, error)
+    response = redirect("/")
+    deps.set_cookie(response, request, SESSION_COOKIE, secret, 12 * 3600)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, csrf_token: Annotated[str, Form()] = ""):
+    web = deps.browser_session(request)
+    if web is not None and same(csrf_token, web.csrf_token):
+        with deps.database(request).session() as session, session.begin():
+            end_session(session, request.cookies[SESSION_COOKIE])
+    response = redirect("/login")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+def _password_form(request: Request, web: WebSession, error: str | None = None):
+    context = {"csrf_token": web.csrf_token, "error": error, "user": web.user}
+    return templates.TemplateResponse(request, "password.html", context)
+
+
+@router.get("/account/password")
+def password_form(request: Request, web: SignedIn):
+    return _password_form(request, web)
+
+
+@router.post("/account/password")
+async def password_change(
+    request: Request,
+    web: SignedIn,
+    current: Annotated[str, Form()] = "",
+    new: Annotated[str, Form()] = "",
+    confirm: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+):
+    if not same(csrf_token, web.csrf_token):
+        return _password_form(request, web, "The form expired. Please try again.")
+    if new != confirm:
+        return _password_form(request, web, "The two new passwords differ.")
+    try:
+        with deps.database(request).session() as session, session.begin():
+            change_password(session, session.merge(web.user), current, new)
+    except AccountError as exc:
+        return _password_form(request, web, str(exc).capitalize() + ".")
+    return redirect("/")
+
+
+# Oversight: approvals, reports, the audit log
+
+
+def _approvals(request: Request, web: WebSession | None, message: str | None = None, error: str | None = None,
+               status: int = 200):
+    if web is None:
+        return redirect("/login")
+    if not actor_of(web).can("approve"):
+        return HTMLResponse("Only supervisors decide on searches.", status_code=403)
+    context = {"items": deps.approval_queue(request), "user": web.user, "csrf_token": web.csrf_token,
+               "message": message, "error": error}
+    return templates.TemplateResponse(request, "approvals.html", context, status_code=status)
+
+
+@router.get("/approvals")
+def approvals_page(request: Request, web: SignedIn):
+    return _approvals(request, web)
+
+
+@router.post("/approvals/{approval_id}")
+async def approvals_decide(
+    request: Request,
+    approval_id: int,
+    decision: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+    actor: Actor = requires("approve"),  # checks the form's CSRF token too
+):
+    web = deps.browser_session(request)
+    try:
+        result = deps.searcher(request).decide(actor, approval_id, decision == "approve", reason)
+    except ApprovalError as exc:
+        return _approvals(request, web, error=str(exc).capitalize() + ".", status=422)
+    return _approvals(request, web, message=f"Search {result['search_id']} {result['state']}.")
+
+
+@router.get("/reports")
+def reports_page(request: Request, web: SignedIn, start: date | None = Query(None, alias="from"),
+                 end: date | None = Query(None, alias="to")):
+    actor = actor_of(web)
+    if not actor.can("audit.read"):
+        return HTMLResponse("Only auditors, supervisors and admins see reports.", status_code=403)
+    end = end or datetime.now(UTC).date()
+    start = start or end - timedelta(days=30)
+    with deps.database(request).session() as session, session.begin():
+        data = transparency.make(session, actor, start, end, deps.settings(request).match_threshold)
+    images = {
+        name: "data:image/png;base64," + base64.b64encode(png).decode()
+        for name, png in transparency.charts(data).items()
+    }
+    context = {"report": data, "images": images, "user": web.user, "csrf_token": web.csrf_token}
+    return templates.TemplateResponse(request, "reports.html", context)
+
+
+@router.get("/audit")
+def audit_page(
+    request: Request,
+    web: SignedIn,
+    action: str | None = None,
+    actor_name: str | None = Query(None, alias="actor"),
+    case: str | None = None,
+    start: date | None = Query(None, alias="from"),
+    end: date | None = Query(None, alias="to"),
+):
+    if not actor_of(web).can("audit.read"):
+        return HTMLResponse("Only auditors, supervisors and admins read the audit log.", status_code=403)
+    with deps.database(request).session() as session:
+        log = auditlog.browse(session, action=action, actor=actor_name, case=case, start=start, end=end)
+    entries = [
+        {
+            "id": e.id,
+            "created_at": e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            "actor": e.actor,
+            "action": e.action,
+            "purpose": e.purpose,
+            "details": json.dumps(e.details, ensure_ascii=False),
+        }
+        for e in log.entries
+    ]
+    filters = {"action": action, "actor": actor_name, "case": case, "start": start, "end": end}
+    context = {
+        "entries": entries, "more": log.more, "actions": log.actions, "filters": filters,
+        "checked": log.checked, "problem": log.problem, "user": web.user, "csrf_token": web.csrf_token,
+    }
+    return templates.TemplateResponse(request, "audit.html", context)
+
+
+# Opt-out: for anyone, no account
+
+
+@router.get("/opt-out")
+def opt_out_page(request: Request):
+    return opt_out_form(request)
+
+
+def opt_out_form(request: Request, error: str | None = None, message: str | None = None, status: int = 200):
+    token = secrets.token_urlsafe(32)
+    context = {"csrf_token": token, "error": error, "message": message}
+    response = templates.TemplateResponse(request, "optout.html", context, status_code=status)
+    deps.set_cookie(response, request, LOGIN_CSRF_COOKIE, token, 3600)
+    return response
+
+
+@router.post("/opt-out")
+async def opt_out_request(
+    request: Request,
+    image: Annotated[UploadFile, File()],
+    statement: Annotated[str, Form()] = "",
+    contact: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+):
+    if not same(csrf_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
+        return opt_out_form(request, error="The form expired. Please send it again.", status=403)
+    try:
+        await deps.take_opt_out(request, image, statement, contact)
+    except Refused as exc:
+        status, _, detail, _ = describe(exc)
+        return opt_out_form(request, error=detail, status=status)
+    return opt_out_form(request, message=OPT_OUT_RECEIVED)
