@@ -25,7 +25,7 @@ old or the new generation. Rows appended to vectors.f32 after the last save are 
   which can be trained in another thread, and `install` puts its structure into the live index.
   `open_read_only` gives the last saved state of a folder another process writes.
 
-Figures behind these choices: docs/index-figures.md.
+Figures behind these choices: docs/figures.md (vector index).
 """
 
 from __future__ import annotations

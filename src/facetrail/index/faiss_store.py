@@ -21,7 +21,7 @@ Concurrency within a process
 * Deletions take effect at once, always: a removal flags the row under the lock and every search
   (exact or compressed, before, during or after a training) filters flagged rows.
 
-Figures (training times, latencies during a training): docs/index-figures.md.
+Figures (training times, latencies during a training): docs/figures.md (vector index).
 """
 
 from __future__ import annotations

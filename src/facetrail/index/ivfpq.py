@@ -9,7 +9,7 @@ holding 4-bit PQ fast-scan codes of the raw vectors (no residuals).
 * Defaults (`default_nlist`, `default_nprobe`): coarser lists probed more widely beat finer ones
   at equal recall on face descriptors, because each probed list has a cost of its own.
 
-Why these choices, with the figures behind them: docs/index-figures.md.
+Why these choices, with the figures behind them: docs/figures.md (vector index).
 """
 
 from __future__ import annotations
