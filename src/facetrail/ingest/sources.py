@@ -9,6 +9,7 @@ Every change is written to the audit log in the same transaction.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,6 +128,26 @@ def usable(source: Source, kind: str) -> None:
         raise SourceError(f"source {source.name!r} is a {source.kind} source, not a {kind} source")
     if source.status != "active":
         raise SourceError(f"source {source.name!r} is {source.status}; resume it first")
+
+
+def source_to_ingest(session: Session, name: str, kind: str, legal_basis: str | None,
+                     declarer: Callable[[], Actor]) -> Source:
+    """The active source `name` of `kind` that an ingest or crawl fills; declared on the spot, by
+    `declarer()` (asked only then) with `legal_basis`, when there is none and a legal basis is given."""
+    try:
+        source = get_source(session, name)
+    except SourceError:
+        if not legal_basis:
+            raise SourceError(f"no source named {name!r}: declare it with `facetrail source add {name} "
+                              f"--kind {kind} --legal-basis TEXT`, or give --legal-basis") from None
+        source = add_source(session, declarer(), SourceSpec(name, kind, legal_basis))
+    usable(source, kind)
+    return source
+
+
+def mark_run(session: Session, source: Source) -> None:
+    """Record that `source` was just crawled or ingested (its "last run")."""
+    session.get(Source, source.id).last_run_at = _now()
 
 
 def set_status(session: Session, actor: Actor, name: str, status: str) -> Source:
