@@ -1,0 +1,28 @@
+"""`facetrail serve`: the web app and JSON API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..config import Settings
+from .common import err
+
+commands = typer.Typer()
+
+
+@commands.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Start the web app and JSON API."""
+    import uvicorn
+
+    from ..web import create_app
+
+    settings: Settings = ctx.obj.settings
+    err.print(f"facetrail: serving {settings.data_dir.resolve()} on http://{host}:{port}/ (API docs at /docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

@@ -1,0 +1,130 @@
+"""`facetrail source ...`: declare and manage sources (nothing outside a declared source is indexed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .common import open_db, operator, out
+
+commands = typer.Typer()
+source_app = typer.Typer(help="Declare and manage sources: nothing outside a declared source is indexed.",
+                         no_args_is_help=True)
+commands.add_typer(source_app, name="source")
+
+
+@source_app.command("add")
+def source_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Short name: lower-case letters, digits, '.', '_', '-'.")],
+    kind: Annotated[str, typer.Option(help="site, folder, urls or warc.")] = "site",
+    legal_basis: Annotated[str, typer.Option(help="Why these images may be indexed (required; recorded).")] = "",
+    url: Annotated[list[str] | None, typer.Option(help="Start URL of a site (repeatable).")] = None,
+    host: Annotated[
+        list[str] | None,
+        typer.Option(help="Allowed host or host:port (repeatable) (default: the start URLs' hosts)."),
+    ] = None,
+    prefix: Annotated[list[str] | None, typer.Option(help="Allowed URL prefix (repeatable).")] = None,
+    path: Annotated[list[Path] | None, typer.Option(help="Folder of a folder source (repeatable).")] = None,
+    max_pages: Annotated[int | None, typer.Option(min=1, help="Page limit of each crawl.")] = None,
+    max_depth: Annotated[int | None, typer.Option(min=0, help="Link depth of each crawl.")] = None,
+) -> None:
+    """Declare a source with its scope and legal basis (audited)."""
+    from ..ingest.sources import SourceSpec, add_source
+
+    db = open_db(ctx.obj.settings)
+    options = {k: v for k, v in {"max_pages": max_pages, "max_depth": max_depth}.items() if v is not None}
+    spec = SourceSpec(name, kind, legal_basis, start_urls=tuple(url or ()), hosts=tuple(host or ()),
+                      prefixes=tuple(prefix or ()), paths=tuple(map(str, path or ())), options=options)
+    with db.session() as session, session.begin():
+        source = add_source(session, operator(ctx, db), spec)
+    out.print(f"Source {source.name!r} ({source.kind}) declared; scope: {json.dumps(source.scope)}", soft_wrap=True,
+              markup=False)
+
+
+@source_app.command("list")
+def source_list(ctx: typer.Context) -> None:
+    """Sources with their kind, status, scope and what they hold."""
+    from ..ingest.sources import counts, list_sources
+
+    db = open_db(ctx.obj.settings)
+    table = Table("name", "kind", "status", "images", "faces", "last run", "legal basis")
+    table.add_column("scope", overflow="fold")
+    with db.session() as session:
+        for source in list_sources(session):
+            n = counts(session, source)
+            scope = source.scope.get("paths") or source.scope.get("hosts") or ["any public host"]
+            table.add_row(source.name, source.kind, source.status, str(n["images"]), str(n["faces"]),
+                          source.last_run_at.isoformat(timespec="seconds") if source.last_run_at else "never",
+                          source.legal_basis, ", ".join(scope))
+    out.print(table)
+
+
+@source_app.command("show")
+def source_show(
+    ctx: typer.Context,
+    name: str,
+    as_json: Annotated[bool, typer.Option("--json", help="As one JSON object.")] = False,
+) -> None:
+    """Everything about one source: scope, legal basis, owner, runs and counts."""
+    from ..ingest.sources import as_dict, counts, get_source
+
+    db = open_db(ctx.obj.settings)
+    with db.session() as session:
+        source = get_source(session, name)
+        data = {**as_dict(source), "counts": counts(session, source)}
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    for key, value in data.items():
+        out.print(f"[bold]{key}[/]: {json.dumps(value) if isinstance(value, dict | list) else value}",
+                  soft_wrap=True)
+
+
+def _set_status(ctx: typer.Context, name: str, status: str) -> None:
+    from ..ingest.sources import set_status
+
+    db = open_db(ctx.obj.settings)
+    with db.session() as session, session.begin():
+        set_status(session, operator(ctx, db), name, status)
+    out.print(f"Source {name!r} is {status}.")
+
+
+@source_app.command("suspend")
+def source_suspend(ctx: typer.Context, name: str) -> None:
+    """Stop crawling and ingesting a source (what it holds stays searchable)."""
+    _set_status(ctx, name, "suspended")
+
+
+@source_app.command("resume")
+def source_resume(ctx: typer.Context, name: str) -> None:
+    """Allow a suspended source to be crawled and ingested again."""
+    _set_status(ctx, name, "active")
+
+
+@source_app.command("remove")
+def source_remove(
+    ctx: typer.Context,
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove a source: its appearances go, and faces seen in no other source leave the index."""
+    from ..index import open_index
+    from ..ingest.sources import remove_source
+    from ..store.cleanup import drop
+    from ..store.media import MediaStore
+
+    settings = ctx.obj.settings
+    db = open_db(settings)
+    if not yes and not typer.confirm(f"Remove source {name!r} and everything found only through it?"):
+        raise typer.Exit(1)
+    index = open_index(settings, db)
+    with db.session() as session, session.begin():
+        orphans = remove_source(session, operator(ctx, db), name)
+    faces = drop(orphans, index, MediaStore(settings.media_dir))
+    index.save()
+    out.print(f"Source {name!r} removed: {len(orphans)} images and {faces} faces left the index.")
