@@ -396,7 +396,6 @@ def test_index_status_fields(setup, data):
 
 def test_index_status_command(setup, data):
     from facetrail.cli import app
-    import facetrail.cli_index  # noqa: F401 - registers the command
 
     settings, db = setup
     gallery, _ = data
