@@ -13,14 +13,13 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel, Field
 
 from ..errors import Refused
-from ..governance.actors import Actor
 from ..governance.verification import confirm
 from ..images.previews import make_crop
 from ..search import check_request
-from ..search.stats import counts
 from ..search.opt_out import RECEIVED as OPT_OUT_RECEIVED
+from ..search.stats import counts
 from . import deps
-from .deps import requires
+from .deps import Caller, MayApprove, MaySearch
 from .errors import explain
 
 router = APIRouter()
@@ -42,7 +41,7 @@ def healthz() -> dict:
 
 
 @router.get("/api/v1/stats", tags=["service"])
-def stats(request: Request, actor: Actor = requires()) -> dict:
+def stats(request: Request, actor: Caller) -> dict:
     """How much is indexed."""
     return counts(deps.database(request), deps.searcher(request).index)
 
@@ -51,7 +50,7 @@ def stats(request: Request, actor: Actor = requires()) -> dict:
 async def faces(
     request: Request,
     image: Annotated[UploadFile, File(description="A photo")],
-    actor: Actor = requires("search"),
+    actor: MaySearch,
 ) -> dict:
     """The faces in an uploaded photo, largest first, each with a small crop (data URL).
 
@@ -78,10 +77,10 @@ async def faces(
 async def search(
     request: Request,
     image: Annotated[UploadFile, File(description="The query photo")],
+    actor: MaySearch,
     purpose: Annotated[str, Form(description="Purpose category, one of the configured list (recorded)")] = "",
     justification: Annotated[str, Form(description="Why this search is needed (recorded)")] = "",
     case_ref: Annotated[str, Form(description="Case reference (recorded)")] = "",
-    actor: Actor = requires("search"),
     face: Annotated[int | None, Form(description="Which face of the photo; default the largest")] = None,
     top_k: Annotated[int | None, Form(ge=1, le=1000, description="Number of results")] = None,
     threshold: Annotated[float | None, Form(gt=0, le=2, description="Largest distance reported")] = None,
@@ -112,7 +111,7 @@ async def search(
 
 
 @router.get("/api/v1/searches/{search_id}", tags=["search"])
-def search_results(request: Request, search_id: int, actor: Actor = requires("search")) -> dict:
+def search_results(request: Request, search_id: int, actor: MaySearch) -> dict:
     """An earlier search's results (for its requester or a supervisor): for a search awaiting
     prior approval, none until it is approved."""
     return with_media_urls(deps.searcher(request).results_of(actor, search_id).to_dict())
@@ -128,7 +127,7 @@ def with_media_urls(body: dict) -> dict:
 
 
 @router.get("/api/v1/approvals", tags=["approvals"])
-def approval_queue(request: Request, actor: Actor = requires("approve")) -> list[dict]:
+def approval_queue(request: Request, actor: MayApprove) -> list[dict]:
     """Searches waiting for a supervisor: prior ones withhold results; review and urgent ones
     were shown and need a review (urgent ones by their due time)."""
     return deps.approval_queue(request)
@@ -136,7 +135,7 @@ def approval_queue(request: Request, actor: Actor = requires("approve")) -> list
 
 @router.post("/api/v1/approvals/{approval_id}", tags=["approvals"])
 async def approval_decision(
-    request: Request, approval_id: int, body: DecisionIn, actor: Actor = requires("approve")
+    request: Request, approval_id: int, body: DecisionIn, actor: MayApprove
 ) -> dict:
     """Approve or deny a search, with a reason. Nobody decides on their own search."""
     return deps.searcher(request).decide(actor, approval_id, body.decision == "approve", body.reason)
@@ -156,7 +155,7 @@ async def opt_out_api(
 
 
 @router.post("/api/v1/confirmations", tags=["search"])
-async def confirm_match(request: Request, body: ConfirmationIn, actor: Actor = requires("search")) -> dict:
+async def confirm_match(request: Request, body: ConfirmationIn, actor: MaySearch) -> dict:
     """Confirm that a result of a search shows the person searched for (in that search's case).
     One confirmation makes a match "confirmed"; a second by a different user "verified"."""
     with deps.database(request).session() as session, session.begin():

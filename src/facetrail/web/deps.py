@@ -105,7 +105,12 @@ def requires(permission: str | None = None):
     async def dependency(request: Request) -> Actor:
         return await authenticate(request, permission)
 
-    return Depends(dependency)
+    return dependency
+
+
+Caller = Annotated[Actor, Depends(requires())]  # anyone signed in or with a token
+MaySearch = Annotated[Actor, Depends(requires("search"))]
+MayApprove = Annotated[Actor, Depends(requires("approve"))]  # for a browser session, with the CSRF token
 
 
 def signed_in(request: Request) -> WebSession:

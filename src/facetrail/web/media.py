@@ -8,21 +8,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from ..errors import Refused
-from ..governance.actors import Actor
 from ..search import media as files
 from . import deps
-from .deps import requires
+from .deps import MaySearch
 
 router = APIRouter(prefix="/media", include_in_schema=False)
 
 
 @router.get("/faces/{face_id}.jpg")
-def face_crop(request: Request, face_id: int, actor: Actor = requires("search")) -> FileResponse:
+def face_crop(request: Request, face_id: int, actor: MaySearch) -> FileResponse:
     return _jpeg(files.face_crop(deps.database(request), deps.media(request), face_id))
 
 
 @router.get("/images/{image_id}.jpg")
-def thumbnail(request: Request, image_id: int, actor: Actor = requires("search")) -> FileResponse:
+def thumbnail(request: Request, image_id: int, actor: MaySearch) -> FileResponse:
     return _jpeg(files.thumbnail(deps.database(request), deps.media(request), image_id))
 
 

@@ -21,12 +21,11 @@ from ..governance import report as transparency
 from ..governance.accounts import AccountError, change_password, end_session, start_session
 from ..governance.accounts import authenticate as check_password
 from ..governance.approvals import ApprovalError
-from ..governance.actors import Actor
 from ..search.bands import BANDS
 from ..search.opt_out import RECEIVED as OPT_OUT_RECEIVED
 from ..store import WebSession
 from . import deps
-from .deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE, SignedIn, actor_of, requires, same, templates
+from .deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE, MayApprove, SignedIn, actor_of, same, templates
 from .errors import describe
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
@@ -161,9 +160,9 @@ def approvals_page(request: Request, web: SignedIn):
 async def approvals_decide(
     request: Request,
     approval_id: int,
+    actor: MayApprove,  # checks the form's CSRF token too
     decision: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
-    actor: Actor = requires("approve"),  # checks the form's CSRF token too
 ):
     web = deps.browser_session(request)
     try:
@@ -174,8 +173,8 @@ async def approvals_decide(
 
 
 @router.get("/reports")
-def reports_page(request: Request, web: SignedIn, start: date | None = Query(None, alias="from"),
-                 end: date | None = Query(None, alias="to")):
+def reports_page(request: Request, web: SignedIn, start: Annotated[date | None, Query(alias="from")] = None,
+                 end: Annotated[date | None, Query(alias="to")] = None):
     actor = actor_of(web)
     if not actor.can("audit.read"):
         return HTMLResponse("Only auditors, supervisors and admins see reports.", status_code=403)
@@ -196,10 +195,10 @@ def audit_page(
     request: Request,
     web: SignedIn,
     action: str | None = None,
-    actor_name: str | None = Query(None, alias="actor"),
+    actor_name: Annotated[str | None, Query(alias="actor")] = None,
     case: str | None = None,
-    start: date | None = Query(None, alias="from"),
-    end: date | None = Query(None, alias="to"),
+    start: Annotated[date | None, Query(alias="from")] = None,
+    end: Annotated[date | None, Query(alias="to")] = None,
 ):
     if not actor_of(web).can("audit.read"):
         return HTMLResponse("Only auditors, supervisors and admins read the audit log.", status_code=403)
