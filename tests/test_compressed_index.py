@@ -8,26 +8,9 @@ import pytest
 from facetrail.index import FaissStore
 from facetrail.index.compressed import CompressedIndex
 
+from .support import faces
+
 DIM = 128
-
-
-def faces(n: int, seed: int = 0, per_identity: int = 5) -> np.ndarray:
-    """Face-like vectors: identities ~0.85 apart (different people), faces ~0.49 apart (same person),
-    in a 90-d subspace around a common mean of norm ~1.36, like dlib descriptors."""
-    rng = np.random.default_rng(seed)
-    basis = np.linalg.qr(rng.standard_normal((DIM, 90)))[0].T.astype(np.float32)  # 90 x 128
-    mean = rng.standard_normal(DIM).astype(np.float32)
-    mean *= 1.36 / np.linalg.norm(mean)
-    n_ids = -(-n // per_identity)
-    # decaying spectra like the dev set's (between-identity ~13 effective dimensions, within ~45)
-    between = np.exp(-np.arange(90) / 12).astype(np.float32)
-    within = np.exp(-np.arange(90) / 40).astype(np.float32)
-    between *= 0.5 / np.linalg.norm(between)
-    within *= 0.49 / np.sqrt(2) / np.linalg.norm(within)
-    centres = rng.standard_normal((n_ids, 90)).astype(np.float32) * between
-    who = rng.integers(0, n_ids, n)
-    noise = rng.standard_normal((n, 90)).astype(np.float32) * within
-    return ((centres[who] + noise) @ basis + mean).astype(np.float32)
 
 
 def exact(gallery: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int):
