@@ -105,6 +105,7 @@ def add_accounts(db: Database) -> dict[str, str]:
         admin = Actor.of(session.scalar(select(User).where(User.username == "ada")), "cli")
         for name in ("ada", "sue", "ivan", "iris", "otto"):
             tokens[name] = create_token(session, admin, name, "tests")[1]
+    ACCOUNT_TOKENS[db.url] = tokens
     return tokens
 
 
@@ -303,3 +304,19 @@ def serve(*names: str) -> Iterator[list[Site]]:
         for server in servers:
             server.shutdown()
             server.server_close()
+
+
+# --- acting from the command line ---------------------------------------------------------------
+
+ACCOUNT_TOKENS: dict[str, dict[str, str]] = {}  # database URL -> username -> API token (add_accounts)
+
+
+def as_user(where: Settings | Path | str, username: str | None) -> list[str]:
+    """The command-line options that prove `username` (one of add_accounts'), by its API token, on
+    the database of these settings (or of a data folder's SQLite); any other name is given as
+    `--as NAME` alone, which proves nothing."""
+    if username is None:
+        return []
+    settings = where if isinstance(where, Settings) else settings_for(Path(where))
+    token = ACCOUNT_TOKENS.get(settings.db_url, {}).get(username)
+    return ["--token", token] if token else ["--as", username]

@@ -13,7 +13,7 @@ from facetrail.store import AuditEntry
 
 from facetrail.config import Settings
 
-from .support import SEARCH_ARGS, cli_base, photo_of
+from .support import SEARCH_ARGS, as_user, cli_base, photo_of
 
 runner = CliRunner()
 
@@ -21,8 +21,7 @@ runner = CliRunner()
 def run(settings, *args, user="ivan"):
     """`facetrail` with these settings (a Settings, or a data folder for a fresh SQLite one)."""
     base = cli_base(settings) if isinstance(settings, Settings) else ["--data-dir", str(settings)]
-    identity = ["--as", user] if user else []
-    return runner.invoke(app, [*base, *identity, *args], catch_exceptions=False)
+    return runner.invoke(app, [*base, *as_user(settings, user), *args], catch_exceptions=False)
 
 
 def audit_count(db, settings_changes=False):
@@ -87,7 +86,7 @@ def test_several_photos_give_json_lines_in_order_and_faceless_photos_an_error(da
         (["--purpose", "source-verification", "--justification", "  ", "--case", "c"], "ivan", "justification"),
         (["--purpose", "source-verification", "--justification", "j"], "ivan", "case reference"),
         (SEARCH_ARGS, None, "who is acting"),
-        (SEARCH_ARGS, "nobody", "no user named"),
+        (SEARCH_ARGS, "nobody", "needs proof"),  # a name alone proves nothing, and says nothing of who exists
         (SEARCH_ARGS, "otto", "auditor role may not"),
         (SEARCH_ARGS, "ada", "admin role may not"),
     ],

@@ -16,7 +16,7 @@ from facetrail.cli import app as cli
 from facetrail.store import AuditEntry
 from facetrail.web import create_app
 
-from .support import SEARCH_ARGS, SEARCH_FORM, cli_base
+from .support import SEARCH_ARGS, SEARCH_FORM, as_user, cli_base
 
 runner = CliRunner()
 
@@ -36,7 +36,7 @@ def test_cli_finds_altered_copies_and_records_the_search(dev_index, dev_images, 
     original = [d for d in dev_images if d.identity == "madonna"][0].path
     query = tmp_path / "copy.jpg"
     query.write_bytes(altered(original, tmp_path))
-    result = runner.invoke(cli, [*cli_base(dev_index.settings), "--as", "ivan", "search", str(query),
+    result = runner.invoke(cli, [*cli_base(dev_index.settings), *as_user(dev_index.settings, "ivan"), "search", str(query),
                                  *SEARCH_ARGS, "--mode", "copies", "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
@@ -49,11 +49,11 @@ def test_cli_finds_altered_copies_and_records_the_search(dev_index, dev_images, 
         entry = session.get(AuditEntry, body["audit_id"])
     assert entry.action == "search" and entry.details["mode"] == "copies" and entry.purpose == SEARCH_ARGS[1]
     assert entry.details["copies"][0][0] == best["image"]["id"]
-    text = runner.invoke(cli, [*cli_base(dev_index.settings), "--as", "ivan", "search", str(query),
+    text = runner.invoke(cli, [*cli_base(dev_index.settings), *as_user(dev_index.settings, "ivan"), "search", str(query),
                                *SEARCH_ARGS, "--mode", "copies"], catch_exceptions=False)
     words = " ".join(text.stdout.split())  # the heading may wrap at any space, by the path's length
     assert text.exit_code == 0 and "copies of this photo" in words and "madonna" in text.stdout
-    refused = runner.invoke(cli, [*cli_base(dev_index.settings), "--as", "ivan", "search", str(query),
+    refused = runner.invoke(cli, [*cli_base(dev_index.settings), *as_user(dev_index.settings, "ivan"), "search", str(query),
                                   "--mode", "copies"], catch_exceptions=False)
     assert refused.exit_code == 2 and "purpose" in refused.output
 

@@ -14,7 +14,7 @@ from facetrail.index import open_index
 from facetrail.search import Searcher
 from facetrail.web import create_app
 
-from .support import cli_base, investigator, login
+from .support import as_user, cli_base, investigator, login
 
 
 def test_the_report_counts_searches_by_role_and_purpose_and_draws_them(dev_index, dev_images, engine, tmp_path):
@@ -26,9 +26,9 @@ def test_the_report_counts_searches_by_role_and_purpose_and_draws_them(dev_index
     today = datetime.now(UTC).date().isoformat()
     runner = CliRunner()
     base = cli_base(dev_index.settings)
-    assert runner.invoke(cli, [*base, "--as", "ivan", "report", "--from", today, "--to", today,
+    assert runner.invoke(cli, [*base, *as_user(dev_index.settings, "ivan"), "report", "--from", today, "--to", today,
                                "--out", str(tmp_path)]).exit_code == 2  # investigators may not
-    made = runner.invoke(cli, [*base, "--as", "otto", "report", "--from", today, "--to", today, "--out", str(tmp_path)])
+    made = runner.invoke(cli, [*base, *as_user(dev_index.settings, "otto"), "report", "--from", today, "--to", today, "--out", str(tmp_path)])
     assert made.exit_code == 0, made.output
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["searches_per_purpose"]["rights-management"] >= 2
@@ -39,7 +39,7 @@ def test_the_report_counts_searches_by_role_and_purpose_and_draws_them(dev_index
     assert "Transparency report" in html and 'src="searches_per_purpose.png"' in html
     for name in ("searches_per_month", "searches_per_role", "searches_per_purpose"):
         assert Image.open(tmp_path / f"{name}.png").size == (600, 300)
-    future = runner.invoke(cli, [*base, "--as", "otto", "report", "--from", "2999-01-01", "--to", "2999-01-31",
+    future = runner.invoke(cli, [*base, *as_user(dev_index.settings, "otto"), "report", "--from", "2999-01-01", "--to", "2999-01-31",
                                  "--out", str(tmp_path / "empty")])
     assert future.exit_code == 0 and json.loads((tmp_path / "empty" / "report.json").read_text())["searches"] == 0
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from facetrail.cli import app
 from facetrail.store import AuditEntry, Database
 
-from .support import SEARCH_ARGS, Route, serve
+from .support import SEARCH_ARGS, Route, as_user, serve
 
 runner = CliRunner()
 LEGAL = "press photos published by the test site, indexed for source verification"
@@ -63,8 +63,7 @@ def site(dev_images, monkeypatch):
 
 
 def cli(data_dir, *args, user=None):
-    identity = ["--as", user] if user else []
-    return runner.invoke(app, ["--data-dir", str(data_dir), *identity, *args], catch_exceptions=False)
+    return runner.invoke(app, ["--data-dir", str(data_dir), *as_user(data_dir, user), *args], catch_exceptions=False)
 
 
 def search(data_dir, query):

@@ -14,7 +14,7 @@ import typer
 
 from ..config import get_settings
 from . import accounts, audit, index, ingest, search, serve, sources
-from .common import Context, RefusingGroup, err
+from .common import Context, RefusingGroup, err, literal
 
 app = typer.Typer(help="facetrail: an accountable, self-hosted face search engine.", no_args_is_help=True,
                   cls=RefusingGroup)
@@ -35,15 +35,20 @@ def main(
     ] = None,
     as_user: Annotated[
         str | None,
-        typer.Option("--as", envvar="FACETRAIL_USER", help="Act as this account (you have local access)."),
+        typer.Option("--as", envvar="FACETRAIL_USER",
+                     help="Act as this account, proven by its password (asked, or --password-stdin) or by an "
+                          "admin-made binding to your operating-system login."),
     ] = None,
     token: Annotated[
         str | None, typer.Option("--token", envvar="FACETRAIL_TOKEN", help="Act with this API token.")
     ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the --as account's password from standard input.")
+    ] = False,
 ) -> None:
     try:
         settings = get_settings(data_dir=data_dir, database_url=database_url)
     except ValueError as exc:  # also pydantic's ValidationError: a bad setting in the environment or file
-        err.print(f"[red]error:[/] bad configuration: {exc}", soft_wrap=True)
+        err.print(f"[red]error:[/] bad configuration: {literal(exc)}", soft_wrap=True)
         raise typer.Exit(2) from None
-    ctx.obj = Context(settings, as_user, token)
+    ctx.obj = Context(settings, as_user, token, password_stdin)

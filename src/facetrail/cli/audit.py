@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from .common import acting, err, open_db, out
+from .common import acting, err, literal, open_db, out
 
 commands = typer.Typer()
 audit_app = typer.Typer(help="Inspect the tamper-evident audit log.", no_args_is_help=True)
@@ -33,7 +33,7 @@ def report(
     with db.session() as session, session.begin():
         data = transparency.make(session, actor, start.date(), end.date(), settings.match_threshold)
     page = transparency.write(data, output)
-    out.print(f"Report for {data['from']} to {data['to']} written to {page}")
+    out.print(f"Report for {data['from']} to {data['to']} written to {literal(page)}", soft_wrap=True)
 
 
 @commands.command()
@@ -63,7 +63,7 @@ def audit_verify(ctx: typer.Context) -> None:
     with db.session() as session:
         count, problem = audit.verify(session)
     if problem:
-        out.print(f"BROKEN at entry {problem.entry_id}: {problem.reason} ({count} entries before it are intact)")
+        out.print(f"BROKEN at entry {problem.entry_id}: {literal(problem.reason)} ({count} entries before it are intact)")
         raise typer.Exit(1)
     out.print(f"OK: {count} entries, chain intact")
 
@@ -89,8 +89,10 @@ def audit_export(
     count = 0
     with db.session() as session:
         for line in audit.export(session, since):
-            handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+            # ASCII JSON: control, bidi and other non-ASCII characters in users' text arrive as \u escapes,
+            # so the export can be read in a terminal safely; the parsed entries are the same
+            handle.write(json.dumps(line) + "\n")
             count += 1
     if output:
         handle.close()
-        err.print(f"{count} entries written to {output}")
+        err.print(f"{count} entries written to {literal(output)}", soft_wrap=True)

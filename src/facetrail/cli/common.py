@@ -1,4 +1,5 @@
-"""What every command shares: the context, opening the database, who is acting, refusing, progress.
+"""What every command shares: the context, opening the database, who is acting, refusing, progress,
+and `literal`, through which every user-supplied text is printed.
 
 Nothing here imports a command module: the command modules import this one.
 """
@@ -6,11 +7,14 @@ Nothing here imports a command module: the command modules import this one.
 from __future__ import annotations
 
 import getpass
+import sys
+import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from typer.core import TyperGroup
 
@@ -21,8 +25,8 @@ if TYPE_CHECKING:
     from ..governance.actors import Actor
     from ..store import Database
 
-out = Console()
-err = Console(stderr=True)
+out = Console(emoji=False)  # ":name:" in a user's text stays text
+err = Console(stderr=True, emoji=False)
 
 
 @dataclass
@@ -30,11 +34,30 @@ class Context:
     settings: Settings
     as_user: str | None
     token: str | None
+    password_stdin: bool = False
+
+
+_SHOWN_AS_ESCAPES = {"Cc", "Cf", "Zl", "Zp", "Co", "Cs"}  # control, format (bidi), separators, private
+
+
+def _escaped(char: str) -> str:
+    if unicodedata.category(char) not in _SHOWN_AS_ESCAPES:
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else (f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+
+
+def literal(value: object) -> str:
+    """`value` as text to print literally through Rich: markup escaped ("[bold]" stays "[bold]"),
+    control and format characters (ESC, BEL, newlines, bidi overrides...) shown as escapes
+    ("\\x1b"), so text that users supplied (justifications, case refs, names, URLs, paths, audit
+    details) can neither style, move, clear nor retitle the terminal that shows it."""
+    return escape("".join(_escaped(char) for char in str(value)))
 
 
 def refuse(message: str) -> NoReturn:
-    """Print `refused: MESSAGE` on standard error and exit with status 2."""
-    err.print(f"[red]refused:[/] {message}", soft_wrap=True)
+    """Print `refused: MESSAGE` (literally) on standard error and exit with status 2."""
+    err.print(f"[red]refused:[/] {literal(message)}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -68,30 +91,46 @@ def open_db(settings: Settings) -> Database:
     return db
 
 
+def _password(context: Context, session, os_user: str) -> str | None:
+    """The password offered for --as NAME: a line of standard input with --password-stdin, else
+    asked at a terminal (not echoed) unless the OS login is bound to the account; None: none."""
+    from ..governance.actors import is_bound
+
+    if context.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if sys.stdin.isatty() and not is_bound(session, context.as_user, os_user):
+        return getpass.getpass(f"Password for {context.as_user}: ")
+    return None
+
+
 def acting(ctx: typer.Context, db: Database, permission: str) -> Actor:
-    """Who runs this command, from FACETRAIL_TOKEN or --as; refused without the permission."""
-    from ..governance.actors import NotAuthenticated, by_account, by_token, require
+    """Who runs this command, proven by an API token (FACETRAIL_TOKEN, --token), or --as NAME with
+    the account's password or an admin-made binding to the real OS login; refused without the
+    permission. Every entry the command writes records the OS login (`Actor.os_user`)."""
+    from ..governance.actors import identify, os_login, require
 
     context: Context = ctx.obj
-    if not (context.token or context.as_user):
-        raise NotAuthenticated("who is acting? Give --as USERNAME (or FACETRAIL_USER) or FACETRAIL_TOKEN")
-    with db.session() as session, session.begin():  # a token's use is recorded (last_used_at)
-        if context.token:
-            actor = by_token(session, context.token, "cli", getpass.getuser())
-        else:
-            actor = by_account(session, context.as_user, "cli", getpass.getuser())
+    login = os_login()
+    with db.session() as session:
+        password = None if context.token or not context.as_user else _password(context, session, login)
+        try:
+            actor = identify(session, token=context.token, username=context.as_user, password=password,
+                             os_user=login)
+        finally:
+            session.commit()  # a failed password counts (and is audited); a token's use is recorded
     return require(actor, permission)
 
 
 def operator(ctx: typer.Context, db: Database) -> Actor:
-    """Who declares sources and ingests: --as / FACETRAIL_TOKEN (an admin) if given, else the local
-    operating-system account (access to the data folder is an operator's access); both audited."""
-    from ..governance.actors import local_operator
+    """Who declares sources and ingests: an account proven as for `acting` (an admin) if named, else
+    the local operating-system account (access to the data folder is an operator's access), named
+    by the real user id; both audited."""
+    from ..governance.actors import local_operator, os_login
 
     context: Context = ctx.obj
     if context.token or context.as_user:
         return acting(ctx, db, "sources.manage")
-    return local_operator(getpass.getuser())
+    return local_operator(os_login())
 
 
 def with_workers(settings: Settings, workers: int | None) -> Settings:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..config import Settings
 from ..errors import Refused
-from .common import err, open_db, out, progress
+from .common import err, literal, open_db, out, progress
 
 commands = typer.Typer()
 
@@ -31,7 +31,7 @@ def reindex(ctx: typer.Context) -> None:
             task = bar.add_task("reindexing", total=total)
             index = rebuild(settings, db, lambda n: bar.advance(task, n))
     except RuntimeError as exc:  # e.g. another process (the web app) owns the index
-        raise Refused(f"{exc}; stop it first") from None
+        raise Refused(f"{exc}; stop it first") from None  # printed literally by refuse
     out.print(f"Index rebuilt: {len(index)} faces ({index.kind}).")
 
 
@@ -46,7 +46,8 @@ def stats(ctx: typer.Context) -> None:
     n = counts(db, open_index(settings, db))
     out.print(f"images: {n['images']}\nfaces: {n['faces']}\nlocations: {n['locations']}")
     out.print(f"opt-outs: {n['opt_outs']['opt_outs']} ({n['opt_outs']['faces_removed']} faces removed)")
-    out.print(f"index: {n['index']['kind']}, {n['index']['size']} vectors\ndata folder: {settings.data_dir.resolve()}")
+    out.print(f"index: {n['index']['kind']}, {n['index']['size']} vectors\n"
+              f"data folder: {literal(settings.data_dir.resolve())}", soft_wrap=True)
 
 
 @commands.command()
@@ -88,7 +89,7 @@ def _bytes(n: float | None) -> str:
 def _table(status: dict[str, Any]) -> Table:
     table = Table("", "", show_header=False, box=None)
     rows: list[tuple[str, str]] = [
-        ("backend", f"{status['backend']} ({status['location']})"),
+        ("backend", f"{status['backend']} ({literal(status['location'])})"),
         ("kind", status["kind"]),
         ("faces", (f"{status['faces']} (database: {status['database_faces']}, "
                    f"{'in step' if status['in_step'] else 'NOT in step: an open or sync brings it in step'})")),
@@ -106,9 +107,9 @@ def _table(status: dict[str, Any]) -> Table:
     if status.get("last_training_seconds") is not None:
         rows.append(("last training", f"{status['last_training_seconds']:.1f} s"))
     if status.get("training_error"):
-        rows.append(("training error", status["training_error"]))
+        rows.append(("training error", literal(status["training_error"])))
     for name, size in status["files"].items():
-        rows.append(("file", f"{name}  {_bytes(size)}"))
+        rows.append(("file", f"{literal(name)}  {_bytes(size)}"))
     rows.append(("on disk", _bytes(status["disk_bytes"])))
     for key, value in rows:
         table.add_row(key, value)

@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-
 from ..config import Settings
-from .common import err, open_db, operator, out, progress, with_workers
+from .common import err, literal, open_db, operator, out, progress, with_workers
 
 commands = typer.Typer()
 ingest_app = typer.Typer(help="Ingest image URL lists and web archives into a source.", no_args_is_help=True)
@@ -28,7 +26,7 @@ def _ingest(settings: Settings, db, source, stream, total: int | None, verbose: 
     ingestor = Ingestor(settings, db, index, source, pool=pool)
     interrupted = False
     with progress() as bar:
-        task = bar.add_task(f"indexing {source.name}", total=total)
+        task = bar.add_task(f"indexing {literal(source.name)}", total=total)
         try:
             ingestor.run(stream, lambda: bar.advance(task))
         except KeyboardInterrupt:
@@ -38,8 +36,8 @@ def _ingest(settings: Settings, db, source, stream, total: int | None, verbose: 
     summary = ingestor.summary
     if verbose or len(summary.errors) <= 20:
         for location, reason, message in summary.errors:
-            err.print(f"[yellow]skipped[/] {escape(f'{location}: {reason} ({message})')}", soft_wrap=True)
-    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(summary.skipped.items())) or "none"
+            err.print(f"[yellow]skipped[/] {literal(f'{location}: {reason} ({message})')}", soft_wrap=True)
+    skipped = literal(", ".join(f"{n} {reason}" for reason, n in sorted(summary.skipped.items())) or "none")
     pages = f"{summary.pages} pages, " if summary.pages else ""
     out.print(
         f"{'Interrupted' if interrupted else 'Done'}: {pages}{summary.files} files, {summary.images} new images, "
@@ -67,7 +65,7 @@ def _source(ctx: typer.Context, db, name: str, kind: str, legal_basis: str | Non
 def _require_files(files: list[Path]) -> None:
     for file in files:
         if not file.is_file():
-            err.print(f"[red]error:[/] no such file: {file}")
+            err.print(f"[red]error:[/] no such file: {literal(file)}")
             raise typer.Exit(2)
 
 
@@ -89,7 +87,7 @@ def index_command(
     settings = with_workers(ctx.obj.settings, workers)
     for path in paths:
         if not path.exists():
-            err.print(f"[red]error:[/] no such file or folder: {path}")
+            err.print(f"[red]error:[/] no such file or folder: {literal(path)}")
             raise typer.Exit(2)
     from ..ingest.pool import start_pool
 
@@ -109,7 +107,8 @@ def index_command(
 
         with db.session() as session, session.begin():
             queued = enqueue(session, source, [e.location for e in entries])
-        out.print(f"Queued {queued} of {len(entries)} files of source {source.name!r} for `facetrail worker`.")
+        out.print(f"Queued {queued} of {len(entries)} files of source {literal(repr(source.name))} for "
+                  "`facetrail worker`.")
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -140,7 +139,7 @@ def crawl_command(
         refused = {"refused_address", "robots_unreachable"} & set(summary.skipped)
         hint = (" Its address is not public: a local or private site must be listed in FACETRAIL_FETCH_ALLOW "
                 "(host:port)." if refused else "")
-        err.print(f"[red]error:[/] no page of {source.name!r} could be crawled.{hint}", soft_wrap=True)
+        err.print(f"[red]error:[/] no page of {literal(repr(source.name))} could be crawled.{hint}", soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -202,12 +201,12 @@ def worker_command(
     db = open_db(settings)
     # FAISS files belong to one process: workers then write the database only (the index follows it)
     index = open_index(settings, db) if settings.vector_uri else DatabaseOnly()
-    who = name or default_name()
+    who = literal(name or default_name())
     err.print(f"worker {who}: waiting for queued files (Ctrl-C stops at once, SIGTERM after the files in hand)")
 
     def report(summary) -> None:
         err.print(f"worker {who}: {summary.files} files, {summary.images} images, {summary.faces} faces "
-                  f"({summary.files / max(summary.seconds, 1e-9):.1f} files/s)", markup=False)
+                  f"({summary.files / max(summary.seconds, 1e-9):.1f} files/s)")
 
     try:
         summary = run_worker(settings, db, index, who, batch=batch, lease_seconds=lease,

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .common import open_db, operator, out
+from .common import acting, literal, open_db, operator, out
 
 commands = typer.Typer()
 source_app = typer.Typer(help="Declare and manage sources: nothing outside a declared source is indexed.",
@@ -42,8 +42,8 @@ def source_add(
                       prefixes=tuple(prefix or ()), paths=tuple(map(str, path or ())), options=options)
     with db.session() as session, session.begin():
         source = add_source(session, operator(ctx, db), spec)
-    out.print(f"Source {source.name!r} ({source.kind}) declared; scope: {json.dumps(source.scope)}", soft_wrap=True,
-              markup=False)
+    out.print(f"Source {literal(repr(source.name))} ({literal(source.kind)}) declared; "
+              f"scope: {literal(json.dumps(source.scope))}", soft_wrap=True)
 
 
 @source_app.command("list")
@@ -58,9 +58,10 @@ def source_list(ctx: typer.Context) -> None:
         for source in list_sources(session):
             n = counts(session, source)
             scope = source.scope.get("paths") or source.scope.get("hosts") or ["any public host"]
-            table.add_row(source.name, source.kind, source.status, str(n["images"]), str(n["faces"]),
+            table.add_row(literal(source.name), literal(source.kind), literal(source.status), str(n["images"]),
+                          str(n["faces"]),
                           source.last_run_at.isoformat(timespec="seconds") if source.last_run_at else "never",
-                          source.legal_basis, ", ".join(scope))
+                          literal(source.legal_basis), literal(", ".join(scope)))
     out.print(table)
 
 
@@ -81,17 +82,19 @@ def source_show(
         out.print_json(json.dumps(data))
         return
     for key, value in data.items():
-        out.print(f"[bold]{key}[/]: {json.dumps(value) if isinstance(value, dict | list) else value}",
+        out.print(f"[bold]{literal(key)}[/]: {literal(json.dumps(value) if isinstance(value, dict | list) else value)}",
                   soft_wrap=True)
 
 
 def _set_status(ctx: typer.Context, name: str, status: str) -> None:
+    """Suspending or resuming a source is an account's decision (not the local operator's)."""
     from ..ingest.sources import set_status
 
     db = open_db(ctx.obj.settings)
+    actor = acting(ctx, db, "sources.manage")
     with db.session() as session, session.begin():
-        set_status(session, operator(ctx, db), name, status)
-    out.print(f"Source {name!r} is {status}.")
+        set_status(session, actor, name, status)
+    out.print(f"Source {literal(repr(name))} is {status}.")
 
 
 @source_app.command("suspend")
@@ -112,7 +115,8 @@ def source_remove(
     name: str,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Remove a source: its appearances go, and faces seen in no other source leave the index."""
+    """Remove a source: its appearances go, and faces seen in no other source leave the index
+    (an admin's decision: needs an account, not only local access)."""
     from ..index import open_index
     from ..ingest.sources import remove_source
     from ..store.cleanup import drop
@@ -120,11 +124,12 @@ def source_remove(
 
     settings = ctx.obj.settings
     db = open_db(settings)
-    if not yes and not typer.confirm(f"Remove source {name!r} and everything found only through it?"):
+    actor = acting(ctx, db, "sources.manage")
+    if not yes and not typer.confirm(f"Remove source {name!r} and everything found only through it?"):  # repr: literal
         raise typer.Exit(1)
     index = open_index(settings, db)
     with db.session() as session, session.begin():
-        orphans = remove_source(session, operator(ctx, db), name)
+        orphans = remove_source(session, actor, name)
     faces = drop(orphans, index, MediaStore(settings.media_dir))
     index.save()
-    out.print(f"Source {name!r} removed: {len(orphans)} images and {faces} faces left the index.")
+    out.print(f"Source {literal(repr(name))} removed: {len(orphans)} images and {faces} faces left the index.")

@@ -1,13 +1,16 @@
-"""Who is acting: an account proven by an API token, a web session or a named local account,
-the local operator, a data subject, or the system itself.
+"""Who is acting: an account proven by an API token, a web session, a password or an admin-made
+binding to an operating-system login; the local operator; a data subject; or the system itself.
 
 Both front doors (web, CLI) ask this module who the caller is, then check a permission with
-`require`; the audit log records the actor's name and kind (`Actor.kind`).
+`require`; the audit log records the actor's name and kind (`Actor.kind`), and for the command
+line the operating-system login of the real user id (`os_login`), which environment variables
+cannot change.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import Refused
 from ..store import ApiToken, User, WebSession
+from ..store.models import OsLogin
 from .roles import can
 
 
@@ -61,6 +65,18 @@ class Actor:
 DATA_SUBJECT = Actor("data-subject", "public", "web")
 
 
+def os_login() -> str:
+    """The operating-system login of this process's real user id. Not $USER, $LOGNAME or
+    getpass.getuser(), which read environment variables anyone can set."""
+    import pwd
+
+    uid = os.getuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # a user id without a passwd entry (some containers)
+        return f"uid:{uid}"
+
+
 def local_operator(os_user: str) -> Actor:
     """Someone with access to the data folder, acting without an account (declaring sources, ingest)."""
     return Actor(f"local:{os_user}", "admin", "cli", None, os_user)
@@ -96,6 +112,12 @@ def find_session(session: Session, secret: str) -> WebSession | None:
     return web
 
 
+PROOF = ("acting as {name!r} needs proof: its API token (FACETRAIL_TOKEN or --token), its password "
+         "(asked at a terminal, or given on standard input with --password-stdin), or a binding of the "
+         "account to your operating-system login {login!r} made by an admin "
+         "(`facetrail user bind-os-user {name} {login}`)")
+
+
 def by_token(session: Session, secret: str, via: str, os_user: str | None = None) -> Actor:
     user = user_for_token(session, secret)
     if user is None:
@@ -103,14 +125,53 @@ def by_token(session: Session, secret: str, via: str, os_user: str | None = None
     return Actor.of(user, via, os_user)
 
 
-def by_account(session: Session, username: str, via: str, os_user: str | None = None) -> Actor:
-    """A named account, for someone with local access to the data folder."""
+def _usable(session: Session, username: str) -> User | None:
     user = session.scalar(select(User).where(User.username == username))
-    if user is None:
-        raise NotAuthenticated(f"no user named {username!r}")
-    if user.disabled:
-        raise NotAuthenticated(f"the account {user.username!r} is disabled")
+    return None if user is None or user.disabled else user
+
+
+def is_bound(session: Session, username: str, login: str) -> bool:
+    """Whether an admin bound this operating-system login to this (enabled) account."""
+    user = _usable(session, username)
+    binding = session.scalar(select(OsLogin).where(OsLogin.login == login))
+    return user is not None and binding is not None and binding.user_id == user.id
+
+
+def by_os_login(session: Session, username: str, login: str, via: str = "cli") -> Actor:
+    """The account, if an admin bound the operating-system login `login` (the real uid's) to it."""
+    if not is_bound(session, username, login):
+        raise NotAuthenticated(PROOF.format(name=username, login=login))
+    return Actor.of(_usable(session, username), via, login)
+
+
+def by_password(session: Session, username: str, password: str, via: str, os_user: str | None = None) -> Actor:
+    """The account, if the password is right: a login attempt, counted and audited like the web's.
+    The caller commits even when this raises, so failed attempts count. A one-time password
+    proves nothing until it is changed (`facetrail password`)."""
+    from .accounts import authenticate  # accounts imports this module
+
+    user = authenticate(session, username, password, via=via)
+    if user.must_change_password:
+        raise NotAuthenticated(f"the password of {username!r} is a one-time password: change it first "
+                               "(`facetrail --as NAME password`, or sign in to the web app)")
     return Actor.of(user, via, os_user)
+
+
+def identify(session: Session, *, token: str | None, username: str | None, password: str | None,
+             os_user: str, via: str = "cli") -> Actor:
+    """Who is acting at the command line, proven by a token, a password or an OS-login binding.
+    A name alone (--as, FACETRAIL_USER) proves nothing."""
+    if token:
+        actor = by_token(session, token, via, os_user)
+        if username and username != actor.username:
+            raise NotAuthenticated(f"the API token is not {username!r}'s")
+        return actor
+    if not username:
+        raise NotAuthenticated("who is acting? Give FACETRAIL_TOKEN (or --token), or --as USERNAME with "
+                               "its password or an OS-login binding")
+    if password is not None:
+        return by_password(session, username, password, via, os_user)
+    return by_os_login(session, username, os_user, via)
 
 
 def require(actor: Actor, permission: str) -> Actor:

@@ -233,6 +233,22 @@ class ApiToken(Base):
     user: Mapped[User] = relationship()
 
 
+class OsLogin(Base):
+    """An operating-system login bound by an admin to an account: that login may act as the account
+    from the command line (`--as NAME`) without a password or token. A login is bound to one account
+    at most, so one person cannot request and approve the same search."""
+
+    __tablename__ = "os_logins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(255))
+
+    user: Mapped[User] = relationship()
+
+
 class WebSession(Base):
     """A signed-in browser. The cookie holds a random token; only its sha256 is stored."""
 
