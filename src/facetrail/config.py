@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_FILE = "facetrail.toml"
 POLICIES = ("none", "review", "prior")
@@ -83,6 +84,13 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         64_000_000, ge=1, description="Images with more pixels than this are refused (decompression bombs)."
     )
+    decode_budget_bytes: int = Field(
+        128 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Memory one image decode may use, counted from the header before any pixel is decoded "
+        "(width x height x bytes per pixel of the decoded frame, plus the RGB copy facetrail works on). "
+        "Larger images are reduced within it (JPEG while decoding) or refused as too_much_memory.",
+    )
 
     # Web
     upload_max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest photo the web app accepts.")
@@ -116,6 +124,12 @@ class Settings(BaseSettings):
         default={}, description="Per-user limits that replace the role's, same form, keyed by username."
     )
     opt_out_per_hour: int = Field(5, ge=1, description="Opt-out requests accepted per client address per hour.")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="Addresses or networks (comma separated, e.g. \"127.0.0.1, 10.0.0.0/8\") of reverse proxies "
+        "whose X-Forwarded-For and X-Forwarded-Proto headers are believed; from anyone else they are ignored. "
+        "Default: none (the connecting address is the client's).",
+    )
 
     # Search
     match_threshold: float = Field(
@@ -170,6 +184,24 @@ class Settings(BaseSettings):
             if policy not in POLICIES:
                 raise ValueError(f"approval policy of {role!r} is {policy!r}; one of {', '.join(POLICIES)}")
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.replace(" ", ",").split(",") if part]
+        if isinstance(value, list):
+            for entry in value:
+                try:
+                    ipaddress.ip_network(str(entry).strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"trusted proxy {entry!r} is not an IP address or network") from None
+            value = [str(entry).strip() for entry in value]
+        return value
+
+    @cached_property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(entry, strict=False) for entry in self.trusted_proxies)
 
     @cached_property
     def db_url(self) -> str:

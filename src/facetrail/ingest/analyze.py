@@ -34,7 +34,10 @@ def analyze(engine: FaceEngine, data: bytes, limits: Limits) -> Analysis:
         image = decode(data, limits)
     except DecodeError as exc:
         return Analysis(error=exc.reason, message=str(exc))
-    faces = engine.faces(image.pixels)
+    found = engine.faces(image.pixels)
+    # A large image may be decoded reduced (the decode budget): crops come from the pixels,
+    # boxes are kept in the image's own coordinates.
+    faces = [f.scaled(1 / image.scale) for f in found] if image.scale != 1.0 else found
     return Analysis(
         sha256=image.sha256,
         bytes=image.bytes,
@@ -44,7 +47,7 @@ def analyze(engine: FaceEngine, data: bytes, limits: Limits) -> Analysis:
         faces=faces,
         model=engine.model_name,
         thumbnail=make_thumbnail(image.pixels),
-        crops=[make_crop(image.pixels, f.box) for f in faces],
+        crops=[make_crop(image.pixels, f.box) for f in found],
         copy_hash=fingerprint(image.pixels).hashes[0],
     )
 
@@ -57,7 +60,7 @@ _limits = Limits()
 def init_worker(settings: Settings) -> None:
     global _engine, _limits
     _engine = load_engine(settings)
-    _limits = Limits(settings.max_image_bytes, settings.max_image_pixels)
+    _limits = Limits.from_settings(settings)
 
 
 def analyze_in_worker(data: bytes) -> Analysis:
