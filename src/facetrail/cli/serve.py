@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ..config import Settings
-from .common import err
+from .common import err, literal
 
 commands = typer.Typer()
 
@@ -24,5 +24,7 @@ def serve(
     from ..web import create_app
 
     settings: Settings = ctx.obj.settings
-    err.print(f"facetrail: serving {settings.data_dir.resolve()} on http://{host}:{port}/ (API docs at /docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    err.print(f"facetrail: serving {literal(settings.data_dir.resolve())} on http://{host}:{port}/ (API docs at /docs)")
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1; the app
+    # reads it itself, from FACETRAIL_TRUSTED_PROXIES only (web/deps.py: client_address, scheme).
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=False)

@@ -4,11 +4,18 @@ Who is calling: a bearer token (API clients) or a signed-in browser session (the
 Browser sessions are cookies (HttpOnly, SameSite=Strict); every state-changing request made
 with one must carry the session's CSRF token (form field `csrf_token` or header
 `X-CSRF-Token`). Bearer-token calls need no CSRF token: browsers never add them on their own.
+A session signed in with a one-time password may only change it and sign out: pages redirect
+to /account/password, API calls are refused (403 `password_change_required`).
+
+Where a request comes from: `client_address` and `scheme`, which believe X-Forwarded-For and
+X-Forwarded-Proto only from the reverse proxies listed in `trusted_proxies` (default: none).
+Nothing else reads `request.client` or those headers.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from pathlib import Path
 from typing import Annotated
 
@@ -52,6 +59,48 @@ def media(request: Request) -> MediaStore:
     return request.app.state.media
 
 
+# Where the request comes from
+
+
+def _trusted(host: str, request: Request) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in settings(request).trusted_networks)
+
+
+def client_address(request: Request) -> str:
+    """The client's address: the connecting peer, unless the peer is a trusted proxy; then the
+    nearest address in X-Forwarded-For (read from the right) that is not a trusted proxy.
+    Entries a client wrote itself are left of those its proxies added, so they are never reached."""
+    peer = request.client.host if request.client else "unknown"
+    if not _trusted(peer, request):
+        return peer
+    hops = [hop.strip() for value in request.headers.getlist("x-forwarded-for") for hop in value.split(",")]
+    address = peer
+    for hop in reversed([hop for hop in hops if hop]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            break  # not what a proxy writes: stop at the last good address
+        address = hop
+        if not _trusted(hop, request):
+            break
+    return address
+
+
+def scheme(request: Request) -> str:
+    """http or https as the client used it: X-Forwarded-Proto only from a trusted proxy."""
+    if request.client and _trusted(request.client.host, request):
+        forwarded = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
+        if forwarded in ("http", "https"):
+            return forwarded
+    return request.url.scheme
+
+
 # Who is calling
 
 
@@ -85,14 +134,14 @@ async def authenticate(request: Request, permission: str | None = None) -> Actor
         web = browser_session(request)
         if web is None:
             raise NotAuthenticated("Sign in or send an API token (Authorization: Bearer ...).")
+        if web.user.must_change_password:
+            raise NotPermitted("Change your one-time password first (/account/password).", "password_change_required")
         if request.method not in SAFE_METHODS:
             sent = request.headers.get("x-csrf-token")
             if sent is None and "form" in request.headers.get("content-type", ""):
                 sent = (await request.form()).get("csrf_token")
             if not same(sent if isinstance(sent, str) else None, web.csrf_token):
                 raise NotPermitted("Missing or wrong CSRF token: reload the page and try again.", "csrf_token_required")
-        if web.user.must_change_password:
-            raise NotPermitted("Change your one-time password first (/account/password).", "password_change_required")
         actor = Actor.of(web.user, "web")
     if permission and not actor.can(permission):
         raise NotPermitted(f"The {actor.role} role may not do this.")
@@ -113,15 +162,25 @@ MaySearch = Annotated[Actor, Depends(requires("search"))]
 MayApprove = Annotated[Actor, Depends(requires("approve"))]  # for a browser session, with the CSRF token
 
 
-def signed_in(request: Request) -> WebSession:
-    """A page's dependency: the browser session; without one, the page redirects to /login."""
+def signed_in_any(request: Request) -> WebSession:
+    """The browser session, even one with a one-time password; without one, redirect to /login."""
     web = browser_session(request)
     if web is None:
         raise HTTPException(303, headers={"Location": "/login"})
     return web
 
 
+def signed_in(request: Request) -> WebSession:
+    """A page's dependency: the browser session; without one, the page redirects to /login, and
+    with a one-time password still to change, to /account/password."""
+    web = signed_in_any(request)
+    if web.user.must_change_password:
+        raise HTTPException(303, headers={"Location": "/account/password"})
+    return web
+
+
 SignedIn = Annotated[WebSession, Depends(signed_in)]
+SignedInAny = Annotated[WebSession, Depends(signed_in_any)]  # only for changing the password
 
 
 def actor_of(web: WebSession) -> Actor:
@@ -131,7 +190,7 @@ def actor_of(web: WebSession) -> Actor:
 def set_cookie(response, request: Request, name: str, value: str, max_age: int) -> None:
     response.set_cookie(
         name, value, max_age=max_age, httponly=True, samesite="strict", path="/",
-        secure=request.url.scheme == "https",
+        secure=scheme(request) == "https",
     )
 
 
@@ -167,7 +226,7 @@ def approval_queue(request: Request) -> list[dict]:
 async def take_opt_out(request: Request, image: UploadFile, statement: str, contact: str) -> None:
     """An opt-out from the page or the API: raises Refused, or returns once it is done.
     Rate-limited per client address, before anything is read."""
-    retry = request.app.state.opt_out_limit.hit(request.client.host if request.client else "?")
+    retry = request.app.state.opt_out_limit.hit(client_address(request))
     if retry is not None:
         raise Refused("Too many requests from here; please try again later.", "rate_limited", retry)
     opt_outs.check_statement(statement)

@@ -25,7 +25,16 @@ from ..search.bands import BANDS
 from ..search.opt_out import RECEIVED as OPT_OUT_RECEIVED
 from ..store import WebSession
 from . import deps
-from .deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE, MayApprove, SignedIn, actor_of, same, templates
+from .deps import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    MayApprove,
+    SignedIn,
+    SignedInAny,
+    actor_of,
+    same,
+    templates,
+)
 from .errors import describe
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
@@ -37,8 +46,6 @@ def redirect(location: str) -> RedirectResponse:
 
 @router.get("/")
 def search_page(request: Request, web: SignedIn):
-    if web.user.must_change_password:
-        return redirect("/account/password")
     actor = actor_of(web)
     settings = deps.settings(request)
     context = {
@@ -63,9 +70,10 @@ def login_page(request: Request):
     return login_form(request)
 
 
-def login_form(request: Request, error: str | None = None):
+def login_form(request: Request, error: str | None = None, status: int = 200, headers: dict | None = None):
     token = secrets.token_urlsafe(32)
-    response = templates.TemplateResponse(request, "login.html", {"csrf_token": token, "error": error})
+    response = templates.TemplateResponse(request, "login.html", {"csrf_token": token, "error": error},
+                                          status_code=status, headers=headers)
     deps.set_cookie(response, request, LOGIN_CSRF_COOKIE, token, 3600)
     return response
 
@@ -79,16 +87,17 @@ async def login(
 ):
     if not same(csrf_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
         return login_form(request, "The form expired. Please sign in again.")
+    refused = None
     with deps.database(request).session() as session:
         try:
-            user = check_password(session, username.strip(), password, "web")
+            user = check_password(session, username.strip(), password, "web", deps.client_address(request))
             secret, _ = start_session(session, user)
-            error = None
-        except AccountError as exc:
-            error = str(exc).capitalize() + "."
-        session.commit()  # failed attempts are recorded (and counted) too
-    if error:
-        return login_form(request, error)
+        except Refused as exc:  # wrong username or password (whichever it was), or too many failures
+            refused = exc
+        session.commit()  # failed and throttled attempts are recorded (and counted) too
+    if refused is not None:
+        status, _, detail, headers = describe(refused)
+        return login_form(request, detail, 200 if isinstance(refused, AccountError) else status, headers)
     response = redirect("/")
     deps.set_cookie(response, request, SESSION_COOKIE, secret, 12 * 3600)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
@@ -112,14 +121,14 @@ def _password_form(request: Request, web: WebSession, error: str | None = None):
 
 
 @router.get("/account/password")
-def password_form(request: Request, web: SignedIn):
+def password_form(request: Request, web: SignedInAny):
     return _password_form(request, web)
 
 
 @router.post("/account/password")
 async def password_change(
     request: Request,
-    web: SignedIn,
+    web: SignedInAny,
     current: Annotated[str, Form()] = "",
     new: Annotated[str, Form()] = "",
     confirm: Annotated[str, Form()] = "",
