@@ -169,11 +169,11 @@ def approvals_page(request: Request, web: SignedIn):
 async def approvals_decide(
     request: Request,
     approval_id: int,
+    web: SignedIn,  # first: a one-time password session is sent to change it
     actor: MayApprove,  # checks the form's CSRF token too
     decision: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
 ):
-    web = deps.browser_session(request)
     try:
         result = deps.searcher(request).decide(actor, approval_id, decision == "approve", reason)
     except ApprovalError as exc:
