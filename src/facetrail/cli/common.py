@@ -83,8 +83,10 @@ def open_db(settings: Settings) -> Database:
     """The database, migrated; a change of settings since the last command is recorded first."""
     from ..governance.settings_log import record_if_changed
     from ..store import Database
+    from ..store.private import prepare_data_dir
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    for warning in prepare_data_dir(settings.data_dir, settings.db_url):  # private: 0700/0600
+        print(f"facetrail: warning: {warning}", file=sys.stderr)
     db = Database(settings.db_url)
     with db.session() as session, session.begin():
         record_if_changed(session, settings)

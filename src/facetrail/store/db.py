@@ -7,6 +7,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from .private import create_private_file, make_private_dir, sqlite_path
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -21,9 +23,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if path is not None:  # created private (0600 in a 0700 folder) before SQLite opens it
+            make_private_dir(path.parent)
+            create_private_file(path)
         engine = create_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .private import FILE_MODE, make_private_dir
+
 
 class MediaStore:
     def __init__(self, root: Path) -> None:
@@ -39,7 +41,12 @@ class MediaStore:
 
 
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a media file 0600 (in 0700 folders) whatever the umask: crops are faces."""
+    if not path.parent.is_dir():
+        make_private_dir(path.parent)
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+    os.chmod(tmp, FILE_MODE)  # a .tmp left by a crash keeps its mode: set it again
     os.replace(tmp, path)

@@ -7,6 +7,7 @@ turns their results into pages and JSON.
 
 from __future__ import annotations
 
+import sys
 import threading
 from contextlib import asynccontextmanager
 
@@ -21,6 +22,7 @@ from ..index import follow_database
 from ..search import Searcher
 from ..store import Database
 from ..store.media import MediaStore
+from ..store.private import prepare_data_dir
 from . import api, errors, media, pages
 from .deps import HERE
 from .ratelimit import RateLimiter
@@ -40,7 +42,8 @@ SECURITY_HEADERS = {
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        for warning in prepare_data_dir(settings.data_dir, settings.db_url):  # private: 0700/0600
+            print(f"facetrail: warning: {warning}", file=sys.stderr)
         db = Database(settings.db_url)
         with db.session() as session, session.begin():
             record_settings(session, settings)
