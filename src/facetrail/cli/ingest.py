@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from ..config import Settings
 from .common import err, literal, open_db, operator, out, progress, with_workers
 
