@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from facetrail.cli import app as cli
 from facetrail.web import create_app
 
-from .support import SEARCH_ARGS, SEARCH_FORM, cli_base, login, pair_photo, photo_of, png_bomb, upload
+from .support import SEARCH_ARGS, SEARCH_FORM, as_user, cli_base, login, pair_photo, photo_of, png_bomb, upload
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_search_returns_the_same_results_as_the_cli(client, dev_images, dev_inde
     body = api.json()
     runner = CliRunner()
     cli_result = runner.invoke(
-        cli, [*cli_base(dev_index.settings), "--as", "ivan", "search", str(photo), *SEARCH_ARGS,
+        cli, [*cli_base(dev_index.settings), *as_user(dev_index.settings, "ivan"), "search", str(photo), *SEARCH_ARGS,
               "--json", "--top-k", "5"],
     )
     from_cli = json.loads(cli_result.stdout)
@@ -86,13 +86,14 @@ def test_result_media_are_served_by_id(client, dev_images):
         "/api/v1/search", files=upload(photo_of(dev_images, "madonna").read_bytes()), data=SEARCH_FORM
     ).json()
     first = body["results"][0]
+    search = f"/api/v1/searches/{body['audit_id']}"
     for url in (first["crop_url"], first["thumb_url"]):
-        assert url.startswith("/media/") and "/work/" not in url
+        assert url.startswith(search + "/") and "/work/" not in url
         media = client.get(url)
         assert media.status_code == 200 and media.headers["content-type"] == "image/jpeg"
         assert Image.open(io.BytesIO(media.content)).format == "JPEG"
-    assert client.get("/media/faces/999999.jpg").status_code == 404
-    assert client.get("/media/images/..%2F..%2Fetc%2Fpasswd.jpg").status_code in (404, 422)
+    assert client.get(f"{search}/faces/999999.jpg").status_code == 404
+    assert client.get(f"{search}/images/..%2F..%2Fetc%2Fpasswd.jpg").status_code in (404, 422)
 
 
 @pytest.mark.parametrize(

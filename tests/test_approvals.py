@@ -59,7 +59,7 @@ def test_prior_approval_withholds_results_until_a_supervisor_approves(client, de
     assert approved.status_code == 200 and approved.json()["state"] == "approved"
     shown = client.get(f"/api/v1/searches/{asked['audit_id']}", headers=auth(dev_index, "ivan")).json()
     assert len(shown["results"]) >= 3 and all("keanu_reeves" in r["image"]["location"] for r in shown["results"][:3])
-    assert client.get(f"/api/v1/searches/{asked['audit_id']}", headers=auth(dev_index, "iris")).status_code == 403
+    assert client.get(f"/api/v1/searches/{asked['audit_id']}", headers=auth(dev_index, "iris")).status_code == 404
     assert decide(client, dev_index, "sue", item["id"], "deny").status_code == 409  # decided already
     with dev_index.db.session() as session:
         assert session.get(Approval, item["id"]).held_embedding is None  # deleted at the decision

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 from contextlib import contextmanager
+from datetime import date, timedelta
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from .support import SEARCH_FORM, folder_ingestor, investigator, login, photo_of
 QUERYING = ("search", "search.approve", "subject_report", "opt_out")
 SUPERVISOR = Actor("sue", "supervisor", "test")
 ADMIN = Actor("ada", "admin", "test")
+SECOND_ADMIN = Actor("adam", "admin", "test")
 REQUEST = {"purpose": "trust-and-safety", "justification": "audit test", "case_ref": "AUD-9"}
 
 
@@ -107,8 +109,13 @@ def test_every_query_of_the_index_writes_an_audit_entry(dev_index, dev_images, e
     with ledger.step("results of earlier searches"):
         searcher.results_of(investigator(), found.audit_id)
         held.results_of(investigator(), waiting.audit_id)
+    with ledger.step("subject report asked"):
+        asked = searcher.request_subject_report(ADMIN, photo, request_ref="SAR-9", identity_check="id-document",
+                                                received=date.today() - timedelta(days=1))
+    with ledger.step("subject report approved"):  # its query runs now
+        searcher.decide(SECOND_ADMIN, asked["approval"]["id"], True, "request and identity checked")
     with ledger.step("subject report"):
-        searcher.subject_report(ADMIN, photo, "SAR-9")
+        searcher.subject_report(ADMIN, asked["search_id"])
     assert found.results and waiting.approval["policy"] == "prior"
 
     with TestClient(create_app(settings)) as client:  # the web app keeps its searcher in app.state
@@ -138,6 +145,8 @@ def test_every_query_of_the_index_writes_an_audit_entry(dev_index, dev_images, e
         "search held for approval": ["search"],  # nothing queried until a supervisor approves
         "approval": ["search.approve"],
         "results of earlier searches": [],
+        "subject report asked": ["search"],  # held for a second admin: nothing queried yet
+        "subject report approved": ["search.approve"],
         "subject report": ["subject_report"],
     }
     assert {name: entry for name, (_, entry) in web.steps.items()} == {
@@ -147,7 +156,7 @@ def test_every_query_of_the_index_writes_an_audit_entry(dev_index, dev_images, e
         "web approval": ["search.approve"],
         "web results of an earlier search": [],
     }
-    for steps, querying in ((ledger.steps, ("face search", "approval", "subject report")),
+    for steps, querying in ((ledger.steps, ("face search", "approval", "subject report approved")),
                             (web.steps, ("web face search", "web approval"))):
         assert all(steps[name][0] >= 1 for name in querying), steps  # the proxy saw each query
 

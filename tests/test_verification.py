@@ -14,6 +14,7 @@ from facetrail.store import AuditEntry
 from facetrail.web import create_app
 
 from .support import SEARCH_ARGS, cli_base
+from .support import as_user as cli_user
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_confirmations_must_come_from_a_search_that_showed_the_face(client, dev_
     shown = {r["face_id"] for r in found["results"]}
     stranger = next(i for i in range(1, 10_000) if i not in shown)
     assert confirm(client, dev_index, "ivan", found["audit_id"], stranger).status_code == 422
-    assert confirm(client, dev_index, "ivan", 10**9, found["results"][0]["face_id"]).status_code == 422
+    assert confirm(client, dev_index, "ivan", 10**9, found["results"][0]["face_id"]).status_code == 404
     assert confirm(client, dev_index, "otto", found["audit_id"], found["results"][0]["face_id"]).status_code == 403
 
 
@@ -77,8 +78,8 @@ def test_confirm_from_the_command_line(dev_index, dev_images):
     runner = CliRunner()
     base = cli_base(dev_index.settings)
     photo = str([d for d in dev_images if d.identity == "will_smith"][0].path)
-    text = runner.invoke(cli, [*base, "--as", "ivan", "search", photo, *SEARCH_ARGS[:-1], "CLI-CASE"]).stdout
+    text = runner.invoke(cli, [*base, *cli_user(dev_index.settings, "ivan"), "search", photo, *SEARCH_ARGS[:-1], "CLI-CASE"]).stdout
     search_id = int(re.search(r"search (\d+);", text).group(1))
     face_id = int(re.search(r"│ 2 +│ (\d+) ", text).group(1))
-    result = runner.invoke(cli, [*base, "--as", "sue", "confirm", str(search_id), str(face_id)])
+    result = runner.invoke(cli, [*base, *cli_user(dev_index.settings, "sue"), "confirm", str(search_id), str(face_id)])
     assert result.exit_code == 0 and "confirmed (by sue)" in result.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +14,7 @@ from rich.table import Table
 
 from ..config import Settings
 from ..errors import Refused
-from .common import acting, err, open_db, out
+from .common import acting, err, literal, open_db, out
 
 commands = typer.Typer()
 
@@ -44,7 +45,7 @@ def search(
         raise typer.Exit(2)
     for photo in photos:
         if not photo.is_file():
-            err.print(f"[red]error:[/] no such file: {photo}")
+            err.print(f"[red]error:[/] no such file: {literal(photo)}")
             raise typer.Exit(2)
     db = open_db(settings)
     actor = acting(ctx, db, "search")
@@ -79,9 +80,9 @@ def search(
 
 
 def _print_copies(photo: Path, result) -> None:
-    out.print(f"[bold]{photo}[/]: copies of this photo")
+    out.print(f"[bold]{literal(photo)}[/]: copies of this photo")
     if result.error:
-        out.print(f"[red]error:[/] {result.error}")
+        out.print(f"[red]error:[/] {literal(result.error)}")
         return
     if not result.copies:
         out.print("No copy found.")
@@ -92,7 +93,8 @@ def _print_copies(photo: Path, result) -> None:
         image = copy["image"]
         where = [a["page_url"] or a["location"] for a in image["appearances"]]
         table.add_row(str(rank), str(image["id"]), str(copy["distance"]), image["first_seen"][:10],
-                      image["last_seen"][:10], "\n".join(where[:5]) + (f"\n(+{len(where) - 5})" if len(where) > 5 else ""))
+                      image["last_seen"][:10],
+                      "\n".join(map(literal, where[:5])) + (f"\n(+{len(where) - 5})" if len(where) > 5 else ""))
     out.print(table)
     out.print(f"(search {result.audit_id})")
 
@@ -102,12 +104,12 @@ def _print_result(photo: Path, result) -> None:
         _print_copies(photo, result)
         return
     faces = result.query["faces"]
-    out.print(f"[bold]{photo}[/]: {len(faces)} face(s) found")
+    out.print(f"[bold]{literal(photo)}[/]: {len(faces)} face(s) found")
     for f in faces:
         mark = "*" if f["index"] == result.query["selected"] else " "
         out.print(f" {mark} face {f['index']}: box {tuple(f['box'])}, {f['size']} px")
     if result.error:
-        out.print(f"[red]error:[/] {result.error}")
+        out.print(f"[red]error:[/] {literal(result.error)}")
         return
     if result.approval and result.approval["policy"] == "prior" and result.approval["state"] == "pending":
         out.print(f"Results withheld until a supervisor approves (approval {result.approval['id']}, "
@@ -119,7 +121,8 @@ def _print_result(photo: Path, result) -> None:
     table = Table("#", "face", "distance", "similarity", "checked")
     table.add_column("where (page or file)", overflow="fold")
     for rank, m in enumerate(result.results, 1):
-        places = [(a["page_url"] or a["location"]) + (" (gone)" if a["gone"] else "") for a in m.image["appearances"]]
+        places = [literal(a["page_url"] or a["location"]) + (" (gone)" if a["gone"] else "")
+                  for a in m.image["appearances"]]
         more = f"\n(+{len(places) - 3} more)" if len(places) > 3 else ""
         table.add_row(
             str(rank), str(m.face_id), f"{m.distance:.3f}", f"{m.similarity:.2f}", m.verification.get("state", ""),
@@ -161,8 +164,9 @@ def approvals_command(ctx: typer.Context) -> None:
         for approval, entry in approvals.pending(session):
             item = approvals.describe(approval)
             due = "OVERDUE" if item["overdue"] else (item["due_at"] or "")[:16]
-            table.add_row(str(approval.id), str(approval.search_id), approval.policy, approval.requester,
-                          entry.purpose or "", entry.details.get("case_ref", ""), entry.details.get("justification", ""),
+            table.add_row(str(approval.id), str(approval.search_id), literal(approval.policy),
+                          literal(approval.requester), literal(entry.purpose or ""),
+                          literal(entry.details.get("case_ref", "")), literal(entry.details.get("justification", "")),
                           due)
     out.print(table)
 
@@ -174,7 +178,7 @@ def _decide(ctx: typer.Context, approval_id: int, approve: bool, reason: str) ->
     db = open_db(settings)
     actor = acting(ctx, db, "approve")
     result = Searcher.open(settings, db).decide(actor, approval_id, approve, reason)
-    out.print(f"Search {result['search_id']} {result['state']} by {actor.username}.")
+    out.print(f"Search {result['search_id']} {literal(result['state'])} by {literal(actor.username)}.")
 
 
 @commands.command()
@@ -203,13 +207,13 @@ def confirm_command(
     search_id: Annotated[int, typer.Argument(help="The search's audit id (printed with its results).")],
     face_id: Annotated[int, typer.Argument(help="The result's face id.")],
 ) -> None:
-    """Confirm that a search result shows the person searched for; a second person verifies it."""
-    from ..governance.verification import confirm
+    """Confirm that a result of a search you may see shows the person searched for; a second person
+    verifies it."""
+    from ..search.service import confirm_match
 
     db = open_db(ctx.obj.settings)
     actor = acting(ctx, db, "search")
-    with db.session() as session, session.begin():
-        result = confirm(session, actor, search_id, face_id)
+    result = confirm_match(db, actor, search_id, face_id)
     out.print(f"Face {face_id} in case {result['case_ref']}: {result['state']} "
               f"(by {', '.join(result['confirmed_by'])})")
 
@@ -217,22 +221,63 @@ def confirm_command(
 @commands.command("subject-report")
 def subject_report(
     ctx: typer.Context,
-    photo: Annotated[Path, typer.Argument(help="A photo of the data subject's face.")],
-    request_ref: Annotated[str, typer.Option("--request-ref", help="Reference of the verified request.")] = "",
+    photo: Annotated[Path | None, typer.Argument(help="A photo of the data subject's face (asks for a report).")] = None,
+    request_ref: Annotated[str, typer.Option("--request-ref", help="The request's reference in your register, "
+                                             "e.g. DSR-2026-0042.")] = "",
+    received: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"], help="When the request was received.")] = None,
+    identity_check: Annotated[str, typer.Option(help="How the person's identity was checked: id-document, "
+                                                "in-person, signed-letter or legal-representative.")] = "",
+    pending: Annotated[bool, typer.Option("--pending", help="List requests waiting for a second admin.")] = False,
+    approve: Annotated[int | None, typer.Option(help="Approve request APPROVAL (a second admin).")] = None,
+    deny: Annotated[int | None, typer.Option(help="Deny request APPROVAL (a second admin).")] = None,
+    reason: Annotated[str, typer.Option(help="Why approved or denied (recorded).")] = "",
+    search_id: Annotated[int | None, typer.Option("--search", help="Make the report of your approved request.")] = None,
     output: Annotated[Path | None, typer.Option("--out", help="Write the report here (default: print).")] = None,
 ) -> None:
-    """Report what the index holds for a person's face (admins; for a verified subject access request)."""
+    """Subject access reports (admins): what the index holds for a person's face.
+
+    Ask with PHOTO, --request-ref, --received and --identity-check: the request is recorded and held
+    for a second admin (--pending lists them; --approve/--deny APPROVAL --reason decides); then
+    --search SEARCH makes the report, for the admin who asked."""
+    from ..governance import approvals
     from ..search import Searcher
 
     settings = ctx.obj.settings
-    if not photo.is_file():
-        raise Refused(f"no such file: {photo}")
     db = open_db(settings)
     actor = acting(ctx, db, "subject.report")
-    report = Searcher.open(settings, db).subject_report(actor, photo.read_bytes(), request_ref)
-    text = json.dumps(report, indent=2, ensure_ascii=False)
-    if output:
-        output.write_text(text + "\n")
-        out.print(f"{len(report['images'])} images written to {output} (recorded as audit entry {report['audit_id']}).")
-    else:
-        sys.stdout.write(text + "\n")
+    if pending:
+        with db.session() as session:
+            waiting = approvals.pending(session, subject_access=True)
+            for approval, entry in waiting:  # the reference, date and check were validated when asked
+                out.print(f"approval {approval.id}: request {entry.details.get('request_ref')} received "
+                          f"{entry.details.get('received')}, identity checked by {entry.details.get('identity_check')}; "
+                          f"asked by {approval.requester} at {approval.created_at.isoformat()[:16]} "
+                          f"(search {approval.search_id})", soft_wrap=True, markup=False)
+        if not waiting:
+            out.print("No subject access request is waiting.")
+        return
+    if approve is not None or deny is not None:
+        decided = Searcher.open(settings, db).decide(actor, approve if approve is not None else deny,
+                                                     approve is not None, reason)
+        out.print(f"Subject access request (search {decided['search_id']}) {decided['state']} by {actor.username}.")
+        return
+    if search_id is not None:
+        report = Searcher.open(settings, db).subject_report(actor, search_id)
+        text = json.dumps(report, indent=2, ensure_ascii=False)
+        if output:
+            output.write_text(text + "\n")
+            out.print(f"{len(report['images'])} images written to {literal(output)} (recorded as audit entry "
+                      f"{report['audit_id']}).")
+        else:
+            sys.stdout.write(text + "\n")
+        return
+    if photo is None or not photo.is_file():
+        raise Refused(f"no such file: {photo}" if photo else "give a photo of the person's face "
+                      "(or --pending, --approve, --deny, --search)")
+    asked = Searcher.open(settings, db).request_subject_report(
+        actor, photo.read_bytes(), request_ref=request_ref, received=received.date() if received else None,
+        identity_check=identity_check)
+    out.print(f"Subject access request {asked['request_ref']} recorded as search {asked['search_id']}; "
+              f"held for a second admin's approval (approval {asked['approval']['id']}). Another admin runs "
+              f"`facetrail subject-report --approve {asked['approval']['id']} --reason ...`; then "
+              f"`facetrail subject-report --search {asked['search_id']} --out FILE`.", soft_wrap=True)

@@ -4,8 +4,10 @@ Per role (FACETRAIL_APPROVAL_POLICY): `none`; `review` (results are shown, a sup
 reviews the search afterwards); `prior` (results are withheld until a supervisor approves;
 meanwhile only the query face's descriptor is held, and it is deleted at the decision).
 An `urgent` search (for roles in FACETRAIL_URGENT_ROLES) shows results at once but must be
-approved within FACETRAIL_URGENT_HOURS; past that it is flagged as overdue. Nobody decides
-on their own search, and every decision is recorded with its reason.
+approved within FACETRAIL_URGENT_HOURS; past that it is flagged as overdue. A subject access
+report is held like a prior search (policy `subject-access`) and decided by a second admin, not
+by a supervisor. Nobody decides on their own search, and every decision is recorded with its
+reason.
 """
 
 from __future__ import annotations
@@ -22,7 +24,21 @@ from ..store import Approval, AuditEntry
 from . import audit
 from .accounts import Actor
 
-POLICIES = ("none", "review", "prior")
+POLICIES = ("none", "review", "prior")  # what a role's searches may be under (settings)
+SUBJECT_ACCESS = "subject-access"  # a subject access report, decided by a second admin
+HELD = ("prior", SUBJECT_ACCESS)  # results withheld until approved (the descriptor is held)
+DECIDED_WITH = {SUBJECT_ACCESS: "subject.report"}  # the permission that decides; others: "approve"
+# Row ids are INTEGER columns: 32-bit on PostgreSQL. An id outside is no row (never a query).
+MAX_ROW_ID = 2**31 - 1
+
+
+def is_row_id(value: object) -> bool:
+    """Whether `value` can be a row's id (an int from 1 to MAX_ROW_ID): anything else is not found."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ROW_ID
+
+
+def may_decide(actor: Actor, approval: Approval) -> bool:
+    return actor.can(DECIDED_WITH.get(approval.policy, "approve"))
 
 
 class ApprovalError(Refused):
@@ -88,13 +104,24 @@ def describe(approval: Approval) -> dict:
     }
 
 
-def pending(session: Session) -> list[tuple[Approval, AuditEntry]]:
-    """Undecided searches, oldest first, with their audit entries (purpose, case, ...)."""
+def pending(session: Session, subject_access: bool = False) -> list[tuple[Approval, AuditEntry]]:
+    """Undecided searches, oldest first, with their audit entries (purpose, case, ...): the
+    supervisors' queue, or (`subject_access`) the subject access reports waiting for an admin."""
+    policy = Approval.policy == SUBJECT_ACCESS if subject_access else Approval.policy != SUBJECT_ACCESS
     rows = session.execute(
         select(Approval, AuditEntry)
         .join(AuditEntry, AuditEntry.id == Approval.search_id)
-        .where(Approval.state == "pending")
+        .where(Approval.state == "pending", policy)
         .order_by(Approval.id)
+    )
+    return [(approval, entry) for approval, entry in rows]
+
+
+def requests(session: Session, policy: str) -> list[tuple[Approval, AuditEntry]]:
+    """Every search under `policy` (any state), oldest first, with its audit entry."""
+    rows = session.execute(
+        select(Approval, AuditEntry).join(AuditEntry, AuditEntry.id == Approval.search_id)
+        .where(Approval.policy == policy).order_by(Approval.id)
     )
     return [(approval, entry) for approval, entry in rows]
 
@@ -102,14 +129,14 @@ def pending(session: Session) -> list[tuple[Approval, AuditEntry]]:
 def decide(session: Session, actor: Actor, approval_id: int, approve: bool, reason: str) -> tuple[Approval, bool]:
     """Approve or deny; returns the approval and whether it was overdue. The caller runs a prior
     search's query after approval and records the decision (see Searcher.decide)."""
-    if not actor.can("approve"):
-        raise ApprovalError(f"the {actor.role} role may not approve searches")
+    if not (actor.can("approve") or actor.can("subject.report")):
+        raise ApprovalError(f"the {actor.role} role may not approve searches", "not_permitted")
     reason = (reason or "").strip()
     if not reason:
         raise ApprovalError("a decision needs a reason")
-    approval = session.get(Approval, approval_id)
-    if approval is None:
-        raise ApprovalError(f"there is no approval {approval_id}")
+    approval = session.get(Approval, approval_id) if is_row_id(approval_id) else None
+    if approval is None or not may_decide(actor, approval):  # a supervisor sees no subject access request
+        raise ApprovalError(f"there is no approval {approval_id}", "not_found")
     if approval.state != "pending":
         raise ApprovalError(f"approval {approval_id} was already decided ({approval.state})", "already_decided")
     if approval.requester == actor.username:
@@ -132,4 +159,5 @@ def record_decision(session: Session, actor: Actor, approval: Approval, overdue:
         reason=approval.reason,
         overdue=overdue,
         results=approval.results,
+        result_count=None if approval.results is None else len(approval.results),
     )

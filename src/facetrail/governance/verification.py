@@ -43,15 +43,13 @@ def confirmations(session: Session, case_ref: str, face_ids: list[int]) -> dict[
     return found
 
 
-def confirm(session: Session, actor: Actor, search_id: int, face_id: int) -> dict:
-    """Record `actor`'s confirmation of `face_id` as shown by search `search_id`."""
+def confirm(session: Session, actor: Actor, search: AuditEntry, shown: set[int], face_id: int) -> dict:
+    """Record `actor`'s confirmation of `face_id` as shown by `search`, whose results `actor` may see
+    (`shown`: the face ids it shows them; the search layer decides who may see what)."""
     if not actor.can("search"):
         raise VerificationError(f"the {actor.role} role may not confirm matches", "not_permitted")
-    search = session.get(AuditEntry, search_id)
-    if search is None or search.action != "search":
-        raise VerificationError(f"there is no search {search_id}")
-    if face_id not in {result[0] for result in search.details.get("results", [])}:
-        raise VerificationError(f"face {face_id} was not among the results of search {search_id}")
+    if face_id not in shown:
+        raise VerificationError(f"face {face_id} was not among the results of search {search.id}")
     case_ref = search.details["case_ref"]
     already = confirmations(session, case_ref, [face_id]).get(face_id, [])
     if actor.username in already:
@@ -59,11 +57,11 @@ def confirm(session: Session, actor: Actor, search_id: int, face_id: int) -> dic
                                 "already_confirmed")
     session.add(
         Confirmation(
-            case_ref=case_ref, face_id=face_id, search_id=search_id, username=actor.username,
+            case_ref=case_ref, face_id=face_id, search_id=search.id, username=actor.username,
             created_at=datetime.now(UTC),
         )
     )
     confirmed_by = [*already, actor.username]
     result = {"face_id": face_id, "case_ref": case_ref, "state": state(confirmed_by), "confirmed_by": confirmed_by}
-    audit.record(session, actor, "match.confirm", search.purpose, search_id=search_id, **result)
+    audit.record(session, actor, "match.confirm", search.purpose, search_id=search.id, **result)
     return result

@@ -1,33 +1,30 @@
-"""The stored preview files of a search result, found by database id.
+"""The stored preview files of a search result, for someone who may see that search now.
 
-Results name faces and images by id; the files are named by the image's sha256 (see
-store/media.py), so the outside world never chooses a path. Who may see a file is the
-caller's check (the web app serves them to accounts that may search).
+A face crop or thumbnail is only ever shown as part of a search result: the caller names the
+search, and the file is found only if the face or image is among the results that search shows
+them now (`Searcher.shown_media`, which asks rules.visible_search). Files are named by the
+image's sha256 (see store/media.py), so the outside world never chooses a path.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import select
-
-from ..store import Database, Face, Image
+from ..governance.actors import Actor
 from ..store.media import MediaStore
+from .service import Searcher
 
 
-def face_crop(db: Database, media: MediaStore, face_id: int) -> Path | None:
-    """The crop of face `face_id`, or None if there is no such face or file."""
-    with db.session() as session:
-        row = session.execute(
-            select(Image.sha256, Face.idx).join(Face, Face.image_id == Image.id).where(Face.id == face_id)
-        ).first()
-    return _existing(row and media.crop_path(row.sha256, row.idx))
+def face_crop(searcher: Searcher, media: MediaStore, actor: Actor, search_id: int, face_id: int) -> Path | None:
+    """The crop of face `face_id` as a result of search `search_id`, or None (no such face, not
+    among the results that search shows `actor` now, or no file)."""
+    face = searcher.shown_media(actor, search_id).faces.get(face_id)
+    return _existing(face and media.crop_path(*face))
 
 
-def thumbnail(db: Database, media: MediaStore, image_id: int) -> Path | None:
-    """The thumbnail of image `image_id`, or None if there is no such image or file."""
-    with db.session() as session:
-        sha = session.scalar(select(Image.sha256).where(Image.id == image_id))
+def thumbnail(searcher: Searcher, media: MediaStore, actor: Actor, search_id: int, image_id: int) -> Path | None:
+    """The thumbnail of image `image_id` as a result of search `search_id`, or None."""
+    sha = searcher.shown_media(actor, search_id).images.get(image_id)
     return _existing(sha and media.thumb_path(sha))
 
 

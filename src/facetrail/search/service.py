@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from datetime import date
 
 import numpy as np
 from sqlalchemy import select
@@ -25,16 +26,35 @@ from ..governance.optout import OptOutCache
 from ..images.copies import MAX_DISTANCE, nearest, probe
 from ..images.decode import DecodedImage, DecodeError, Limits, decode
 from ..index import VectorIndex
-from ..store import Approval, AuditEntry, Database, Face, Image
+from ..store import AuditEntry, Database, Face, Image
 from .bands import band
 from .copy_hashes import CopyHashes
 from .provenance import appearances_of
 from .results import Match, QueryFace, SearchResult, image_dict, similarity
-from .rules import SearchRefused, check_request
+from .rules import (
+    SUBJECT_ACCESS,
+    SearchRefused,
+    check_request,
+    check_subject_access,
+    no_such_search,
+    visible_search,
+)
 
 # Query photos of at least twice this long side are decoded reduced (a 12 MP phone photo at half
 # size: 3x faster to decode, 4x fewer pixels to scan); boxes are given in the photo's own pixels.
 QUERY_SIDE = 1600
+# Subject access reports: at most this many results, and (unless FACETRAIL_SEARCH_LIMITS or
+# FACETRAIL_USER_SEARCH_LIMITS give admins their own) at most this many requests per admin.
+SUBJECT_REPORT_SIZE = 1000
+SUBJECT_ACCESS_LIMITS = {"hour": 5, "day": 20}
+
+
+@dataclass(frozen=True)
+class ShownMedia:
+    """What a search shows someone: face id -> (image sha256, face index), image id -> sha256."""
+
+    faces: dict[int, tuple[str, int]]
+    images: dict[int, str]
 
 
 def _request_details(actor: Actor, justification: str, case_ref: str, sha: str) -> dict:
@@ -57,7 +77,7 @@ class Searcher:
         self.db = db
         self.index = index
         self.engine = engine
-        self.limits = Limits(settings.max_image_bytes, settings.max_image_pixels)
+        self.limits = Limits.from_settings(settings)
         self._engine_lock = threading.Lock()
         self._opt_outs = OptOutCache(settings.match_threshold)
         self._copy_hashes = CopyHashes()
@@ -144,37 +164,92 @@ class Searcher:
                     result.approval = approvals.describe(approval)
         return result
 
-    def subject_report(self, actor: Actor, photo: bytes, request_ref: str, limit: int = 1000) -> dict:
-        """What the index holds for the face in `photo`, for a verified data-subject access request
-        (admins; recorded). Returns plain data: the request, and every matching image with its
-        locations and dates."""
-        request_ref = (request_ref or "").strip()
-        if not actor.can("subject.report"):
-            raise SearchRefused(f"the {actor.role} role may not make subject access reports")
-        if not request_ref:
-            raise SearchRefused("a subject access report needs the request's reference (--request-ref)")
-        _, faces = self.faces_in(photo)
+    def request_subject_report(self, actor: Actor, photo: bytes, *, request_ref: str, received: date | None,
+                               identity_check: str) -> dict:
+        """Ask for a subject access report on the face in `photo` (admins): a recorded search with the
+        reserved purpose `data-subject-access`, under the admins' rate limit, one per request
+        reference. Nothing is searched yet: the face's descriptor is held until a second admin
+        approves (`decide`); the report is then made by `subject_report`."""
+        request_ref = check_subject_access(actor, request_ref, received, identity_check)
+        self._check_rate(actor, SUBJECT_ACCESS_LIMITS)
+        with self.db.session() as session:
+            earlier = [a for a, e in approvals.requests(session, approvals.SUBJECT_ACCESS)
+                       if e.details.get("request_ref") == request_ref and a.state != "denied"]
+        if earlier:
+            raise SearchRefused(f"request {request_ref} already has a subject access report (search "
+                                f"{earlier[0].search_id}); a denied one may be asked again", "already_reported")
+        try:
+            _, faces = self.faces_in(photo)
+        except DecodeError as exc:
+            raise SearchRefused(f"not a usable image: {exc}", exc.reason) from None
         if not faces:
-            raise SearchRefused("no face found in the photo")
+            raise SearchRefused("no face found in the photo", "no_face")
+        sha = hashlib.sha256(photo).hexdigest()
         with self.db.session() as session, session.begin():
-            matches = self._neighbours(session, faces[0].embedding, limit, self.settings.match_threshold, request_ref)
+            entry = audit.record(
+                session,
+                actor,
+                "search",
+                SUBJECT_ACCESS,
+                **{
+                    "mode": "subject-access",
+                    **_request_details(actor, f"subject access request received {received.isoformat()}, "
+                                              f"identity checked by {identity_check}", request_ref, sha),
+                    "request_ref": request_ref,
+                    "received": received.isoformat(),
+                    "identity_check": identity_check,
+                    "faces_found": len(faces),
+                    "selected_face": 0,
+                    "top_k": SUBJECT_REPORT_SIZE,
+                    "threshold": self.settings.match_threshold,
+                    "model": self.engine.model_name,
+                    "index": {"kind": self.index.kind, "size": len(self.index), "version": self.index.version},
+                    "results": [],
+                    "result_count": 0,
+                    "approval_policy": approvals.SUBJECT_ACCESS,
+                    "hold": None,
+                    "outcome": "withheld",
+                },
+            )
+            approval = approvals.open_approval(session, self.settings, entry, actor, approvals.SUBJECT_ACCESS,
+                                               faces[0].embedding, f"subject access request {request_ref}")
+            return {"request_ref": request_ref, "search_id": entry.id, "approval": approvals.describe(approval)}
+
+    def subject_report(self, actor: Actor, search_id: int) -> dict:
+        """The report of an approved subject access request, for the admin who asked for it: every
+        indexed image whose face is within the match threshold, nearest first, with its locations
+        and dates. Each report made is recorded (`subject_report`, with the result count)."""
+        with self.db.session() as session, session.begin():
+            seen = visible_search(session, actor, search_id)
+            if seen.entry.purpose != SUBJECT_ACCESS:
+                raise no_such_search(search_id)
+            if not seen.shown:
+                state = seen.approval.state if seen.approval else "pending"
+                raise SearchRefused(f"subject access request {seen.entry.details['request_ref']} is {state}"
+                                    + (": a second admin must approve it first" if state == "pending" else ""),
+                                    "not_approved")
+            ref = seen.entry.details["request_ref"]
+            matches = self._matches(session, seen.hits, ref)
             entry = audit.record(
                 session,
                 actor,
                 "subject_report",
-                "data-subject-access",
-                **{
-                    "request_ref": request_ref,
-                    "query_sha256": hashlib.sha256(photo).hexdigest(),
-                    "results": [[m.face_id, round(m.distance, 6)] for m in matches],
-                    "result_count": len(matches),
-                },
+                SUBJECT_ACCESS,
+                request_ref=ref,
+                search_id=search_id,
+                approved_by=seen.approval.decided_by,
+                results=[[m.face_id, round(m.distance, 6)] for m in matches],
+                result_count=len(matches),
             )
+            made_at = entry.created_at.isoformat()
+            approved_by, audit_id = seen.approval.decided_by, entry.id
         return {
-            "request_ref": request_ref,
-            "made_at": entry.created_at.isoformat(),
+            "request_ref": ref,
+            "search_id": search_id,
+            "made_at": made_at,
             "made_by": actor.username,
-            "audit_id": entry.id,
+            "approved_by": approved_by,
+            "audit_id": audit_id,
             "threshold": self.settings.match_threshold,
             "images": [
                 {
@@ -212,29 +287,46 @@ class Searcher:
             return approvals.describe(approval)
 
     def results_of(self, actor: Actor, search_id: int) -> SearchResult:
-        """The results of an earlier search, for its requester or a supervisor, once they may be seen."""
+        """The results of an earlier search, for its requester or a supervisor, once they may be seen
+        (rules.visible_search; any other search is `not_found`)."""
         with self.db.session() as session:
-            search = session.get(AuditEntry, search_id)
-            if search is None or search.action != "search":
-                raise SearchRefused(f"there is no search {search_id}", "no_such_search")
-            if search.actor != actor.username and not actor.can("approve"):
-                raise SearchRefused("only the person who searched, or a supervisor, may see these results", "not_visible")
-            approval = session.scalar(select(Approval).where(Approval.search_id == search_id))
-            if approval is not None and approval.policy == "prior":
-                hits = approval.results or []
-            else:
-                hits = search.details["results"]
+            seen = visible_search(session, actor, search_id)
+            search = seen.entry
             result = SearchResult(
                 query={"sha256": search.details["query_sha256"], "selected": search.details["selected_face"]},
                 audit_id=search_id,
-                approval=approvals.describe(approval) if approval else None,
+                approval=approvals.describe(seen.approval) if seen.approval else None,
             )
             if search.details.get("mode") == "copies":
                 result.mode = "copies"
-                result.copies = self._copy_rows(session, search.details["copies"])
+                result.copies = self._copy_rows(session, [list(c) for c in seen.copies])
                 return result
-            result.results = self._matches(session, [(int(i), float(d)) for i, d in hits], search.details["case_ref"])
+            result.results = self._matches(session, seen.hits, search.details["case_ref"])
             return result
+
+    def shown_media(self, actor: Actor, search_id: int) -> ShownMedia:
+        """The face crops and thumbnails search `search_id` shows `actor` now: its visible results
+        that are still indexed and not opted out (the same faces `results_of` gives). Nothing for
+        a search the actor may not see."""
+        with self.db.session() as session:
+            try:
+                seen = visible_search(session, actor, search_id)
+            except SearchRefused:
+                return ShownMedia({}, {})
+            images = dict(session.execute(
+                select(Image.id, Image.sha256).where(Image.id.in_([i for i, _ in seen.copies]))).all())
+            rows = session.execute(
+                select(Face.id, Face.idx, Face.embedding, Image.id, Image.sha256)
+                .join(Image, Image.id == Face.image_id).where(Face.id.in_(seen.face_ids))).all()
+            if not rows:
+                return ShownMedia({}, images)
+            blocked = self._opt_outs.get(session).blocked(np.stack([np.frombuffer(r[2], np.float32) for r in rows]))
+        faces = {}
+        for (face_id, idx, _, image_id, sha), out in zip(rows, blocked):
+            if not out:
+                faces[face_id] = (sha, idx)
+                images[image_id] = sha
+        return ShownMedia(faces, images)
 
     def copies(self, photo: bytes, *, actor: Actor, purpose: str, justification: str, case_ref: str,
                top_k: int | None = None, name: str | None = None) -> SearchResult:
@@ -292,9 +384,11 @@ class Searcher:
                     approvals.open_approval(session, self.settings, entry, actor, policy, None))
         return result
 
-    def _check_rate(self, actor: Actor) -> None:
-        """Raise RateLimited if the actor has used up a search limit (the user's, else the role's)."""
-        limits = self.settings.user_search_limits.get(actor.username) or self.settings.search_limits.get(actor.role, {})
+    def _check_rate(self, actor: Actor, default: dict[str, int] | None = None) -> None:
+        """Raise RateLimited if the actor has used up a search limit (the user's, else the role's,
+        else `default`)."""
+        limits = (self.settings.user_search_limits.get(actor.username)
+                  or self.settings.search_limits.get(actor.role) or default or {})
         with self.db.session() as session:
             rate_limits.check(session, actor.username, limits)
 
@@ -358,3 +452,16 @@ class Searcher:
             by = confirmed.get(match.face_id, [])
             match.verification = {"state": verification.state(by), "confirmed_by": by}
         return matches
+
+
+def confirm_match(db: Database, actor: Actor, search_id: int, face_id: int) -> dict:
+    """`actor` confirms that result `face_id` of search `search_id` shows the person searched for.
+    Only someone who may see that search's results now may confirm one of them; any other search
+    (unknown, someone else's, held for or refused prior approval) is `not_found`."""
+    if not actor.can("search"):
+        raise verification.VerificationError(f"the {actor.role} role may not confirm matches", "not_permitted")
+    with db.session() as session, session.begin():
+        seen = visible_search(session, actor, search_id)
+        if not seen.shown or seen.entry.details.get("mode") in ("copies", "subject-access"):
+            raise no_such_search(search_id)
+        return verification.confirm(session, actor, seen.entry, seen.face_ids, face_id)

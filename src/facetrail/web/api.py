@@ -13,10 +13,10 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel, Field
 
 from ..errors import Refused
-from ..governance.verification import confirm
 from ..images.previews import make_crop
 from ..search import check_request
 from ..search.opt_out import RECEIVED as OPT_OUT_RECEIVED
+from ..search.service import confirm_match as confirm
 from ..search.stats import counts
 from . import deps
 from .deps import Caller, MayApprove, MaySearch
@@ -118,11 +118,13 @@ def search_results(request: Request, search_id: int, actor: MaySearch) -> dict:
 
 
 def with_media_urls(body: dict) -> dict:
+    """Each result's crop and thumbnail, under its search's own URL (web/media.py)."""
+    search = f"/api/v1/searches/{body['audit_id']}"
     for item in body["results"]:
-        item["crop_url"] = f"/media/faces/{item['face_id']}.jpg"
-        item["thumb_url"] = f"/media/images/{item['image']['id']}.jpg"
+        item["crop_url"] = f"{search}/faces/{item['face_id']}.jpg"
+        item["thumb_url"] = f"{search}/images/{item['image']['id']}.jpg"
     for item in body.get("copies", []):
-        item["thumb_url"] = f"/media/images/{item['image']['id']}.jpg"
+        item["thumb_url"] = f"{search}/images/{item['image']['id']}.jpg"
     return body
 
 
@@ -156,7 +158,7 @@ async def opt_out_api(
 
 @router.post("/api/v1/confirmations", tags=["search"])
 async def confirm_match(request: Request, body: ConfirmationIn, actor: MaySearch) -> dict:
-    """Confirm that a result of a search shows the person searched for (in that search's case).
-    One confirmation makes a match "confirmed"; a second by a different user "verified"."""
-    with deps.database(request).session() as session, session.begin():
-        return confirm(session, actor, body.search_id, body.face_id)
+    """Confirm that a result of a search you may see shows the person searched for (in that search's
+    case). One confirmation makes a match "confirmed"; a second by a different user "verified".
+    Any search you may not see answers 404."""
+    return confirm(deps.database(request), actor, body.search_id, body.face_id)
