@@ -23,7 +23,7 @@ from ..search import Searcher
 from ..store import Database
 from ..store.media import MediaStore
 from ..store.private import prepare_data_dir
-from . import api, errors, media, pages
+from . import api, docs, errors, media, pages
 from .deps import HERE
 from .ratelimit import RateLimiter
 
@@ -66,6 +66,9 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description="Accountable face search: every search needs a purpose and is written to the audit log.",
         lifespan=lifespan,
+        responses=errors.RESPONSES,  # every error is {code, detail}
+        docs_url=None,  # /docs is served from local assets by docs.py; no /redoc (it needs a CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
 
@@ -78,6 +81,6 @@ def create_app(settings: Settings) -> FastAPI:
     for handled in errors.HANDLED:
         app.add_exception_handler(handled, errors.answer)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (pages, api, media):
+    for module in (pages, api, media, docs):
         app.include_router(module.router)
     return app
