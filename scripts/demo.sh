@@ -41,6 +41,33 @@ until grep -q '^Serving' "$DEMO_DIR/site.log"; do
 done
 
 echo
+echo "== Accounts"
+# Acting as an account needs proof. The demo binds the admin account to your operating-system login
+# (so `--as admin` works for you, checked against your real user id) and gives the investigator an
+# API token for the example search; both get one-time passwords for the web app.
+me=$(id -un)
+if "$BIN/facetrail" init admin --token > "$DEMO_DIR/.admin" 2>/dev/null; then
+  chmod 600 "$DEMO_DIR/.admin"
+  FACETRAIL_TOKEN=$(grep -o 'ft_[^ ]*' "$DEMO_DIR/.admin") "$BIN/facetrail" user bind-os-user admin "$me" > /dev/null
+  "$BIN/facetrail" --as admin user add investigator --role investigator > "$DEMO_DIR/.investigator"
+  admin_password=$(grep -o 'change it at first login): [^ ]*' "$DEMO_DIR/.admin" | grep -o '[^ ]*$')
+elif "$BIN/facetrail" --as admin user list > /dev/null 2>&1; then  # accounts from an earlier run: new passwords
+  "$BIN/facetrail" --as admin user reset-password investigator > "$DEMO_DIR/.investigator"
+  admin_password=$("$BIN/facetrail" --as admin user reset-password admin | grep -o '[^ ]*$')
+else
+  echo "Accounts exist in $FACETRAIL_DATA_DIR but the admin is not bound to your login ($me): acting as it" >&2
+  echo "needs its password or token (see README, Command line). Remove $DEMO_DIR to start afresh." >&2
+  exit 1
+fi
+investigator_password=$(grep -o '[^ ]*$' "$DEMO_DIR/.investigator")
+rm -f "$DEMO_DIR/.admin" "$DEMO_DIR/.investigator"
+investigator_token=$("$BIN/facetrail" --as admin token create --user investigator --name demo --days 1 \
+  | grep -o 'ft_[^ ]*')
+echo "  admin         one-time password: $admin_password   (bound to your login $me: --as admin)"
+echo "  investigator  one-time password: $investigator_password   (searches)"
+echo "  (each is asked to choose its own password at first sign-in)"
+
+echo
 echo "== Declaring it as a source and crawling it"
 if "$BIN/facetrail" source show demo-site > /dev/null 2>&1; then
   echo "Source 'demo-site' is declared already."
@@ -49,25 +76,10 @@ else
     --legal-basis "demo site served locally from the face_recognition package's sample photos (MIT licence)"
 fi
 if "$BIN/facetrail" source show photos > /dev/null 2>&1; then  # left by an older demo that indexed the folder
-  "$BIN/facetrail" source remove photos --yes
+  "$BIN/facetrail" --as admin source remove photos --yes
 fi
 # Loopback addresses are never fetched unless allowed one host:port at a time; a local site may go fast.
 FACETRAIL_FETCH_ALLOW="127.0.0.1:$SITE_PORT" FACETRAIL_CRAWL_DELAY=0.1 "$BIN/facetrail" crawl demo-site
-
-echo
-echo "== Accounts"
-if "$BIN/facetrail" init admin > "$DEMO_DIR/.admin" 2>/dev/null; then
-  "$BIN/facetrail" --as admin user add investigator --role investigator > "$DEMO_DIR/.investigator"
-else  # accounts exist from an earlier run: give both new one-time passwords
-  "$BIN/facetrail" --as admin user reset-password admin > "$DEMO_DIR/.admin"
-  "$BIN/facetrail" --as admin user reset-password investigator > "$DEMO_DIR/.investigator"
-fi
-admin_password=$(grep -o '[^ ]*$' "$DEMO_DIR/.admin")
-investigator_password=$(grep -o '[^ ]*$' "$DEMO_DIR/.investigator")
-rm -f "$DEMO_DIR/.admin" "$DEMO_DIR/.investigator"
-echo "  admin         one-time password: $admin_password"
-echo "  investigator  one-time password: $investigator_password   (searches)"
-echo "  (each is asked to choose its own password at first sign-in)"
 
 echo
 echo "== Example search as the investigator: where else does the person in obama.jpg appear?"
@@ -87,7 +99,7 @@ for line in sys.stdin:
     print(f"(search {result['audit_id']}, recorded in the audit log)")
 PY
 )
-"$BIN/facetrail" --as investigator search "$PHOTOS/obama.jpg" --purpose source-verification \
+FACETRAIL_TOKEN=$investigator_token "$BIN/facetrail" search "$PHOTOS/obama.jpg" --purpose source-verification \
   --justification "demo: show how search works" --case DEMO-1 --json | "$BIN/python" -c "$show_pages"
 
 cat <<TXT
@@ -98,12 +110,13 @@ crawled; other sites are outside the source's scope). The site's pages are in $S
 
 Try it yourself (data folder: $FACETRAIL_DATA_DIR):
   export FACETRAIL_DATA_DIR=$FACETRAIL_DATA_DIR
-  $BIN/facetrail --as investigator search $PHOTOS/biden.jpg --purpose source-verification \\
+  export FACETRAIL_TOKEN=$investigator_token   # the investigator's token (1 day)
+  $BIN/facetrail search $PHOTOS/biden.jpg --purpose source-verification \\
       --justification "your reason" --case YOUR-REF
   $BIN/facetrail source list
   FACETRAIL_FETCH_ALLOW=127.0.0.1:$SITE_PORT $BIN/facetrail crawl demo-site   # while the demo runs
   $BIN/facetrail stats
-  $BIN/facetrail --as admin audit verify
+  FACETRAIL_TOKEN= $BIN/facetrail --as admin audit verify   # you act as admin by your login's binding
 
 == Web app: open http://127.0.0.1:$PORT/ and sign in as investigator with the password above
    (API docs at /docs; result links lead to the demo site on $SITE_URL). Ctrl-C stops both.
