@@ -2,7 +2,9 @@
 
 Every JSON error is `{"code": ..., "detail": ...}`: a `Refused` (any governance, search,
 account, source or photo refusal) by its code, FastAPI's and Starlette's own errors
-(unknown route, bad request fields) by their status. The detail is a sentence for a person.
+(unknown route, wrong method, bad request fields) by their status, and anything unexpected
+as 500 `internal_error` (the exception itself goes to the server's log, not to the client).
+The detail is a sentence for a person.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from http import HTTPStatus
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from ..errors import Refused
@@ -30,6 +33,7 @@ STATUS = {
     "already_confirmed": 409,
     "too_large": 413,
     "too_many_pixels": 413,
+    "too_much_memory": 413,
     "rate_limited": 429,
     "not_an_image": 400,
     "unsupported_format": 400,
@@ -41,12 +45,29 @@ PHOTO_PROBLEMS = {
     "not_an_image": "This file is not an image. Upload a JPEG, PNG, WebP, GIF, BMP or TIFF photo.",
     "unsupported_format": "This image format is not supported. Use JPEG, PNG, WebP, GIF, BMP or TIFF.",
     "too_many_pixels": "The photo has too many pixels ({detail}).",
+    "too_much_memory": "The photo is too big to decode ({detail}).",
     "too_large": "The photo is too large ({detail}).",
     "truncated": "The photo is incomplete (truncated). Upload the whole file.",
     "corrupt": "The photo is damaged and cannot be read.",
     "empty": "The uploaded file is empty.",
 }
-HANDLED = (Refused, HTTPException, RequestValidationError)  # what `answer` turns into JSON
+HANDLED = (Refused, HTTPException, RequestValidationError, Exception)  # what `answer` turns into JSON
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the API."""
+
+    code: str = Field(description="Which rule or problem: short, stable, for scripts (e.g. rate_limited)")
+    detail: str = Field(description="Why, as a sentence for a person")
+
+
+# The OpenAPI document says so for every operation (FastAPI's own 422 schema would say otherwise).
+RESPONSES: dict = {
+    "4XX": {"model": ErrorBody, "description": "Refused: `code` says why (401 sign in or send a token, 403 not "
+            "permitted, 404 not found or not yours to see, 422 invalid or refused by a rule, 429 too many: "
+            "see Retry-After)"},
+    "5XX": {"model": ErrorBody, "description": "The server could not answer (503: busy, see Retry-After)"},
+}
 
 
 def explain(code: str, detail: str) -> str:
@@ -83,7 +104,8 @@ def describe(exc: Exception) -> tuple[int, str, str | list, dict[str, str]]:
     if isinstance(exc, RequestValidationError):
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:] or e['loc'])}: {e['msg']}" for e in exc.errors())
         return 422, "invalid_request", sentence(f"invalid request: {problems}"), {}
-    assert isinstance(exc, HTTPException)
+    if not isinstance(exc, HTTPException):
+        return 500, "internal_error", "Something went wrong on the server; the error was logged.", {}
     code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
     return exc.status_code, code, sentence(str(exc.detail)), dict(exc.headers or {})
 
