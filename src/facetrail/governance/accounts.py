@@ -22,7 +22,7 @@ from ..errors import Refused
 from ..store import ApiToken, User, WebSession
 from ..store.models import OsLogin
 from . import audit, login
-from .actors import Actor, find_session, now, sha256, user_for_token  # noqa: F401 - re-exported
+from .actors import Actor, find_session, local_client, now, sha256, user_for_token  # noqa: F401 - re-exported
 from .roles import ROLES
 
 SESSION_LIFETIME = timedelta(hours=12)
@@ -229,7 +229,7 @@ def revoke_token(session: Session, actor: Actor, token_id: int) -> None:
 def change_password_of(session: Session, username: str, old: str, new: str, os_user: str | None = None) -> None:
     """Change an account's password from the command line: the current password (one-time or not)
     is checked as a login attempt (throttled, audited; the caller commits even when this raises)."""
-    user = authenticate(session, username, old, via="cli")
+    user = authenticate(session, username, old, via="cli", client=local_client(os_user))
     change_password(session, user, old, new, via="cli", os_user=os_user)
 
 

@@ -77,6 +77,12 @@ def os_login() -> str:
         return f"uid:{uid}"
 
 
+def local_client(os_user: str | None) -> str | None:
+    """The 'client address' of a password typed at the command line: the OS login, so sign-in
+    entries name it and throttling counts per login (governance/login.py)."""
+    return f"local:{os_user}" if os_user else None
+
+
 def local_operator(os_user: str) -> Actor:
     """Someone with access to the data folder, acting without an account (declaring sources, ingest)."""
     return Actor(f"local:{os_user}", "admin", "cli", None, os_user)
@@ -150,7 +156,7 @@ def by_password(session: Session, username: str, password: str, via: str, os_use
     proves nothing until it is changed (`facetrail password`)."""
     from .accounts import authenticate  # accounts imports this module
 
-    user = authenticate(session, username, password, via=via)
+    user = authenticate(session, username, password, via=via, client=local_client(os_user))
     if user.must_change_password:
         raise NotAuthenticated(f"the password of {username!r} is a one-time password: change it first "
                                "(`facetrail --as NAME password`, or sign in to the web app)")
