@@ -52,7 +52,8 @@ def test_every_id_route_answers_404_or_422_to_ids_of_nothing(client, dev_index):
     answered = {}
     for path, method in routes:
         for value in BAD_IDS:
-            for url in {fill(path, value), fill(path, 2, first=value), fill(path, value, first=1)}:
+            several = path.count("{") > 1  # then also one id of nothing beside a real one
+            for url in {fill(path, value)} | ({fill(path, 2, first=value), fill(path, value, first=1)} if several else set()):
                 if path.startswith("/api/"):
                     answer = client.request(method, url, headers=sue,
                                             json={"decision": "approve", "reason": "bounds"} if method == "POST" else None)
