@@ -362,3 +362,15 @@ def test_injected_names_in_listings_refusals_and_the_audit_export_are_inert(sett
     exported = cli(settings, *ada, "audit", "export")
     assert exported.exit_code == 0
     assert "\x1b" not in exported.stdout and "\x07" not in exported.stdout and "\\u001b[2J" in exported.stdout
+
+
+def test_entries_the_system_writes_from_the_cli_name_the_os_login(settings):
+    """settings.change (noticed by any command) and maintenance run without an account; their
+    entries still say which operating-system login ran the command, whatever $USER claims."""
+    assert cli(settings, "maintenance", env={"USER": "mallory", "LOGNAME": "mallory"}).exit_code == 0
+    with Database(settings.db_url).session() as session:
+        entries = session.scalars(query(AuditEntry).where(AuditEntry.action.in_(["settings.change", "maintenance"]))).all()
+    assert {e.action for e in entries} == {"settings.change", "maintenance"}
+    for entry in entries:
+        assert entry.actor == "system" and entry.actor_kind == "system"
+        assert entry.details["via"] == "cli" and entry.details["os_user"] == LOGIN != "mallory"

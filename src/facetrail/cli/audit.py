@@ -40,12 +40,13 @@ def report(
 def maintenance(ctx: typer.Context) -> None:
     """Delete what has outlived its retention window (query descriptors, expired sessions).
     Run it daily (cron or a systemd timer); the server also runs it when it starts."""
+    from ..governance.actors import os_login, system
     from ..governance.retention import maintenance as run_maintenance
 
     settings = ctx.obj.settings
     db = open_db(settings)
     with db.session() as session, session.begin():
-        counts = run_maintenance(session, settings)
+        counts = run_maintenance(session, settings, system("cli", os_login()))
     out.print(
         f"Deleted {counts['query_embeddings_deleted']} query descriptors older than {settings.repeat_subject_days} days "
         f"and {counts['sessions_deleted']} expired sessions.",

@@ -81,6 +81,7 @@ class RefusingGroup(TyperGroup):
 
 def open_db(settings: Settings) -> Database:
     """The database, migrated; a change of settings since the last command is recorded first."""
+    from ..governance.actors import os_login, system
     from ..governance.settings_log import record_if_changed
     from ..store import Database
     from ..store.private import prepare_data_dir
@@ -89,7 +90,7 @@ def open_db(settings: Settings) -> Database:
         print(f"facetrail: warning: {warning}", file=sys.stderr)
     db = Database(settings.db_url)
     with db.session() as session, session.begin():
-        record_if_changed(session, settings)
+        record_if_changed(session, settings, system("cli", os_login()))  # who ran the command that noticed
     return db
 
 

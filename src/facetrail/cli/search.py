@@ -214,8 +214,8 @@ def confirm_command(
     db = open_db(ctx.obj.settings)
     actor = acting(ctx, db, "search")
     result = confirm_match(db, actor, search_id, face_id)
-    out.print(f"Face {face_id} in case {result['case_ref']}: {result['state']} "
-              f"(by {', '.join(result['confirmed_by'])})")
+    out.print(f"Face {face_id} in case {literal(result['case_ref'])}: {result['state']} "
+              f"(by {literal(', '.join(result['confirmed_by']))})")
 
 
 @commands.command("subject-report")
@@ -249,17 +249,19 @@ def subject_report(
         with db.session() as session:
             waiting = approvals.pending(session, subject_access=True)
             for approval, entry in waiting:  # the reference, date and check were validated when asked
-                out.print(f"approval {approval.id}: request {entry.details.get('request_ref')} received "
-                          f"{entry.details.get('received')}, identity checked by {entry.details.get('identity_check')}; "
-                          f"asked by {approval.requester} at {approval.created_at.isoformat()[:16]} "
-                          f"(search {approval.search_id})", soft_wrap=True, markup=False)
+                details = {name: literal(entry.details.get(name)) for name in ("request_ref", "received",
+                                                                             "identity_check")}
+                out.print(f"approval {approval.id}: request {details['request_ref']} received "
+                          f"{details['received']}, identity checked by {details['identity_check']}; "
+                          f"asked by {literal(approval.requester)} at {approval.created_at.isoformat()[:16]} "
+                          f"(search {approval.search_id})", soft_wrap=True)
         if not waiting:
             out.print("No subject access request is waiting.")
         return
     if approve is not None or deny is not None:
         decided = Searcher.open(settings, db).decide(actor, approve if approve is not None else deny,
                                                      approve is not None, reason)
-        out.print(f"Subject access request (search {decided['search_id']}) {decided['state']} by {actor.username}.")
+        out.print(f"Subject access request (search {decided['search_id']}) {decided['state']} by {literal(actor.username)}.")
         return
     if search_id is not None:
         report = Searcher.open(settings, db).subject_report(actor, search_id)
@@ -277,7 +279,7 @@ def subject_report(
     asked = Searcher.open(settings, db).request_subject_report(
         actor, photo.read_bytes(), request_ref=request_ref, received=received.date() if received else None,
         identity_check=identity_check)
-    out.print(f"Subject access request {asked['request_ref']} recorded as search {asked['search_id']}; "
+    out.print(f"Subject access request {literal(asked['request_ref'])} recorded as search {asked['search_id']}; "
               f"held for a second admin's approval (approval {asked['approval']['id']}). Another admin runs "
               f"`facetrail subject-report --approve {asked['approval']['id']} --reason ...`; then "
               f"`facetrail subject-report --search {asked['search_id']} --out FILE`.", soft_wrap=True)

@@ -50,8 +50,8 @@ class Actor:
 
     @property
     def kind(self) -> str:
-        """The audit log's actor_kind: user:ROLE, or public for a data subject."""
-        return "public" if self.role == "public" else f"user:{self.role}"
+        """The audit log's actor_kind: user:ROLE, public for a data subject, system for facetrail itself."""
+        return self.role if self.role in ("public", "system") else f"user:{self.role}"
 
     def audit_details(self) -> dict:
         """What every audit entry of this actor says about where the action came from."""
@@ -81,6 +81,12 @@ def local_client(os_user: str | None) -> str | None:
     """The 'client address' of a password typed at the command line: the OS login, so sign-in
     entries name it and throttling counts per login (governance/login.py)."""
     return f"local:{os_user}" if os_user else None
+
+
+def system(via: str, os_user: str | None = None) -> Actor:
+    """facetrail itself (settings changes, retention) run from a front door, with the OS login
+    that started it; its role may do nothing."""
+    return Actor("system", "system", via, None, os_user)
 
 
 def local_operator(os_user: str) -> Actor:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from ..config import Settings
 from ..store import QueryEmbedding, WebSession
 from . import audit
+from .actors import Actor
 
 
 def similar_searches(session: Session, settings: Settings, username: str, vector: np.ndarray) -> list[str]:
@@ -59,12 +60,12 @@ def remember(session: Session, search_id: int, username: str, case_ref: str, vec
     )
 
 
-def maintenance(session: Session, settings: Settings) -> dict:
+def maintenance(session: Session, settings: Settings, actor: Actor | None = None) -> dict:
     """Delete query descriptors past the window and expired sessions; recorded."""
     now = datetime.now(UTC)
     expired = now - timedelta(days=settings.repeat_subject_days)
     queries = session.execute(delete(QueryEmbedding).where(QueryEmbedding.created_at < expired)).rowcount
     sessions = session.execute(delete(WebSession).where(WebSession.expires_at < now)).rowcount
     counts = {"query_embeddings_deleted": queries, "sessions_deleted": sessions}
-    audit.record(session, None, "maintenance", **counts)
+    audit.record(session, actor, "maintenance", **counts)
     return counts

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from ..config import Settings
 from ..store import AuditEntry
 from . import audit
+from .actors import Actor
 
 ACTION = "settings.change"
 SECRET_FIELDS = {"vector_token"}
@@ -36,7 +37,7 @@ def effective(settings: Settings) -> dict:
     return values
 
 
-def record_if_changed(session: Session, settings: Settings) -> bool:
+def record_if_changed(session: Session, settings: Settings, actor: Actor | None = None) -> bool:
     """Write a settings.change entry if the settings differ from the last recorded ones (in the
     caller's transaction). Returns True if one was written."""
     current = effective(settings)
@@ -46,6 +47,6 @@ def record_if_changed(session: Session, settings: Settings) -> bool:
     changed = sorted(name for name in set(current) | set(previous) if current.get(name) != previous.get(name))
     if last is not None and not changed:
         return False
-    audit.record(session, None, ACTION, settings=current, changed=changed if last is not None else [],
+    audit.record(session, actor, ACTION, settings=current, changed=changed if last is not None else [],
                  first=last is None)
     return True
