@@ -94,6 +94,14 @@ class Settings(BaseSettings):
 
     # Web
     upload_max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest photo the web app accepts.")
+    cpu_workers: int = Field(
+        0, ge=0, description="Threads of the web app's CPU pool (decoding, face detection and embedding, index "
+        "search, opt-outs, password checks): how many such jobs run at once. 0: one per CPU core.",
+    )
+    cpu_queue: int = Field(
+        16, ge=0, description="Jobs that may wait for the CPU pool; when that many wait, the web app answers "
+        "503 busy with Retry-After instead of queueing more.",
+    )
 
     # Governance
     purposes: list[str] = Field(

@@ -18,7 +18,7 @@ from ..search import check_request
 from ..search.opt_out import RECEIVED as OPT_OUT_RECEIVED
 from ..search.service import confirm_match as confirm
 from ..search.stats import counts
-from . import deps
+from . import cpu, deps
 from .deps import Caller, MayApprove, MaySearch
 from .errors import explain
 
@@ -56,7 +56,11 @@ async def faces(
 
     This does not search the index and is not recorded; the photo is not kept."""
     data = await deps.read_upload(request, image)
-    decoded, found = deps.searcher(request).faces_in(data)
+    return await cpu.run(request, faces_of, deps.searcher(request), data)  # decode, detect, embed: off the loop
+
+
+def faces_of(searcher, data: bytes) -> dict:
+    decoded, found = searcher.faces_in(data)
     return {
         "width": decoded.width,
         "height": decoded.height,
@@ -96,13 +100,13 @@ async def search(
     check_request(deps.settings(request), actor, purpose, justification, case_ref, urgent)  # before the upload
     data = await deps.read_upload(request, image)
     searcher = deps.searcher(request)
-    if mode == "copies":
-        result = searcher.copies(data, actor=actor, purpose=purpose, justification=justification,
-                                 case_ref=case_ref, top_k=top_k, name=image.filename)
+    if mode == "copies":  # decode, detect, embed, index search and the audit entry: in the CPU pool
+        result = await cpu.run(request, searcher.copies, data, actor=actor, purpose=purpose,
+                               justification=justification, case_ref=case_ref, top_k=top_k, name=image.filename)
     else:
-        result = searcher.search(data, actor=actor, purpose=purpose, justification=justification,
-                                 case_ref=case_ref, face=face, top_k=top_k, threshold=threshold,
-                                 name=image.filename, urgent=urgent)
+        result = await cpu.run(request, searcher.search, data, actor=actor, purpose=purpose,
+                               justification=justification, case_ref=case_ref, face=face, top_k=top_k,
+                               threshold=threshold, name=image.filename, urgent=urgent)
     if result.error_code == "no_face":
         raise Refused("No face was found in this photo. Try a clearer, larger photo of the face.", "no_face")
     if result.error:
@@ -140,7 +144,8 @@ async def approval_decision(
     request: Request, approval_id: int, body: DecisionIn, actor: MayApprove
 ) -> dict:
     """Approve or deny a search, with a reason. Nobody decides on their own search."""
-    return deps.searcher(request).decide(actor, approval_id, body.decision == "approve", body.reason)
+    return await cpu.run(request, deps.searcher(request).decide, actor, approval_id,  # approving searches the index
+                         body.decision == "approve", body.reason)
 
 
 @router.post("/api/v1/opt-out", tags=["opt-out"])
@@ -157,7 +162,7 @@ async def opt_out_api(
 
 
 @router.post("/api/v1/confirmations", tags=["search"])
-async def confirm_match(request: Request, body: ConfirmationIn, actor: MaySearch) -> dict:
+def confirm_match(request: Request, body: ConfirmationIn, actor: MaySearch) -> dict:  # a thread: DB work, off the loop
     """Confirm that a result of a search you may see shows the person searched for (in that search's
     case). One confirmation makes a match "confirmed"; a second by a different user "verified".
     Any search you may not see answers 404."""

@@ -24,6 +24,7 @@ from ..store import Database
 from ..store.media import MediaStore
 from ..store.private import prepare_data_dir
 from . import api, docs, errors, media, pages
+from .cpu import CpuPool
 from .deps import HERE
 from .ratelimit import RateLimiter
 
@@ -52,11 +53,13 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.searcher = Searcher.open(settings, db, background=True)  # training never blocks a search
         app.state.media = MediaStore(settings.media_dir)
         app.state.opt_out_limit = RateLimiter(settings.opt_out_per_hour, 3600)
+        app.state.cpu = CpuPool.from_settings(settings)  # decode, detect, embed, index search: off the loop
         stop = threading.Event()
         follower = threading.Thread(target=follow_database, args=(app.state.searcher.index, db, stop),
                                     daemon=True, name="facetrail-index-follow")
         follower.start()  # faces stored by other processes (index, crawl, workers) become searchable
         yield
+        app.state.cpu.close()
         stop.set()
         follower.join(timeout=5)
         db.close()

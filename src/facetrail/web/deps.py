@@ -21,6 +21,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, UploadFile
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from ..config import Settings
 from ..errors import Refused
@@ -31,6 +32,7 @@ from ..search import Searcher
 from ..search import opt_out as opt_outs
 from ..store import Database, WebSession
 from ..store.media import MediaStore
+from . import cpu
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "ft_session"
@@ -124,14 +126,10 @@ async def authenticate(request: Request, permission: str | None = None) -> Actor
     """The caller as an Actor; NotAuthenticated if unknown, NotPermitted without the
     permission or (browser sessions) without the CSRF token."""
     header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        with database(request).session() as session, session.begin():
-            user = user_for_token(session, header[7:].strip())
-            if user is None:
-                raise NotAuthenticated("The API token is not valid (unknown, expired or revoked).")
-            actor = Actor.of(user, "api")
+    if header.lower().startswith("bearer "):  # the database in a thread: a busy SQLite must not stall the loop
+        actor = await run_in_threadpool(token_actor, request, header[7:].strip())
     else:
-        web = browser_session(request)
+        web = await run_in_threadpool(browser_session, request)
         if web is None:
             raise NotAuthenticated("Sign in or send an API token (Authorization: Bearer ...).")
         if web.user.must_change_password:
@@ -146,6 +144,14 @@ async def authenticate(request: Request, permission: str | None = None) -> Actor
     if permission and not actor.can(permission):
         raise NotPermitted(f"The {actor.role} role may not do this.")
     return actor
+
+
+def token_actor(request: Request, secret: str) -> Actor:
+    with database(request).session() as session, session.begin():
+        user = user_for_token(session, secret)
+        if user is None:
+            raise NotAuthenticated("The API token is not valid (unknown, expired or revoked).")
+        return Actor.of(user, "api")
 
 
 def requires(permission: str | None = None):
@@ -231,4 +237,4 @@ async def take_opt_out(request: Request, image: UploadFile, statement: str, cont
         raise Refused("Too many requests from here; please try again later.", "rate_limited", retry)
     opt_outs.check_statement(statement)
     data = await read_upload(request, image)
-    opt_outs.take(searcher(request), media(request), data, contact)
+    await cpu.run(request, opt_outs.take, searcher(request), media(request), data, contact)  # detect, embed, search

@@ -35,6 +35,7 @@ STATUS = {
     "too_many_pixels": 413,
     "too_much_memory": 413,
     "rate_limited": 429,
+    "busy": 503,  # the CPU pool is full (web/cpu.py): try again after Retry-After
     "not_an_image": 400,
     "unsupported_format": 400,
     "truncated": 400,

@@ -24,7 +24,7 @@ from ..governance.approvals import ApprovalError
 from ..search.bands import BANDS
 from ..search.opt_out import RECEIVED as OPT_OUT_RECEIVED
 from ..store import WebSession
-from . import deps
+from . import cpu, deps
 from .deps import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -87,14 +87,10 @@ async def login(
 ):
     if not same(csrf_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
         return login_form(request, "The form expired. Please sign in again.")
-    refused = None
-    with deps.database(request).session() as session:
-        try:
-            user = check_password(session, username.strip(), password, "web", deps.client_address(request))
-            secret, _ = start_session(session, user)
-        except Refused as exc:  # wrong username or password (whichever it was), or too many failures
-            refused = exc
-        session.commit()  # failed and throttled attempts are recorded (and counted) too
+    try:  # argon2 (about 0.3 s of CPU, 64 MiB): in the CPU pool, off the loop
+        secret, refused = await cpu.run(request, sign_in, request, username.strip(), password)
+    except Refused as exc:  # busy
+        secret, refused = None, exc
     if refused is not None:
         status, _, detail, headers = describe(refused)
         return login_form(request, detail, 200 if isinstance(refused, AccountError) else status, headers)
@@ -102,6 +98,19 @@ async def login(
     deps.set_cookie(response, request, SESSION_COOKIE, secret, 12 * 3600)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
     return response
+
+
+def sign_in(request: Request, username: str, password: str) -> tuple[str | None, Refused | None]:
+    """(session secret, None), or (None, why not)."""
+    secret, refused = None, None
+    with deps.database(request).session() as session:
+        try:
+            user = check_password(session, username, password, "web", deps.client_address(request))
+            secret, _ = start_session(session, user)
+        except Refused as exc:  # wrong username or password (whichever it was), or too many failures
+            refused = exc
+        session.commit()  # failed and throttled attempts are recorded (and counted) too
+    return secret, refused
 
 
 @router.post("/logout")
@@ -138,12 +147,16 @@ async def password_change(
         return _password_form(request, web, "The form expired. Please try again.")
     if new != confirm:
         return _password_form(request, web, "The two new passwords differ.")
-    try:
-        with deps.database(request).session() as session, session.begin():
-            change_password(session, session.merge(web.user), current, new)
+    try:  # two argon2 runs: in the CPU pool, off the loop
+        await cpu.run(request, new_password, request, web, current, new)
     except AccountError as exc:
         return _password_form(request, web, str(exc).capitalize() + ".")
     return redirect("/")
+
+
+def new_password(request: Request, web: WebSession, current: str, new: str) -> None:
+    with deps.database(request).session() as session, session.begin():
+        change_password(session, session.merge(web.user), current, new)
 
 
 # Oversight: approvals, reports, the audit log
@@ -175,7 +188,8 @@ async def approvals_decide(
     reason: Annotated[str, Form()] = "",
 ):
     try:
-        result = deps.searcher(request).decide(actor, approval_id, decision == "approve", reason)
+        result = await cpu.run(request, deps.searcher(request).decide, actor, approval_id, decision == "approve",
+                               reason)  # approving searches the index: in the CPU pool
     except ApprovalError as exc:
         return _approvals(request, web, error=str(exc).capitalize() + ".", status=422)
     return _approvals(request, web, message=f"Search {result['search_id']} {result['state']}.")
@@ -240,10 +254,11 @@ def opt_out_page(request: Request):
     return opt_out_form(request)
 
 
-def opt_out_form(request: Request, error: str | None = None, message: str | None = None, status: int = 200):
+def opt_out_form(request: Request, error: str | None = None, message: str | None = None, status: int = 200,
+                 headers: dict | None = None):
     token = secrets.token_urlsafe(32)
     context = {"csrf_token": token, "error": error, "message": message}
-    response = templates.TemplateResponse(request, "optout.html", context, status_code=status)
+    response = templates.TemplateResponse(request, "optout.html", context, status_code=status, headers=headers)
     deps.set_cookie(response, request, LOGIN_CSRF_COOKIE, token, 3600)
     return response
 
@@ -261,6 +276,6 @@ async def opt_out_request(
     try:
         await deps.take_opt_out(request, image, statement, contact)
     except Refused as exc:
-        status, _, detail, _ = describe(exc)
-        return opt_out_form(request, error=detail, status=status)
+        status, _, detail, headers = describe(exc)  # 429 rate_limited, 503 busy: with Retry-After
+        return opt_out_form(request, error=detail, status=status, headers=headers)
     return opt_out_form(request, message=OPT_OUT_RECEIVED)

@@ -1,0 +1,110 @@
+"""CPU work off the event loop, in a bounded pool.
+
+The web app answers every request on one event loop. Decoding a photo, finding and
+describing its faces, searching the index, taking an opt-out and checking a password take
+from milliseconds to seconds of CPU: run on the loop, they stall every other request
+(/healthz, pages, media) for as long. They run here instead: `cpu_workers` threads (setting;
+default one per core) and at most `cpu_queue` jobs waiting for them. A job that finds the
+pool full is not queued: `run` raises Refused `busy` (503 with Retry-After), so a burst of
+heavy uploads costs its senders a retry, and the server's memory and latency stay bounded.
+
+Threads, not processes: dlib, onnxruntime, Pillow and FAISS release the GIL while they work,
+the searcher keeps one face engine behind its own lock, and each job opens its own database
+session in the worker thread (the services do that themselves). Uploaded bytes are read on
+the loop (bounded by `upload_max_bytes`) before the job is handed over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from fastapi import Request
+
+from ..config import Settings
+from ..errors import Refused
+
+T = TypeVar("T")
+MAX_RETRY_AFTER = 60  # seconds: never tell a client to wait longer than this
+
+
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class CpuPool:
+    """`workers` threads, at most `queue` jobs waiting; `run` refuses (busy) beyond that."""
+
+    def __init__(self, workers: int, queue: int) -> None:
+        if workers < 1 or queue < 0:
+            raise ValueError(f"a CPU pool needs at least 1 worker and 0 or more queue slots, not {workers}, {queue}")
+        self.workers = workers
+        self.queue = queue
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="facetrail-cpu")
+        self._lock = threading.Lock()
+        self._taken = 0  # jobs running or waiting
+        self._seconds = 1.0  # how long a job takes (moving average), for Retry-After
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CpuPool:
+        return cls(settings.cpu_workers or cores(), settings.cpu_queue)
+
+    @property
+    def taken(self) -> int:
+        """Jobs running or waiting now."""
+        return self._taken
+
+    def retry_after(self) -> int:
+        """Seconds until a slot is likely free: the jobs ahead, shared by the workers."""
+        rounds = math.ceil(max(self._taken, 1) / self.workers)
+        return max(1, min(MAX_RETRY_AFTER, math.ceil(rounds * self._seconds)))
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn(*args, **kwargs)` in a worker thread; the loop serves other requests meanwhile.
+        Raises Refused `busy` at once when `workers + queue` jobs are already running or waiting.
+        A job whose caller gives up (client gone) is dropped if it has not started, else it
+        finishes (its slot is free only then)."""
+        with self._lock:
+            if self._taken >= self.workers + self.queue:
+                raise Refused("The server is busy; please try again shortly.", "busy",
+                              retry_after=self.retry_after())
+            self._taken += 1
+        try:
+            future = self._executor.submit(self._timed, fn, args, kwargs)
+        except BaseException:
+            self._release()
+            raise
+        future.add_done_callback(lambda _: self._release())
+        return await asyncio.wrap_future(future)
+
+    def _timed(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+        start = time.monotonic()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            elapsed = time.monotonic() - start
+            with self._lock:
+                self._seconds = 0.8 * self._seconds + 0.2 * elapsed
+
+    def _release(self) -> None:
+        with self._lock:
+            self._taken -= 1
+
+    def close(self) -> None:
+        """Drop the jobs still waiting and wait for the running ones to finish."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+async def run(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)` in the app's CPU pool (see CpuPool.run)."""
+    return await request.app.state.cpu.run(fn, *args, **kwargs)
