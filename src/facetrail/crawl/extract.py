@@ -18,6 +18,17 @@ _META_IMAGES = [("og:image", "og:image:alt"), ("og:image:url", "og:image:alt"),
                 ("og:image:secure_url", "og:image:alt"), ("twitter:image", "twitter:image:alt"),
                 ("twitter:image:src", "twitter:image:alt")]
 _SRCSET_URL = re.compile(r"[\s,]*([^\s,][^\s]*)")
+# Attributes lazy-loading scripts (lazysizes, jQuery lazyload, WP Rocket, WordPress plugins...) move the
+# real image to; an <img> carrying one has a placeholder in `src`, which is not an image of the page.
+LAZY_SRC = ("data-src", "data-lazy-src", "data-original", "data-lazy")
+LAZY_SRCSET = ("data-srcset", "data-lazy-srcset")
+# Attributes holding a lazily loaded background image (a URL or url(...)), on any element.
+LAZY_BACKGROUND = ("data-bg", "data-background-image")
+# One declaration of an inline style; quoted strings and parentheses may hold ";". Linear: every
+# alternative starts with a different character and a lone quote or parenthesis is an ordinary one.
+_DECLARATION = re.compile(r"""\s*([-\w]+)\s*:((?:[^;"'(]|"[^"]*"|'[^']*'|\([^)]*\)|["'(])*)(?:;|$)""")
+_CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)"'\s]*))\s*\)""", re.IGNORECASE)
+_STYLE_MAX = 10_000  # characters of one style attribute looked at
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,18 @@ def srcset_urls(value: str) -> list[str]:
     return urls
 
 
+def css_urls(value: str) -> list[str]:
+    """The url(...) values in CSS text ("url(a.jpg)", "url('a.jpg')", image-set(url(a) 1x, ...))."""
+    return [next(group for group in match.groups() if group is not None) for match in _CSS_URL.finditer(value)]
+
+
+def background_urls(style: str) -> list[str]:
+    """The image URLs of the `background` and `background-image` declarations of an inline style."""
+    return [url for match in _DECLARATION.finditer(style[:_STYLE_MAX])
+            if match.group(1).lower() in ("background", "background-image")
+            for url in css_urls(match.group(2))]
+
+
 def _absolute(base: str, url: str | None) -> str | None:
     """`url` resolved against `base`, without fragment; None unless it is http(s)."""
     if not url or not url.strip():
@@ -92,8 +115,12 @@ def _text(selector: Selector, query: str) -> str:
 def extract(html: str, *, url: str, final_url: str, status: int, x_robots_tag: str = "") -> Page:
     """Parse the HTML of the page fetched from `url` (landing on `final_url`).
 
-    Images come from <img src/srcset>, <picture><source srcset>, og:image / twitter:image meta tags
-    and <a href> links to image files; all URLs are resolved against <base href> when there is one.
+    Images come from <img src/srcset>, <picture><source srcset>, lazy-loading attributes (`LAZY_SRC`,
+    `LAZY_SRCSET` on <img> and <source>, whose `src` is then a placeholder and ignored;
+    `LAZY_BACKGROUND` on any element), <noscript> fallbacks (parsed as markup or kept as text), the
+    `background`/`background-image` url(...) of inline styles (alt: aria-label or title),
+    og:image / twitter:image meta tags and <a href> links to image files; all URLs are resolved
+    against <base href> when there is one.
     Every image is listed (the crawler decides, with `blocks_images`, whether to index them);
     `links` is empty when the page says nofollow.
     """
@@ -106,19 +133,42 @@ def extract(html: str, *, url: str, final_url: str, status: int, x_robots_tag: s
     found: dict[str, str] = {}  # image URL -> alt, in document order
 
     def add(raw: str | None, alt: str) -> None:
-        if image := _absolute(base, raw):
-            if not found.get(image):
-                found[image] = alt
+        if (image := _absolute(base, raw)) and not found.get(image):
+            found[image] = alt
 
     for img in root.xpath("//img"):
         alt = " ".join((img.attrib.get("alt") or "").split())
-        add(img.attrib.get("src"), alt)
-        for candidate in srcset_urls(img.attrib.get("srcset", "")):
-            add(candidate, alt)
-    for source in root.xpath("//picture/source[@srcset]"):
+        attrib = img.attrib
+        lazy = [attrib[name] for name in LAZY_SRC if name in attrib]
+        lazy_sets = [attrib[name] for name in LAZY_SRCSET if name in attrib]
+        if not lazy and not lazy_sets:  # else `src` is the lazy loader's placeholder
+            add(attrib.get("src"), alt)
+        for raw in lazy:
+            add(raw, alt)
+        for value in [attrib.get("srcset", ""), *lazy_sets]:
+            for candidate in srcset_urls(value):
+                add(candidate, alt)
+    for source in root.xpath("//picture/source"):
         alt = _text(source, "(ancestor::picture[1]//img)[1]/@alt")
-        for candidate in srcset_urls(source.attrib["srcset"]):
-            add(candidate, alt)
+        for name in ("srcset", *LAZY_SRCSET):
+            for candidate in srcset_urls(source.attrib.get(name, "")):
+                add(candidate, alt)
+    for noscript in root.xpath("//noscript[contains(., '<img')]"):  # fallbacks kept as text
+        fallback = Selector(text=_text(noscript, ".//text()"))
+        for img in fallback.xpath("//img"):
+            alt = " ".join((img.attrib.get("alt") or "").split())
+            add(img.attrib.get("src"), alt)
+            for candidate in srcset_urls(img.attrib.get("srcset", "")):
+                add(candidate, alt)
+    backgrounds = " or ".join(f"@{name}" for name in LAZY_BACKGROUND)
+    for element in root.xpath(f"//*[contains(@style, 'url(') or {backgrounds}]"):
+        alt = " ".join((element.attrib.get("aria-label") or element.attrib.get("title") or "").split())
+        for raw in background_urls(element.attrib.get("style", "")):
+            add(raw, alt)
+        for name in LAZY_BACKGROUND:
+            value = element.attrib.get(name, "").strip()
+            for raw in css_urls(value) or [value]:
+                add(raw, alt)
     for prop, alt_prop in _META_IMAGES:
         alt = _text(root, f"//meta[@property='{alt_prop}' or @name='{alt_prop}']/@content")
         for content in root.xpath(f"//meta[@property='{prop}' or @name='{prop}']/@content").getall():

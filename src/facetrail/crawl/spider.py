@@ -17,8 +17,8 @@ from scrapy.http import HtmlResponse, Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
-from .fetch import FetchError, SafeFetcher
 from .extract import ImageRef, Page, blocks_images, extract, robots_directives
+from .fetch import FetchError, SafeFetcher
 from .handler import Skipped
 from .scope import Scope
 
@@ -71,7 +71,10 @@ class FacetrailSpider(Spider):
         super().__init__(**kwargs)
         self.plan = plan
         self.scope, self.fetcher, self.retry_backoff = plan.scope, plan.fetcher, plan.retry_backoff
-        # Every page and image URL requested or refused, so that each is handled once.
+        # Every page and image URL requested or refused, so that each is handled once as a page and
+        # once as an image. Requests bypass Scrapy's duplicate filter (dont_filter), which knows no
+        # kinds: an extension-less image URL that a link reached first was fetched as a page
+        # (not_html) and its image request then dropped, leaving an appearance with no image.
         self.seen: dict[str, set[str]] = {"page": set(), "image": set()}
         self.page_requests = 0
         self.pages = 0
@@ -125,7 +128,7 @@ class FacetrailSpider(Spider):
             self.limit_reached = True
             return None
         self.page_requests += 1
-        return Request(url, callback=self.parse_page, errback=self.failed)
+        return Request(url, callback=self.parse_page, errback=self.failed, dont_filter=True)
 
     def parse_page(self, response: Response) -> Iterator[Request]:
         request = response.request
@@ -153,7 +156,7 @@ class FacetrailSpider(Spider):
                     self.resumed += 1
                 continue
             if self._admit(ref.url, "image"):
-                yield Request(ref.url, callback=self.parse_image, errback=self.failed,
+                yield Request(ref.url, callback=self.parse_image, errback=self.failed, dont_filter=True,
                               priority=IMAGE_PRIORITY, meta={"image": True, "ref": ref, "page": page})
         if response.meta["depth"] < self.plan.max_depth:
             for link in page.links:

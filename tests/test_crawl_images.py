@@ -1,0 +1,133 @@
+"""Images a real site shows in ways other than a plain <img src>: lazy-loading attributes, <noscript>
+fallbacks, inline-style backgrounds, and image URLs without a file extension. A real Scrapy crawl
+against a local server on 127.0.0.1 (the guard and fetcher of tests/test_crawl.py)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from .support import Route, Site, image_bytes, serve
+from .test_crawl import Guard, Run, fetcher_for, run, scope_of
+from .test_crawl import guard as guard  # noqa: PLC0414 - the module's network guard fixture
+
+PLACEHOLDER = image_bytes("gray", "GIF", (1, 1))
+
+
+def lazy_site(site: Site) -> dict[str, bytes]:
+    """Pages written the way common lazy-loading scripts want them; the image URLs a visitor's
+    browser ends up showing, with their bytes."""
+    images = {path: image_bytes(color) for path, color in [
+        ("/img/logo.jpg", "red"), ("/img/ls1.jpg", "green"), ("/img/ls2-480.jpg", "blue"),
+        ("/img/ls2-960.jpg", "yellow"), ("/img/ls3.webp", "white"), ("/img/ls3.jpg", "black"),
+        ("/img/ls-bg.jpg", "purple"), ("/img/jq1.jpg", "orange"), ("/img/wp1.jpg", "pink"),
+        ("/img/wp1-2x.jpg", "brown"), ("/img/hero.jpg", "cyan"), ("/img/banner.png", "magenta"),
+        ("/img/ns.jpg", "olive"), ("/img/ns-text.jpg", "navy"), ("/media/1042", "teal")]}
+    pixel = "data:image/gif;base64,R0lGODlhAQABAAAAACw="
+    site.routes.update({
+        "/": Route.html("""<title>Home</title><img src="/img/logo.jpg" alt="Logo">
+            <a href="/media/1042">full size</a> <a href="/lazysizes.html">1</a>
+            <a href="/jquery.html">2</a> <a href="/wprocket.html">3</a> <a href="/hero.html">4</a>
+            <a href="/noscript.html">5</a> <a href="/gallery.html">6</a>"""),
+        # lazysizes: data-src / data-srcset on <img> and <source>, data-bg on any element
+        "/lazysizes.html": Route.html(f"""
+            <img class="lazyload" src="{pixel}" data-src="/img/ls1.jpg" alt="LS one">
+            <img class="lazyload" data-srcset="/img/ls2-480.jpg 480w, /img/ls2-960.jpg 960w"
+                 data-sizes="auto" alt="LS two">
+            <picture><source type="image/webp" data-srcset="/img/ls3.webp">
+              <img class="lazyload" data-src="/img/ls3.jpg" alt="LS three"></picture>
+            <div class="lazyload" data-bg="url('/img/ls-bg.jpg')" title="Background"></div>"""),
+        # jQuery lazyload: data-original, a shared grey placeholder in src, a <noscript> fallback
+        "/jquery.html": Route.html("""
+            <img class="lazy" src="/img/grey.gif" data-original="/img/jq1.jpg" alt="">
+            <noscript><img src="/img/jq1.jpg" alt="JQ one"></noscript>"""),
+        # WP Rocket: data-lazy-src / data-lazy-srcset, an inline SVG placeholder
+        "/wprocket.html": Route.html("""
+            <img src="data:image/svg+xml,%3Csvg%3E%3C/svg%3E" data-lazy-src="/img/wp1.jpg"
+                 data-lazy-srcset="/img/wp1-2x.jpg 2x" alt="WP one">"""),
+        # backgrounds in inline styles
+        "/hero.html": Route.html("""
+            <div class="hero" style="min-height: 50vh; background-image: url('/img/hero.jpg')"
+                 aria-label="Our team"></div>
+            <section style="color: #fff; background: #000 url(/img/banner.png) center / cover no-repeat">
+            </section>"""),
+        # fallbacks only: one parsed as markup, one a script left as escaped text
+        "/noscript.html": Route.html("""
+            <noscript><img src="/img/ns.jpg" alt="NS"></noscript>
+            <noscript>&lt;img src="/img/ns-text.jpg" alt="NS text"&gt;</noscript>"""),
+        # an image URL with no extension, which the home page links to first
+        "/gallery.html": Route.html('<img src="/media/1042" alt="In the gallery">'),
+        "/img/grey.gif": Route.image(PLACEHOLDER, "image/gif"),
+        **{path: Route.image(data) for path, data in images.items()},
+    })
+    return images
+
+
+@pytest.fixture(scope="module")
+def lazy(guard: Guard) -> Iterator[tuple[Site, dict[str, bytes], Run]]:
+    with serve("c.test") as (c,):
+        images = lazy_site(c)
+        yield c, images, run([c.url("/")], scope_of(c), fetcher_for(guard, c), max_depth=2)
+
+
+def test_lazy_images_are_found_and_fetched(lazy: tuple[Site, dict[str, bytes], Run]) -> None:
+    c, images, result = lazy
+    assert {image.url: image.body for image in result.images} == {
+        c.url(path): data for path, data in images.items()}
+    assert len(result.images) == len(images) == result.summary.images == 15
+
+
+def test_lazy_images_keep_their_alt_text(lazy: tuple[Site, dict[str, bytes], Run]) -> None:
+    c, _, result = lazy
+    alts = {ref.url: ref.alt for page in result.pages for ref in page.images}
+    assert {path: alts[c.url(path)] for path in [
+        "/img/ls1.jpg", "/img/ls2-960.jpg", "/img/ls3.webp", "/img/ls3.jpg", "/img/ls-bg.jpg",
+        "/img/jq1.jpg", "/img/wp1-2x.jpg", "/img/hero.jpg", "/img/banner.png", "/img/ns-text.jpg"]} == {
+        "/img/ls1.jpg": "LS one", "/img/ls2-960.jpg": "LS two", "/img/ls3.webp": "LS three",
+        "/img/ls3.jpg": "LS three", "/img/ls-bg.jpg": "Background", "/img/jq1.jpg": "JQ one",
+        "/img/wp1-2x.jpg": "WP one", "/img/hero.jpg": "Our team", "/img/banner.png": "",
+        "/img/ns-text.jpg": "NS text"}
+
+
+def test_placeholders_are_not_images_of_the_page(lazy: tuple[Site, dict[str, bytes], Run]) -> None:
+    """A lazy loader's placeholder (in `src` next to data-src...) is never fetched nor listed."""
+    c, _, result = lazy
+    assert "/img/grey.gif" not in c.paths()
+    assert all(not ref.url.endswith("grey.gif") for page in result.pages for ref in page.images)
+
+
+def test_every_appearance_refers_to_fetched_bytes(lazy: tuple[Site, dict[str, bytes], Run]) -> None:
+    """Each image a page lists was fetched (on_image) or reported with a reason; here all fetched."""
+    _, _, result = lazy
+    fetched = {image.url for image in result.images}
+    shown = {ref.url for page in result.pages for ref in page.images}
+    assert shown == fetched
+
+
+def test_extensionless_image_reached_first_by_a_link_is_fetched(
+        lazy: tuple[Site, dict[str, bytes], Run]) -> None:
+    """The link fetches /media/1042 as a page (not HTML: skipped as such); the gallery's <img> of
+    the same URL is still fetched as an image: pages and images are deduplicated separately."""
+    c, images, result = lazy
+    assert result.skipped() == {(c.url("/media/1042"), "not_html")}
+    media = next(image for image in result.images if image.url == c.url("/media/1042"))
+    assert (media.body, media.page_url, media.alt) == (
+        images["/media/1042"], c.url("/gallery.html"), "In the gallery")
+    assert Counter(c.paths())["/media/1042"] == 2  # once as a page, once as an image
+    assert Counter(c.paths()) - Counter({"/media/1042": 1}) == Counter(set(c.paths()))  # no other twice
+
+
+def test_a_page_shown_as_an_image_first_is_still_crawled_as_a_page(guard: Guard) -> None:
+    """An <img> pointing at an HTML page does not stop a link to that page from being followed."""
+    photo = image_bytes("red")
+    with serve("c.test") as (c,):
+        c.routes.update({
+            "/": Route.html('<img src="/about"><a href="/about">about</a>'),
+            "/about": Route.html('<title>About</title><img src="/team.jpg" alt="Team">'),
+            "/team.jpg": Route.image(photo)})
+        result = run([c.url("/")], scope_of(c), fetcher_for(guard, c))
+    assert {page.final_url for page in result.pages} == {c.url("/"), c.url("/about")}
+    assert [(image.url, image.body) for image in result.images] == [(c.url("/team.jpg"), photo)]
+    assert result.skipped() == {(c.url("/about"), "not_an_image")}
