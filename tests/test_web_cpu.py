@@ -270,3 +270,32 @@ def test_the_pool_has_one_worker_per_core_unless_set(tmp_path):
     three.close()
     with pytest.raises(ValueError):
         CpuPool(workers=0, queue=0)
+
+
+def test_audit_entries_written_at_once_by_pool_threads_all_land_in_one_chain(tmp_path):
+    """The pool's threads record searches, sign-ins and opt-outs at the same time: on SQLite too,
+    each append must see the chain's head as it is, so none fails and the chain verifies."""
+    from facetrail.governance import audit
+    from facetrail.governance.actors import Actor
+    from facetrail.store import Database
+
+    db = Database(f"sqlite:///{tmp_path / 'facetrail.db'}")
+    threads, each = 8, 10
+    start = threading.Barrier(threads)
+
+    def append(n: int) -> None:
+        start.wait()
+        for k in range(each):
+            with db.session() as session, session.begin():
+                session.scalar(select(func.count()).select_from(AuditEntry))  # a search reads first
+                audit.record(session, Actor(f"user{n}", "investigator", "test"), "search", "trust-and-safety", k=k)
+
+    with ThreadPoolExecutor(threads) as pool:
+        for done in [pool.submit(append, n) for n in range(threads)]:
+            done.result()  # no IntegrityError on audit_log.prev_hash
+    with db.session() as session:
+        checked, problem = audit.verify(session)
+        total = session.scalar(select(func.count()).select_from(AuditEntry))
+        appended = session.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "search"))
+    assert problem is None and checked == total and appended == threads * each
+    db.close()
