@@ -131,3 +131,19 @@ def test_a_page_shown_as_an_image_first_is_still_crawled_as_a_page(guard: Guard)
     assert {page.final_url for page in result.pages} == {c.url("/"), c.url("/about")}
     assert [(image.url, image.body) for image in result.images] == [(c.url("/team.jpg"), photo)]
     assert result.skipped() == {(c.url("/about"), "not_an_image")}
+
+
+def test_images_per_page_are_capped(guard: Guard) -> None:
+    """A page listing more images than the cap (500) gets its first 500 fetched and listed, in
+    document order; the rest are reported once, never requested."""
+    photo = image_bytes("red")
+    with serve("c.test") as (c,):
+        c.routes["/"] = Route.html("".join(f'<img src="/i/{n}.jpg" alt="{n}">' for n in range(520)))
+        c.routes.update({f"/i/{n}.jpg": Route.image(photo) for n in range(520)})
+        result = run([c.url("/")], scope_of(c), fetcher_for(guard, c))
+    (page,) = result.pages
+    assert [ref.alt for ref in page.images] == [str(n) for n in range(500)]
+    assert {image.url for image in result.images} == {c.url(f"/i/{n}.jpg") for n in range(500)}
+    assert sorted(c.paths()) == sorted(["/robots.txt", "/", *(f"/i/{n}.jpg" for n in range(500))])
+    assert [(url, reason) for url, reason, _ in result.errors] == [(c.url("/"), "too_many_images")]
+    assert "20 image(s)" in result.errors[0][2]

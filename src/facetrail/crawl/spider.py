@@ -23,6 +23,9 @@ from .handler import Skipped
 from .scope import Scope
 
 IMAGE_PRIORITY = 10  # images of a page are fetched before the crawl goes deeper
+# Images of one page indexed at most: real pages, galleries included, show far fewer; a page listing
+# more (a trap, a generated page) would otherwise queue a request per image.
+MAX_IMAGES_PER_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Plan:
     on_image: Callable[[ImageFound], None]
     on_error: Callable[[str, str, str], None]
     fetched: frozenset[str] = frozenset()  # image URLs fetched already (resuming an interrupted crawl)
+    max_images_per_page: int = MAX_IMAGES_PER_PAGE  # the first ones, in document order
 
 
 class FacetrailSpider(Spider):
@@ -147,6 +151,10 @@ class FacetrailSpider(Spider):
             self.skip(page.final_url, "noimageindex", f"{len(page.images)} image(s) not indexed: the page "
                       f"says {', '.join(sorted(page.robots))}")
             page = dataclasses.replace(page, images=[])
+        if len(page.images) > (cap := self.plan.max_images_per_page):
+            self.skip(page.final_url, "too_many_images", f"{len(page.images) - cap} image(s) of "
+                      f"{page.final_url} not indexed: only the first {cap} of a page are")
+            page = dataclasses.replace(page, images=page.images[:cap])
         self.pages += 1
         self._call(self.plan.on_page, page)
         for ref in page.images:
