@@ -122,3 +122,55 @@ class Stream:
             self._rest = piece
         out, self._rest = self._rest[:size], self._rest[size:]
         return out
+
+
+class Corrupt(Exception):
+    """A body that does not decode completely and correctly from its Content-Encoding."""
+
+
+def decode_strictly(body: bytes, encodings: list[str]) -> Iterator[bytes]:
+    """`body` decoded from its Content-Encoding list (applied in order, so undone last first), at
+    most about `CHUNK` bytes of output per step; unlike `decompress`, nothing passes as is: any
+    decoding error, a stream that ends early (truncated) or bytes after its end raise `Corrupt`
+    (`Unsupported` for an unknown encoding). Gzip may hold several members, as the format allows.
+    The caller bounds the total output (a bomb is only ever decoded as far as it reads)."""
+    pieces: Iterator[bytes] = iter([body])
+    for encoding in reversed([e.strip().lower() for e in encodings if e.strip()]):
+        if encoding != "identity":
+            pieces = _strict(pieces, encoding)
+    return pieces
+
+
+def _strict(pieces: Iterator[bytes], encoding: str) -> Iterator[bytes]:
+    makers = _decoders(encoding)
+    data = b"".join(pieces)  # the encoded body is bounded by the fetch size limit; the output is not
+    for attempt, make in enumerate(makers):
+        produced = False
+        try:
+            for out in _strict_stream(make, data, gzip=encoding in ("gzip", "x-gzip")):
+                produced = produced or bool(out)
+                yield out
+            return
+        except Corrupt:
+            if produced or attempt == len(makers) - 1:
+                raise
+        except Exception as exc:  # noqa: BLE001 - zlib.error, brotli.error, ZstdError...
+            if produced or attempt == len(makers) - 1:
+                raise Corrupt(f"{encoding}: {exc}") from None
+
+
+def _strict_stream(make: Callable[[], Any], data: bytes, *, gzip: bool) -> Iterator[bytes]:
+    if not data:
+        raise Corrupt("empty encoded body")
+    while True:
+        decoder = make()
+        yield from _decode_piece(decoder, data)
+        finished = decoder.is_finished() if hasattr(decoder, "is_finished") else decoder.eof
+        if not finished:
+            raise Corrupt("the compressed stream ends early (truncated)")
+        rest = getattr(decoder, "unused_data", b"")
+        if not rest:
+            return
+        if not gzip:
+            raise Corrupt(f"{len(rest)} bytes after the end of the compressed stream")
+        data = rest  # another gzip member

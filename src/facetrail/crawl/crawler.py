@@ -21,15 +21,18 @@ from typing import Any
 
 from scrapy.crawler import AsyncCrawlerRunner
 
-from .fetch import SafeFetcher
 from .extract import Page
+from .fetch import SafeFetcher
 from .handler import SafeFetchHandler, TransientFetchError
+from .robots import RobotsMiddleware, RobotsRules, product_token
 from .scope import Scope
 from .spider import FacetrailSpider, ImageFound, Plan
 
 DEFAULT_USER_AGENT = "facetrail/0.1 (+https://github.com/facetrail/facetrail; declared-source crawler)"
 _LOCK = threading.Lock()
 _HANDLER = f"{SafeFetchHandler.__module__}.{SafeFetchHandler.__qualname__}"
+_ROBOTS = f"{RobotsMiddleware.__module__}.{RobotsMiddleware.__qualname__}"
+_RULES = f"{RobotsRules.__module__}.{RobotsRules.__qualname__}"
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,13 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
       `max_pages` pages are requested, each URL at most once. Only in-scope URLs are requested; but
       SafeFetcher follows redirects itself (vetting each hop's address, not its scope), so a page or
       image whose redirects lead outside the scope has been requested there, and is then dropped.
-    * robots.txt is obeyed (RFC 9309, by Scrapy with Protego, for pages and images alike, matched on
-      the first word of `user_agent`), and so are `<meta name=robots>` and X-Robots-Tag: noindex,
+    * robots.txt is obeyed (RFC 9309, with Protego, for pages and images alike; see `robots.py`): the
+      groups naming the product token of `user_agent` (`facetrail` in `facetrail/0.1 (+https://...)`;
+      `User-agent: FaceTrail/0.1` names it too) or else `*`; at most its first 500 KiB are parsed; a
+      robots.txt that cannot be fetched or read completely and correctly (5xx, timeout, corrupt or
+      truncated compression, a decompression bomb, not UTF-8) disallows the whole host; its
+      `Crawl-delay` is a floor on the time between two fetches from the host (over 60 s, the host is
+      left alone). `<meta name=robots>` and X-Robots-Tag are obeyed too: noindex,
       noimageindex, noai or noimageai on a page hides all its images, on an image skips it; nofollow
       on a page stops its links from being followed.
     * `delay` seconds between requests to a host (randomised 0.5-1.5x, raised by AutoThrottle when a
@@ -82,6 +90,7 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
     """
     if "http://" not in user_agent and "https://" not in user_agent:
         raise ValueError("the user agent must include a contact URL (http:// or https://)")
+    product_token(user_agent)  # robots.txt groups are matched on it: raises ValueError if there is none
     if max_pages < 1 or max_depth < 0 or delay < 0 or concurrency < 1 or retries < 0 or retry_backoff < 0:
         raise ValueError("max_pages and concurrency must be >= 1, the other limits >= 0")
     plan = Plan(tuple(start_urls), scope, fetcher, max_pages, max_depth, retry_backoff,
@@ -92,7 +101,8 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
                               "data": None, "file": None, "s3": None, "ftp": None},
         "USER_AGENT": user_agent,
         "ROBOTSTXT_OBEY": True,
-        "ROBOTSTXT_USER_AGENT": user_agent.split("/")[0].split()[0],
+        "ROBOTSTXT_USER_AGENT": product_token(user_agent),
+        "ROBOTSTXT_PARSER": _RULES,
         "DOWNLOAD_DELAY": delay,
         "AUTOTHROTTLE_ENABLED": delay > 0,  # with no delay asked for (a test or local site), full speed
         "AUTOTHROTTLE_START_DELAY": delay,
@@ -109,7 +119,9 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
         "REDIRECT_ENABLED": False,  # SafeFetcher follows redirects
         "METAREFRESH_ENABLED": False,
         "COOKIES_ENABLED": False,
-        "DOWNLOADER_MIDDLEWARES": {"scrapy.downloadermiddlewares.cookies.CookiesMiddleware": None},
+        "DOWNLOADER_MIDDLEWARES": {"scrapy.downloadermiddlewares.cookies.CookiesMiddleware": None,
+                                   "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+                                   _ROBOTS: 100},  # Scrapy's place for it: before everything else
         "REFERER_ENABLED": False,
         "TELNETCONSOLE_ENABLED": False,
         "REMOTE_CONTROL_ENABLED": False,  # Scrapy 2.19 would otherwise open a code-running HTTP server

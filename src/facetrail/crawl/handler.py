@@ -11,9 +11,13 @@ asks.) `FetchError`s surface as request failures
 carrying the fetcher's reason; timeouts and connection failures become `TransientFetchError`, which
 the crawl's RETRY_EXCEPTIONS setting retries, after an exponential back-off slept here.
 
-robots.txt follows RFC 9309 section 2.3.1: a 5xx answer or no answer at all ("unreachable") means
-complete disallow, so the handler hands Scrapy's robots.txt middleware a disallow-all file instead
-(Scrapy alone would allow everything), and reports the reason as `robots_unreachable`.
+robots.txt follows RFC 9309 section 2.3.1: a 5xx answer, no answer at all ("unreachable"), or an
+answer that cannot be read completely and correctly (`robots.read_robots`: corrupt or truncated
+compression, a decompression bomb, not UTF-8) means complete disallow, so the handler hands the robots
+middleware a disallow-all file instead (Scrapy alone would allow everything), and reports the reason
+as `robots_unreachable`. A readable robots.txt reaches the middleware decoded, without its
+Content-Encoding (so Scrapy's compression middleware never touches it) and cut to the prefix that is
+parsed. Page and image fetches wait for the host's `Crawl-delay` floor (`robots.Pacer`).
 """
 
 from __future__ import annotations
@@ -28,15 +32,16 @@ from scrapy.core.downloader.handlers.base import BaseDownloadHandler
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Headers, Response
 from scrapy.responsetypes import responsetypes
+from scrapy.utils.httpobj import urlparse_cached
 
 from .fetch import FetchError
+from .robots import DISALLOW_ALL, Unreadable, pacer, read_robots
 
 if TYPE_CHECKING:
     from .spider import FacetrailSpider
 
 TRANSIENT = frozenset({"timeout", "connect"})
 MAX_BACKOFF = 60.0
-DISALLOW_ALL = b"User-agent: *\nDisallow: /\n"
 
 
 class Skipped(IgnoreRequest):
@@ -63,6 +68,8 @@ class SafeFetchHandler(BaseDownloadHandler):
             raise Skipped(why, f"{request.url} is outside the crawl's scope ({why})")
         if retries := request.meta.get("retry_times", 0):
             await asyncio.sleep(min(spider.retry_backoff * 2 ** (retries - 1), MAX_BACKOFF))
+        if not robots_txt:
+            await pacer(self.crawler).wait(urlparse_cached(request).netloc)
         user_agent = (request.headers.get("User-Agent") or b"").decode("latin-1")
         start = time.monotonic()
         try:
@@ -78,9 +85,13 @@ class SafeFetchHandler(BaseDownloadHandler):
         finally:
             request.meta["download_latency"] = time.monotonic() - start  # AutoThrottle reads it
         if robots_txt:
-            if fetched.status >= 500:
-                return _disallow_all(spider, request, f"HTTP status {fetched.status}")
-        elif why := spider.scope.refusal(fetched.final_url):
+            try:
+                text = read_robots(fetched.status, fetched.headers, fetched.body, spider.fetcher.policy.max_bytes)
+            except Unreadable as exc:
+                return _disallow_all(spider, request, str(exc))
+            return Response(url=fetched.final_url, status=fetched.status, body=text, request=request,
+                            headers={"Content-Type": "text/plain; charset=utf-8"})
+        if why := spider.scope.refusal(fetched.final_url):
             raise Skipped(why, f"{request.url} redirected to {fetched.final_url}, outside the crawl's "
                           f"scope ({why})")
         headers = Headers(fetched.headers)
@@ -90,6 +101,6 @@ class SafeFetchHandler(BaseDownloadHandler):
 
 
 def _disallow_all(spider: FacetrailSpider, request: Request, why: str) -> Response:
-    spider.skip(request.url, "robots_unreachable", f"robots.txt unreachable ({why}): the whole host is "
-                "treated as disallowed (RFC 9309)")
+    spider.skip(request.url, "robots_unreachable", f"robots.txt unreachable or unreadable ({why}): the "
+                "whole host is treated as disallowed (RFC 9309)")
     return Response(url=request.url, status=200, body=DISALLOW_ALL, request=request)
