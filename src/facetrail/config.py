@@ -171,8 +171,8 @@ class Settings(BaseSettings):
     )
     user_agent: str = Field(
         "facetrail/0.1 (+https://github.com/facetrail/facetrail; declared-source crawler)",
-        description="User-Agent of the crawler and fetcher; must hold a contact URL. robots.txt rules are "
-        "matched on its first word.",
+        description="User-Agent of the crawler and fetcher; must hold a contact URL. robots.txt groups are "
+        "matched on its product token, the leading letters, '_' and '-' ('facetrail').",
     )
     crawl_delay: float = Field(1.0, ge=0, description="Seconds between requests to one host (AutoThrottle may raise it).")
     crawl_max_pages: int = Field(1000, ge=1, description="Default page limit of a crawl (a source or --max-pages may set it).")
