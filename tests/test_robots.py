@@ -22,6 +22,11 @@ from dataclasses import dataclass, field
 import brotli
 import pytest
 
+try:
+    from compression.zstd import compress as zstd_compress  # type: ignore[import-not-found]  # Python 3.14
+except ImportError:
+    from backports.zstd import compress as zstd_compress  # a dependency of Scrapy before Python 3.14
+
 from facetrail.crawl.robots import MAX_PARSED
 
 from . import test_crawl
@@ -53,6 +58,9 @@ UNREADABLE: dict[str, tuple[bytes, dict[str, str]]] = {
     "gzip_bomb": (gzip.compress(ALLOWS_HOME + b"\n" * BOMB_LINES, 9), {"Content-Encoding": "gzip"}),
     "brotli_bomb": (brotli.compress(ALLOWS_HOME + b"\n" * BOMB_LINES), {"Content-Encoding": "br"}),
     "truncated_brotli": (brotli.compress(ALLOWS_HOME * 50)[:-3], {"Content-Encoding": "br"}),
+    "truncated_zstd": (zstd_compress(ALLOWS_HOME * 50)[:-3], {"Content-Encoding": "zstd"}),
+    "gzip_then_br_bomb": (brotli.compress(gzip.compress(ALLOWS_HOME + b"\n" * BOMB_LINES)),
+                          {"Content-Encoding": "gzip, br"}),
     "deflate_with_trailing_junk": (_deflate_junk(), {"Content-Encoding": "deflate"}),
     "unknown_encoding": (ALLOWS_HOME, {"Content-Encoding": "compress"}),
     "utf16_with_bom": (DISALLOW.decode().encode("utf-16"), {}),
@@ -75,18 +83,40 @@ def test_unreadable_robots_txt_disallows_everything(guard: Guard, name: str) -> 
 
 
 def test_a_readable_compressed_robots_txt_is_obeyed(guard: Guard) -> None:
-    """The other side: gzip (two members), brotli and UTF-8 with a BOM are read, not refused."""
-    for body, headers in [(gzip.compress(b"User-agent: *\n") + gzip.compress(b"Disallow: /private/\n"),
+    """The other side: gzip (two members), brotli, UTF-8 with a BOM, and plain ASCII labelled
+    Latin-1 (as many servers label text files) are read, not refused."""
+    for body, headers in [(ALLOWS_HOME, {"Content-Type": "text/plain; charset=iso-8859-1"}),
+                          (gzip.compress(b"User-agent: *\n") + gzip.compress(b"Disallow: /private/\n"),
                            {"Content-Encoding": "gzip"}),
                           (brotli.compress(ALLOWS_HOME), {"Content-Encoding": "br"}),
                           ("\ufeffUser-agent: *\nDisallow: /private/\n# café\n".encode(), {})]:
         with serve("c.test") as (c,):
-            c.routes["/robots.txt"] = Route(body, content_type="text/plain", headers=headers)
+            c.routes["/robots.txt"] = Route(body, content_type=headers.pop("Content-Type", "text/plain"),
+                                            headers=headers)
             c.routes["/"] = Route.html('<a href="/p.html">p</a> <a href="/private/x.html">x</a>')
             c.routes["/p.html"] = Route.html("page")
             result = run([c.url("/")], scope_of(c), fetcher_for(guard, c), retries=0)
         assert sorted(c.paths()) == ["/", "/p.html", "/robots.txt"], headers
         assert result.skipped() == {(c.url("/private/x.html"), "robots")}
+
+
+def test_any_failure_reading_robots_txt_disallows_everything(guard: Guard,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever layer fails, even one nobody foresaw (here reading the answer raises), the host is
+    disallowed: Scrapy's own middleware would have read the failure as "no robots.txt"."""
+    from facetrail.crawl import handler
+
+    def broken(*_: object) -> bytes:
+        raise RuntimeError("a bug while reading robots.txt")
+
+    monkeypatch.setattr(handler, "read_robots", broken)
+    with serve("c.test") as (c,):
+        c.routes["/robots.txt"] = Route(ALLOWS_HOME, content_type="text/plain")
+        c.routes["/"] = Route.html("home")
+        result = run([c.url("/")], scope_of(c), fetcher_for(guard, c), retries=0)
+    assert c.paths() == ["/robots.txt"] and result.pages == []
+    assert result.skipped() == {(c.url("/robots.txt"), "robots_unreachable"), (c.url("/"), "robots")}
+    assert "a bug while reading robots.txt" in result.errors[0][2]
 
 
 # --- a raw server: answers sent byte for byte, arrival times logged ----------------------------
