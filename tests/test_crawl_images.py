@@ -134,8 +134,8 @@ def test_a_page_shown_as_an_image_first_is_still_crawled_as_a_page(guard: Guard)
 
 
 def test_images_per_page_are_capped(guard: Guard) -> None:
-    """A page listing more images than the cap (500) gets its first 500 fetched and listed, in
-    document order; the rest are reported once, never requested."""
+    """A page listing more images than the cap (500) gets its first 500 fetched and listed (<img>s in
+    document order first); the rest are reported once, never requested."""
     photo = image_bytes("red")
     with serve("c.test") as (c,):
         c.routes["/"] = Route.html("".join(f'<img src="/i/{n}.jpg" alt="{n}">' for n in range(520)))
@@ -147,3 +147,14 @@ def test_images_per_page_are_capped(guard: Guard) -> None:
     assert sorted(c.paths()) == sorted(["/robots.txt", "/", *(f"/i/{n}.jpg" for n in range(500))])
     assert [(url, reason) for url, reason, _ in result.errors] == [(c.url("/"), "too_many_images")]
     assert "20 image(s)" in result.errors[0][2]
+
+
+def test_the_cap_is_a_crawl_option(guard: Guard) -> None:
+    photo = image_bytes("red")
+    with serve("c.test") as (c,):
+        c.routes["/"] = Route.html('<img src="/1.jpg"><div style="background: url(/2.jpg)"></div>'
+                                   '<img data-src="/3.jpg">')
+        c.routes.update({f"/{n}.jpg": Route.image(photo) for n in (1, 2, 3)})
+        result = run([c.url("/")], scope_of(c), fetcher_for(guard, c), max_images_per_page=2)
+    assert sorted(image.url for image in result.images) == [c.url("/1.jpg"), c.url("/3.jpg")]
+    assert "/2.jpg" not in c.paths() and result.summary.skipped == {"too_many_images": 1}

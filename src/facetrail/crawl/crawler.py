@@ -26,7 +26,7 @@ from .fetch import SafeFetcher
 from .handler import SafeFetchHandler, TransientFetchError
 from .robots import RobotsMiddleware, RobotsRules, product_token
 from .scope import Scope
-from .spider import FacetrailSpider, ImageFound, Plan
+from .spider import MAX_IMAGES_PER_PAGE, FacetrailSpider, ImageFound, Plan
 
 DEFAULT_USER_AGENT = "facetrail/0.1 (+https://github.com/facetrail/facetrail; declared-source crawler)"
 _LOCK = threading.Lock()
@@ -56,7 +56,8 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
           concurrency: int = 2, retries: int = 2, retry_backoff: float = 1.0,
           on_page: Callable[[Page], None] = _ignore, on_image: Callable[[ImageFound], None] = _ignore,
           on_error: Callable[[str, str, str], None] = _ignore,
-          fetched: frozenset[str] = frozenset()) -> CrawlSummary:
+          fetched: frozenset[str] = frozenset(),
+          max_images_per_page: int = MAX_IMAGES_PER_PAGE) -> CrawlSummary:
     """Crawl `scope` from `start_urls`; blocks until done and returns a summary.
 
     * Links are followed breadth first up to `max_depth` links away from a start URL, and at most
@@ -82,6 +83,8 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
       not_html, http_status, and the `FetchError` reasons (refused_address, timeout, too_large,
       not_an_image, connect, dns...). Callbacks run on the crawl's thread; the first exception one
       raises stops the crawl and is raised here.
+    * At most `max_images_per_page` images of a page are listed and fetched (the first ones); the
+      page is then also reported as too_many_images.
     * Image URLs in `fetched` are not fetched again (resuming an interrupted crawl); pages showing
       them still list them.
 
@@ -91,10 +94,11 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
     if "http://" not in user_agent and "https://" not in user_agent:
         raise ValueError("the user agent must include a contact URL (http:// or https://)")
     product_token(user_agent)  # robots.txt groups are matched on it: raises ValueError if there is none
-    if max_pages < 1 or max_depth < 0 or delay < 0 or concurrency < 1 or retries < 0 or retry_backoff < 0:
+    if (max_pages < 1 or max_depth < 0 or delay < 0 or concurrency < 1 or retries < 0 or retry_backoff < 0
+            or max_images_per_page < 0):
         raise ValueError("max_pages and concurrency must be >= 1, the other limits >= 0")
     plan = Plan(tuple(start_urls), scope, fetcher, max_pages, max_depth, retry_backoff,
-                on_page, on_image, on_error, frozenset(fetched))
+                on_page, on_image, on_error, frozenset(fetched), max_images_per_page)
     settings = {
         "TWISTED_REACTOR_ENABLED": False,
         "DOWNLOAD_HANDLERS": {"http": _HANDLER, "https": _HANDLER,

@@ -60,7 +60,7 @@ class Plan:
     on_image: Callable[[ImageFound], None]
     on_error: Callable[[str, str, str], None]
     fetched: frozenset[str] = frozenset()  # image URLs fetched already (resuming an interrupted crawl)
-    max_images_per_page: int = MAX_IMAGES_PER_PAGE  # the first ones, in document order
+    max_images_per_page: int = MAX_IMAGES_PER_PAGE  # the first ones, in the order extract() lists them
 
 
 class FacetrailSpider(Spider):
