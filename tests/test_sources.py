@@ -228,3 +228,16 @@ def test_an_interrupted_crawl_resumes_without_fetching_stored_images_again(site,
     web.log.clear()
     assert cli(accounts, "crawl", "news", "--workers", "1").exit_code == 0
     assert "/img/a1.jpg" in web.paths()  # a new crawl fetches everything again
+
+
+def test_the_per_page_image_cap_is_a_setting(site, accounts, monkeypatch):
+    """FACETRAIL_CRAWL_MAX_IMAGES_PER_PAGE reaches the crawl: the front page lists two images (one
+    <img>, one og:image); with a cap of 1 only the first is fetched, the other is reported."""
+    web, _ = site
+    monkeypatch.setenv("FACETRAIL_CRAWL_MAX_IMAGES_PER_PAGE", "1")
+    assert cli(accounts, "source", "add", "news", "--url", web.url("/"), "--legal-basis", LEGAL,
+               "--max-depth", "0", user="ada").exit_code == 0
+    crawled = cli(accounts, "crawl", "news", "--workers", "1")
+    assert crawled.exit_code == 0, crawled.output
+    assert "1 too_many_images" in crawled.stdout, crawled.stdout
+    assert "/img/a1.jpg" in web.paths() and "/img/gates.jpg" not in web.paths()

@@ -177,6 +177,10 @@ class Settings(BaseSettings):
     crawl_delay: float = Field(1.0, ge=0, description="Seconds between requests to one host (AutoThrottle may raise it).")
     crawl_max_pages: int = Field(1000, ge=1, description="Default page limit of a crawl (a source or --max-pages may set it).")
     crawl_max_depth: int = Field(3, ge=0, description="Default link depth of a crawl.")
+    crawl_max_images_per_page: int = Field(
+        500, ge=0, description="Images of one page indexed at most, in document order; the rest are "
+        "reported once as too_many_images."
+    )
     fetch_max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest page or image fetched.")
     fetch_timeout: float = Field(30, gt=0, description="Seconds a fetch may take in all (slow servers are cut off).")
 
