@@ -258,12 +258,12 @@ def test_a_failing_job_raises_in_its_request_and_frees_its_slot():
     asyncio.run(scenario())
 
 
-def test_the_pool_has_one_worker_per_core_unless_set(tmp_path):
+def test_the_pool_leaves_a_core_to_the_event_loop_unless_set(tmp_path):
     from facetrail.config import Settings
     from facetrail.web.cpu import cores
 
     default = CpuPool.from_settings(Settings(data_dir=tmp_path))
-    assert (default.workers, default.queue) == (cores(), 16)
+    assert (default.workers, default.queue) == (max(1, cores() - 1), 16)
     three = CpuPool.from_settings(Settings(data_dir=tmp_path, cpu_workers=3, cpu_queue=0))
     assert (three.workers, three.queue) == (3, 0)
     default.close()

@@ -96,7 +96,8 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest photo the web app accepts.")
     cpu_workers: int = Field(
         0, ge=0, description="Threads of the web app's CPU pool (decoding, face detection and embedding, index "
-        "search, opt-outs, password checks): how many such jobs run at once. 0: one per CPU core.",
+        "search, opt-outs, password checks): how many such jobs run at once. 0: one per CPU core but one "
+        "(at least 1), leaving a core to the event loop that answers everything else.",
     )
     cpu_queue: int = Field(
         16, ge=0, description="Jobs that may wait for the CPU pool; when that many wait, the web app answers "
