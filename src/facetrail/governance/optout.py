@@ -57,14 +57,15 @@ class OptOutCache:
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
-        self._key: tuple | None = None
-        self._filter: OptOutFilter | None = None
+        self._held: tuple[tuple, OptOutFilter] | None = None  # (key, filter), replaced whole: threads share it
 
     def get(self, session: Session) -> OptOutFilter:
         key = tuple(session.execute(select(func.count(OptOut.id), func.max(OptOut.id))).one())
-        if key != self._key or self._filter is None:
-            self._filter, self._key = OptOutFilter.load(session, self.threshold), key
-        return self._filter
+        held = self._held
+        if held is None or held[0] != key:
+            held = (key, OptOutFilter.load(session, self.threshold))
+            self._held = held
+        return held[1]  # the filter of the opt-outs this session sees, never another thread's
 
 
 def opt_out(
