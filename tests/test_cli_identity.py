@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select as query
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
@@ -281,10 +281,21 @@ def test_two_admins_demoting_each_other_at_once_leave_one(settings):
             outcome["second"] = f"failed: {type(exc).__name__}"
 
     racer = threading.Thread(target=second)
-    racer.start()
-    first.commit()
-    first.close()
-    racer.join()
+    waiting = threading.Event()  # set when the racer sends its first locking statement
+
+    def watch(_conn, _cursor, statement, *_args) -> None:
+        if threading.current_thread() is racer and "UPDATE" in statement.upper():
+            waiting.set()
+
+    event.listen(db.engine, "before_cursor_execute", watch)
+    try:
+        racer.start()
+        assert waiting.wait(30)  # the racer has read what it reads unlocked and now waits for the lock
+        first.commit()
+        first.close()
+        racer.join()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", watch)
     with db.session() as session:
         admins = session.scalars(query(User.username).where(User.role == "admin", User.disabled.is_(False))).all()
     assert admins == ["ada"], outcome

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import Refused
 from ..store import ApiToken, User, WebSession
+from ..store.db import write_lock
 from ..store.models import OsLogin
 from . import audit, login
 from .actors import Actor, find_session, local_client, now, sha256, user_for_token  # noqa: F401 - re-exported
@@ -115,6 +116,7 @@ def _keep_an_admin(session: Session, user: User, change: str) -> None:
     cannot leave none."""
     if user.role != "admin" or user.disabled:
         return
+    write_lock(session, "users")  # SQLite: the count below is read inside this write transaction
     admins = session.scalars(
         select(User.id).where(User.role == "admin", User.disabled.is_(False)).order_by(User.id).with_for_update()
     ).all()

@@ -17,6 +17,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from ..store import AuditEntry
+from ..store.db import write_lock
 
 if TYPE_CHECKING:
     from .actors import Actor
@@ -50,8 +51,7 @@ def record(session: Session, actor: Actor | None, action: str, purpose: str | No
     name, kind = (actor.username, actor.kind) if actor is not None else ("system", "system")
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(7010001)"))  # one writer extends the chain
-    elif session.get_bind().dialect.name == "sqlite":  # a write (of no row) takes SQLite's write lock now,
-        session.execute(text("UPDATE audit_log SET id = id WHERE 0"))  # so the head read next stays the head
+    write_lock(session, "audit_log")  # SQLite: so the head read next stays the head
     last = session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
     entry = AuditEntry(
         created_at=datetime.now(UTC),

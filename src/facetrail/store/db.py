@@ -21,6 +21,15 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def write_lock(session: Session, table: str) -> None:
+    """On SQLite, take the database's write lock for this transaction now, before reading what
+    the write depends on: SQLite ignores SELECT ... FOR UPDATE and starts a transaction only at
+    its first write, so a check read earlier could be stale by the time the write waits its turn.
+    (PostgreSQL: row locks or advisory locks do this; nothing here.)"""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text(f"UPDATE {table} SET id = id WHERE 0"))  # a write of no row
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = sqlite_path(url)
