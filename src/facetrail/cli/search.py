@@ -161,13 +161,12 @@ def approvals_command(ctx: typer.Context) -> None:
     acting(ctx, db, "approve")
     table = Table("id", "search", "policy", "requester", "purpose", "case", "justification", "due")
     with db.session() as session:
-        for approval, entry in approvals.pending(session):
-            item = approvals.describe(approval)
-            due = "OVERDUE" if item["overdue"] else (item["due_at"] or "")[:16]
-            table.add_row(str(approval.id), str(approval.search_id), literal(approval.policy),
-                          literal(approval.requester), literal(entry.purpose or ""),
-                          literal(entry.details.get("case_ref", "")), literal(entry.details.get("justification", "")),
-                          due)
+        items = approvals.queue(session)
+    for item in items:
+        due = "OVERDUE" if item["overdue"] else (item["due_at"] or "")[:16]
+        table.add_row(str(item["id"]), str(item["search_id"]), literal(item["policy"]), literal(item["requester"]),
+                      literal(item["purpose"] or ""), literal(item["case_ref"] or ""),
+                      literal(item["justification"] or ""), due)
     out.print(table)
 
 

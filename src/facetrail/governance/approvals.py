@@ -117,6 +117,21 @@ def pending(session: Session, subject_access: bool = False) -> list[tuple[Approv
     return [(approval, entry) for approval, entry in rows]
 
 
+def queue(session: Session) -> list[dict]:
+    """The supervisors' queue as plain data: each pending approval with what its search's audit
+    entry says (purpose, justification, case, result count). Both front doors show this."""
+    return [
+        {
+            **describe(approval),
+            "purpose": entry.purpose,
+            "justification": entry.details.get("justification"),
+            "case_ref": entry.details.get("case_ref"),
+            "result_count": entry.details.get("result_count"),
+        }
+        for approval, entry in pending(session)
+    ]
+
+
 def requests(session: Session, policy: str) -> list[tuple[Approval, AuditEntry]]:
     """Every search under `policy` (any state), oldest first, with its audit entry."""
     rows = session.execute(

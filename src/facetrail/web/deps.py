@@ -217,16 +217,7 @@ async def read_upload(request: Request, image: UploadFile) -> bytes:
 def approval_queue(request: Request) -> list[dict]:
     """Searches waiting for a supervisor, each with what its audit entry says."""
     with database(request).session() as session:
-        return [
-            {
-                **approvals.describe(approval),
-                "purpose": entry.purpose,
-                "justification": entry.details.get("justification"),
-                "case_ref": entry.details.get("case_ref"),
-                "result_count": entry.details.get("result_count"),
-            }
-            for approval, entry in approvals.pending(session)
-        ]
+        return approvals.queue(session)
 
 
 async def take_opt_out(request: Request, image: UploadFile, statement: str, contact: str) -> None:
