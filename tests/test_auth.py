@@ -123,6 +123,30 @@ def test_one_time_passwords_must_be_changed_first(client, site):
     assert done.status_code == 303 and client.get("/api/v1/stats").status_code == 200
 
 
+def test_a_password_reset_ends_sessions_and_revokes_tokens(client, site):
+    """An admin resets a password because its secrets may be known: a browser signed in before
+    and a token made before stop working at once, and the entry says what was ended."""
+    _, db, _ = site
+    admin = accounts.Actor("ada", "admin", "test")
+    with db.session() as session, session.begin():
+        accounts.create_user(session, None, "rita", "investigator")
+        rita = session.scalar(select(User).where(User.username == "rita"))
+        rita.password_hash, rita.must_change_password = accounts._hasher.hash(PASSWORD), False
+        token, secret = accounts.create_token(session, admin, "rita", "laptop")
+    login(client, "rita")
+    assert client.get("/api/v1/stats").status_code == 200
+    assert client.get("/api/v1/stats", headers=bearer(secret)).status_code == 200
+    with db.session() as session, session.begin():
+        accounts.reset_password(session, admin, "rita")
+    assert client.get("/api/v1/stats").status_code == 401  # the old browser session
+    assert client.get("/api/v1/stats", headers=bearer(secret)).status_code == 401
+    with db.session() as session:
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "user.reset_password")
+                                .order_by(AuditEntry.id.desc())).first()
+        assert entry.details["tokens_revoked"] == [token.id] and entry.details["sessions_ended"] == 1
+        assert [t["status"] for t in accounts.list_tokens(session) if t["id"] == token.id] == ["revoked"]
+
+
 def test_cli_init_users_and_tokens(tmp_path):
     runner = CliRunner()
 

@@ -148,7 +148,7 @@ def user_set_role(ctx: typer.Context, username: str, role: str) -> None:
 
 @user_app.command("reset-password")
 def user_reset_password(ctx: typer.Context, username: str) -> None:
-    """Give an account a new one-time password."""
+    """Give an account a new one-time password; its web sessions end and its API tokens are revoked."""
     from ..governance.accounts import reset_password
 
     password = _as_admin(ctx, reset_password, username)

@@ -144,11 +144,21 @@ def set_disabled(session: Session, actor: Actor, username: str, disabled: bool) 
 
 
 def reset_password(session: Session, actor: Actor, username: str) -> str:
+    """A new one-time password for `username`. A reset is what an admin does when an account's
+    secrets may be known to someone else, so it also ends the account's web sessions and revokes
+    its API tokens (both counted in the audit entry): nothing issued before the reset still works."""
     user = get_user(session, username)
     password = new_password()
     user.password_hash, user.must_change_password = _hasher.hash(password), True
     user.failed_logins, user.locked_until = 0, None
-    audit.record(session, actor, "user.reset_password", user=username)
+    sessions = session.scalars(select(WebSession).where(WebSession.user_id == user.id)).all()
+    for web in sessions:
+        session.delete(web)
+    tokens = session.scalars(select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))).all()
+    for token in tokens:
+        token.revoked_at = now()
+    audit.record(session, actor, "user.reset_password", user=username, sessions_ended=len(sessions),
+                 tokens_revoked=[token.id for token in tokens])
     return password
 
 
