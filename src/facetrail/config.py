@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         "(slow, so only for small images such as tight profile crops). 0 disables the fallback.",
     )
     min_face_size: int = Field(20, ge=1, description="Faces smaller than this (pixels) are ignored.")
+    face_model: str = Field(
+        "dlib_resnet_v1",
+        description="The active face model (`facetrail models` lists them): detector, alignment and descriptor. "
+        "Vectors of one model only are indexed and searched; see docs/models.md.",
+    )
 
     # Decoding limits
     max_image_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Files larger than this are skipped.")
@@ -184,6 +189,34 @@ class Settings(BaseSettings):
     )
     fetch_max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest page or image fetched.")
     fetch_timeout: float = Field(30, gt=0, description="Seconds a fetch may take in all (slow servers are cut off).")
+
+    # Verifiable audit log (docs/audit-verification.md)
+    audit_key_file: Path | None = Field(
+        None, description="Ed25519 key that signs audit checkpoints (PEM, 0600), made by `facetrail init`; "
+        "default: audit-signing.key in the data folder. Keep it off the database's host and backups if you can.",
+    )
+    audit_key: str = Field(
+        "", description="The signing key itself (PEM text, or the 32-byte seed in base64), e.g. from a secret "
+        "store; takes precedence over audit_key_file.",
+    )
+    audit_origin: str = Field(
+        "", description="The log's name in its checkpoints; default: facetrail/audit/ and the key's fingerprint."
+    )
+    audit_witnesses: list[str] = Field(
+        default=[], description='Where every checkpoint is also sent (JSON list): "file:/mnt/other/checkpoints.log" '
+        '(appended), "dir:/mnt/other/checkpoints/" (one file each), "syslog:" (local /dev/log), '
+        '"syslog:HOST:PORT" (UDP), "https://witness.example/checkpoints" (POST).',
+    )
+    audit_checkpoint_minutes: float = Field(
+        5, gt=0, description="The web server signs a checkpoint this often when the audit log grew (and at shutdown).",
+    )
+    audit_tsa_url: str = Field(
+        "", description="RFC 3161 time-stamping authority that countersigns each checkpoint (optional).",
+    )
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit_key_file or self.data_dir / "audit-signing.key"
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -15,10 +15,15 @@ class FaceEngine:
     detector: Detector
     embedder: Embedder
     min_face_size: int = 20
+    model: str = ""  # its name in the registry (faces/registry.py); recorded with every vector
 
     @property
     def model_name(self) -> str:
-        return self.embedder.name
+        return self.model or self.embedder.name
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
 
     def faces(self, image: np.ndarray) -> list[Face]:
         """All faces in an RGB uint8 image, largest first."""
@@ -31,11 +36,9 @@ class FaceEngine:
         return sorted(faces, key=lambda f: (-f.area, f.box))
 
 
-def load_engine(settings: Settings) -> FaceEngine:
-    """The default engine (dlib), configured from settings. Loading takes about a second."""
-    from .dlib_backend import CascadeDetector, CnnDetector, DlibEmbedder, HogDetector
+def load_engine(settings: Settings, model: str | None = None) -> FaceEngine:
+    """The engine of `model` (default: the active model, `settings.face_model`), configured
+    from settings, after its weight files are checked (faces/registry.py). About a second."""
+    from .registry import load
 
-    hog = HogDetector(settings.detect_max_side, settings.detect_min_side)
-    cnn = CnnDetector() if settings.cnn_fallback_max_side else None
-    detector = CascadeDetector(hog, cnn, settings.cnn_fallback_max_side)
-    return FaceEngine(detector, DlibEmbedder(), settings.min_face_size)
+    return load(model or settings.face_model, settings)

@@ -18,6 +18,7 @@ class Detection:
     box: Box
     score: float
     detector: str
+    landmarks: tuple[tuple[float, float], ...] | None = None  # five points, if the detector gives them
 
 
 @dataclass(frozen=True)
