@@ -31,16 +31,17 @@ def check(session: Session, username: str, limits: dict[str, int]) -> None:
     now = datetime.now(UTC)
     for window, limit in limits.items():
         since = now - WINDOWS[window]
-        recent = (
+        # the limit-th newest search in the window, if there is one: one row read from the
+        # (actor, action, created_at) index, however many searches the window holds
+        nth = session.scalar(
             select(AuditEntry.created_at)
             .where(AuditEntry.action == "search", AuditEntry.actor == username, AuditEntry.created_at >= since)
             .order_by(AuditEntry.created_at.desc())
-            .limit(limit)
-        )
-        times = session.scalars(recent).all()
-        if len(times) >= limit:
-            oldest = min(times)
-            retry = (oldest + WINDOWS[window] - now).total_seconds()
+            .offset(limit - 1)
+            .limit(1)
+        ) if limit > 0 else now
+        if nth is not None:
+            retry = (nth + WINDOWS[window] - now).total_seconds()
             raise RateLimited(f"search limit reached: {limit} per {window}; try again later", max(1.0, retry))
 
 
