@@ -36,7 +36,9 @@ class DecisionIn(BaseModel):
 
 
 @router.get("/healthz", tags=["service"])
-def healthz() -> dict:
+async def healthz() -> dict:
+    """Answered on the event loop itself: a liveness probe must not queue for a free thread of the
+    pool that runs the synchronous handlers (database reads, pages) behind 50 busy clients."""
     return {"status": "ok"}
 
 
