@@ -14,8 +14,10 @@ an ordering fact checked with events and thread states, not a measured time.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -270,6 +272,24 @@ def test_the_pool_leaves_a_core_to_the_event_loop_unless_set(tmp_path):
     three.close()
     with pytest.raises(ValueError):
         CpuPool(workers=0, queue=0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
+def test_analysis_threads_yield_the_cpu_to_the_rest_of_the_server():
+    """A photo's analysis runs at a lower priority than the thread that answers everything else,
+    so a busy core serves /healthz, pages and media first (and the caller's priority is untouched)."""
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    async def scenario() -> tuple[int, int]:
+        pool = CpuPool(workers=1, queue=0)
+        try:
+            return niceness(), await pool.run(niceness)
+        finally:
+            pool.close()
+
+    mine, worker = asyncio.run(scenario())
+    assert worker == min(19, mine + 10) and worker > mine and niceness() == mine
 
 
 def test_audit_entries_written_at_once_by_pool_threads_all_land_in_one_chain(tmp_path):

@@ -13,11 +13,21 @@ Threads, not processes: dlib, onnxruntime, Pillow and FAISS release the GIL whil
 the searcher keeps one face engine behind its own lock, and each job opens its own database
 session in the worker thread (the services do that themselves). Uploaded bytes are read on
 the loop (bounded by `upload_max_bytes`) before the job is handed over.
+
+The workers run at a lower scheduling priority than the rest of the server (Linux lets one
+thread be niced): when the cores are busy, the event loop and the threads answering pages and
+media run first, and a photo's analysis takes what is left. After each job, memory the job
+freed is handed back to the operating system (glibc's malloc_trim), so the server's footprint
+returns to its resting size between heavy uploads instead of creeping up to the largest
+one's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import functools
 import math
 import os
 import threading
@@ -33,6 +43,7 @@ from ..errors import Refused
 
 T = TypeVar("T")
 MAX_RETRY_AFTER = 60  # seconds: never tell a client to wait longer than this
+WORKER_NICENESS = 10  # added to the workers' nice value: the loop and light requests go first
 
 
 def cores() -> int:
@@ -50,6 +61,33 @@ def default_workers() -> int:
     return max(1, cores() - 1)
 
 
+def lower_priority() -> None:
+    """Nice the calling thread by WORKER_NICENESS (Linux: a thread id is a process id to
+    setpriority). Lowering one's own priority needs no privilege; elsewhere nothing happens."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + WORKER_NICENESS))
+    except (AttributeError, OSError):
+        pass
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None  # glibc only
+
+
+def give_back_memory() -> None:
+    """Return the heap's free memory to the operating system (glibc; elsewhere nothing)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
 class CpuPool:
     """`workers` threads, at most `queue` jobs waiting; `run` refuses (busy) beyond that."""
 
@@ -58,7 +96,7 @@ class CpuPool:
             raise ValueError(f"a CPU pool needs at least 1 worker and 0 or more queue slots, not {workers}, {queue}")
         self.workers = workers
         self.queue = queue
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="facetrail-cpu")
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="facetrail-cpu", initializer=lower_priority)
         self._lock = threading.Lock()
         self._taken = 0  # jobs running or waiting
         self._seconds = 1.0  # how long a job takes (moving average), for Retry-After
@@ -103,6 +141,7 @@ class CpuPool:
             elapsed = time.monotonic() - start
             with self._lock:
                 self._seconds = 0.8 * self._seconds + 0.2 * elapsed
+            give_back_memory()
 
     def _release(self) -> None:
         with self._lock:
