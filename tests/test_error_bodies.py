@@ -149,6 +149,8 @@ def test_an_unexpected_failure_answers_code_and_detail_without_internals(tmp_pat
         answer = client.get("/api/v1/failing")
     body = error_body(answer, 500, "internal_error")
     assert "secret-value" not in answer.text and "RuntimeError" not in body["detail"]
+    assert answer.headers["content-security-policy"].startswith("default-src 'none'")  # like every answer
+    assert answer.headers["x-content-type-options"] == "nosniff"
 
 
 def test_the_openapi_document_promises_code_and_detail(client):

@@ -11,7 +11,7 @@ import sys
 import threading
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 
@@ -52,12 +52,23 @@ class SecurityHeaders:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
+        started = False
+
         async def send_with_headers(message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 MutableHeaders(scope=message).update(SECURITY_HEADERS)
             await send(message)
 
-        return await self.app(scope, receive, send_with_headers)
+        try:
+            return await self.app(scope, receive, send_with_headers)
+        except Exception as exc:
+            # Starlette answers an unhandled error outside every middleware, so without this its
+            # 500 would leave without the headers: answer it here, then let it reach the log
+            if not started:
+                await (await errors.answer(Request(scope), exc))(scope, receive, send_with_headers)
+            raise
 
 
 def create_app(settings: Settings) -> FastAPI:
