@@ -29,6 +29,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from ..config import Settings
+from ..errors import Refused
 from ..store import Database, Face
 from .base import VectorIndex
 from .faiss_index import FaissIndex
@@ -151,9 +152,22 @@ def load_index(settings: Settings, *, background: bool = False) -> VectorIndex:
     return _milvus(settings)
 
 
+def check_model(settings: Settings, db: Database) -> None:
+    """One model per index: refused if the database holds a face made by another model than the
+    active one (`settings.face_model`): its vectors cannot be compared with the active model's."""
+    with db.session() as session:
+        other = session.scalars(select(Face.model).where(Face.model != settings.face_model).limit(1)).first()
+    if other is not None:
+        raise Refused(f"the database holds faces of the face model {other}, the active model is "
+                      f"{settings.face_model}: set face_model back to {other}, or re-embed the faces with "
+                      f"the new model first (docs/models.md)", code="model_mismatch")
+
+
 def open_index(settings: Settings, db: Database, *, background: bool = False) -> VectorIndex:
     """The configured index, brought in step with the database. Upkeep due after the sync (the FAISS
-    store's training) runs in a background thread if `background`, else here before returning."""
+    store's training) runs in a background thread if `background`, else here before returning.
+    Refused if the database holds faces of another model than the active one (`check_model`)."""
+    check_model(settings, db)
     index = load_index(settings, background=background)
     if backend(settings) == "faiss" and index.owner:
         remove_legacy_files(settings.index_dir)  # a flat index of an earlier version: rebuilt by sync
@@ -166,6 +180,7 @@ def rebuild(
     settings: Settings, db: Database, progress: Callable[[int], None] | None = None, *, background: bool = False
 ) -> VectorIndex:
     """Throw the index away and build it again from the database."""
+    check_model(settings, db)
     index = load_index(settings, background=background)
     index.reset()
     with index.maintenance_paused():
@@ -199,6 +214,7 @@ __all__ = [
     "FaissStore",
     "VectorIndex",
     "backend",
+    "check_model",
     "index_path",
     "index_status",
     "load_index",

@@ -170,7 +170,7 @@ class Face(Base):
     score: Mapped[float] = mapped_column(Float)
     detector: Mapped[str] = mapped_column(String(32))
     landmarks: Mapped[list] = mapped_column(JSON)
-    model: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(64), index=True)  # the face model (faces/registry.py)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
 
     image: Mapped[Image] = relationship(back_populates="faces")
