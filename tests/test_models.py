@@ -128,3 +128,45 @@ def test_yunet_finds_tight_crops_and_maps_landmarks_to_the_original_pixels():
     scaled_down = YunetDetector(YUNET.locate(), max_side=250).detect(doubled)[0]  # detected on a 250 px copy
     assert np.abs(np.array(scaled_down.landmarks) / 2 - np.array(at_size.landmarks)).max() < 2
     assert np.abs(np.array(scaled_down.box) / 2 - np.array(at_size.box)).max() <= 2
+
+
+def test_thresholds_and_bands_in_use_are_the_active_models():
+    from facetrail.faces.registry import calibration
+    from facetrail.search.bands import band
+
+    assert calibration(Settings()).match_threshold == 0.6
+    sface = calibration(Settings(face_model="sface_2021dec"))
+    assert sface == model_info("sface_2021dec").calibration and sface.match_threshold > 1
+    assert calibration(Settings(face_model="sface_2021dec", match_threshold=1.2)).match_threshold == 1.2  # explicit wins
+    assert band(1.03, "sface_2021dec") == "strong" and band(1.03) == "weak"  # dlib's scale is another
+    assert band(0.45) == "strong"
+
+
+def test_the_256_d_fusion_can_be_measured_but_not_made_the_active_model():
+    with pytest.raises(ModelError) as refused:
+        load_engine(Settings(face_model="fusion_dlib_sface"))
+    assert refused.value.code == "model_not_indexable"
+    fusion = load_engine(Settings(), "fusion_dlib_sface")
+    face = fusion.faces(_rgb("anthony_hopkins/1.jpg"))[0]
+    assert face.embedding.shape == (256,) and fusion.model_name == "fusion_dlib_sface"
+
+
+def test_dlibs_calibrated_radii_are_where_the_dev_set_puts_them(dev_index, dev_images):
+    """The deletion radius is the distance under which 1 in 10,000 different-person pairs of the
+    dev set fall (bench/models.py); the match threshold lies above the 1e-3 point."""
+    from sqlalchemy import select
+
+    from facetrail.search import metrics
+    from facetrail.store import Face, Location
+
+    identity = {str(d.path): d.identity for d in dev_images if d.labelled}
+    with dev_index.db.session() as session:
+        rows = session.execute(select(Location.location, Face.embedding)
+                               .join(Face, Face.image_id == Location.image_id).where(Face.idx == 0)).all()
+    rows = [(identity[loc], np.frombuffer(e, np.float32)) for loc, e in rows if loc in identity]
+    genuine, impostor = metrics.pair_distances(np.stack([v for _, v in rows]), np.array([w for w, _ in rows]),
+                                               np.ones(len(rows), bool))
+    calibrated = model_info("dlib_resnet_v1").calibration
+    assert abs(metrics.threshold_at(impostor, 1e-4) - calibrated.deletion_radius) < 0.02
+    assert metrics.threshold_at(impostor, 1e-3) < calibrated.match_threshold
+    assert (impostor < calibrated.deletion_radius).mean() <= 2e-4

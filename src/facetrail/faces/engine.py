@@ -39,6 +39,6 @@ class FaceEngine:
 def load_engine(settings: Settings, model: str | None = None) -> FaceEngine:
     """The engine of `model` (default: the active model, `settings.face_model`), configured
     from settings, after its weight files are checked (faces/registry.py). About a second."""
-    from .registry import load
+    from .registry import active, load
 
-    return load(model or settings.face_model, settings)
+    return load(model or active(settings).name, settings)

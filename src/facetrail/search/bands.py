@@ -1,23 +1,21 @@
-"""Similarity bands: words for distances, calibrated on the dev set with bench/bands.py."""
+"""Similarity bands: words for distances, calibrated per face model (faces/registry.py,
+measured with bench/models.py and bench/bands.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..faces.registry import DEFAULT, Band, model_info
+
+__all__ = ["BANDS", "Band", "band", "bands_for"]
 
 
-@dataclass(frozen=True)
-class Band:
-    name: str
-    max_distance: float  # exclusive upper bound
+def bands_for(model: str) -> tuple[Band, ...]:
+    """The bands of a model, tightest first; the last is unbounded."""
+    return model_info(model).calibration.bands
 
 
-BANDS = (
-    Band("very strong", 0.40),
-    Band("strong", 0.50),
-    Band("possible", 0.60),
-    Band("weak", float("inf")),
-)
+BANDS = bands_for(DEFAULT)  # the default model's (dlib): kept for callers that name no model
 
 
-def band(distance: float) -> str:
-    return next(b.name for b in BANDS if distance < b.max_distance)
+def band(distance: float, model: str = DEFAULT) -> str:
+    """The band a distance falls in, for the model that measured it."""
+    return next(b.name for b in bands_for(model) if distance < b.max_distance)
