@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -377,3 +378,41 @@ def test_extract_sources_of_images() -> None:
     assert page.robots == {"noimageai", "nofollow", "noindex"} and page.links == []
     assert extract('<a href="page.html#frag">p</a>', url="http://h/", final_url="http://h/d/",
                    status=200).links == ["http://h/d/page.html"]
+
+
+def test_a_crawl_stops_at_its_deadline(guard: Guard) -> None:
+    """A site of dripping pages (0.4 s each, 30 of them, one at a time) would hold the crawl 12 s;
+    the crawl's deadline ends it after 1 s, keeping what it fetched."""
+    with serve("c.test") as (c,):
+        c.routes["/"] = Route.html("".join(f'<a href="/{n}.html">{n}</a>' for n in range(30)))
+        c.routes.update({f"/{n}.html": Route.html("slow", delay=0.4) for n in range(30)})
+        result = run([c.url("/")], scope_of(c), fetcher_for(guard, c), concurrency=1, max_seconds=1.0)
+    assert result.summary.deadline_reached and result.summary.seconds < 6
+    assert 1 <= result.summary.pages < 10
+    assert result.summary.skipped["deadline"] >= 1  # those the downloader held; the scheduler's are dropped
+
+
+class _Timed(list):
+    """A server log that also notes when each request arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def append(self, entry) -> None:
+        self.times.append(time.monotonic())
+        super().append(entry)
+
+
+def test_at_most_concurrency_requests_per_host_at_delay_0(guard: Guard) -> None:
+    """Scrapy's downloader started every queued request of a host at once at delay 0 (6 at a time,
+    the thread pool's size, against a configured 2); the handler holds each host to `concurrency`.
+    Each page takes 0.3 s to answer, so requests that start within 0.3 s of each other overlap."""
+    with serve("c.test") as (c,):
+        c.routes["/"] = Route.html("".join(f'<a href="/{n}.html">{n}</a>' for n in range(12)))
+        c.routes.update({f"/{n}.html": Route.html("slow", delay=0.3) for n in range(12)})
+        c.log = log = _Timed()
+        result = run([c.url("/")], scope_of(c), fetcher_for(guard, c), concurrency=2)
+    assert result.summary.pages == 13
+    slow = [when for when, (_, path) in zip(log.times, log) if path.endswith(".html")]
+    assert max(sum(1 for other in slow if start <= other < start + 0.3) for start in slow) == 2

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from facetrail.crawl import extract
+
 from .support import Route, Site, image_bytes, serve
 from .test_crawl import Guard, Run, fetcher_for, run, scope_of
 from .test_crawl import guard as guard  # noqa: PLC0414 - the module's network guard fixture
@@ -146,7 +148,7 @@ def test_images_per_page_are_capped(guard: Guard) -> None:
     assert {image.url for image in result.images} == {c.url(f"/i/{n}.jpg") for n in range(500)}
     assert sorted(c.paths()) == sorted(["/robots.txt", "/", *(f"/i/{n}.jpg" for n in range(500))])
     assert [(url, reason) for url, reason, _ in result.errors] == [(c.url("/"), "too_many_images")]
-    assert "20 image(s)" in result.errors[0][2]
+    assert "only the first 500 images" in result.errors[0][2]
 
 
 def test_the_cap_is_a_crawl_option(guard: Guard) -> None:
@@ -158,3 +160,31 @@ def test_the_cap_is_a_crawl_option(guard: Guard) -> None:
         result = run([c.url("/")], scope_of(c), fetcher_for(guard, c), max_images_per_page=2)
     assert sorted(image.url for image in result.images) == [c.url("/1.jpg"), c.url("/3.jpg")]
     assert "/2.jpg" not in c.paths() and result.summary.skipped == {"too_many_images": 1}
+
+
+def test_the_crawl_has_an_image_budget(guard: Guard) -> None:
+    """Once a crawl has requested its budget of images, new images of later pages are neither
+    requested nor listed on their page (no appearance without bytes); images met before still are."""
+    photo = image_bytes("red")
+    with serve("c.test") as (c,):
+        c.routes["/"] = Route.html('<img src="/1.jpg"><img src="/2.jpg"><a href="/next.html">next</a>')
+        c.routes["/next.html"] = Route.html('<img src="/3.jpg"><img src="/1.jpg"><img src="/4.jpg">')
+        c.routes.update({f"/{n}.jpg": Route.image(photo) for n in (1, 2, 3, 4)})
+        result = run([c.url("/")], scope_of(c), fetcher_for(guard, c), max_images=3)
+    assert sorted(image.url for image in result.images) == [c.url(f"/{n}.jpg") for n in (1, 2, 3)]
+    assert "/4.jpg" not in c.paths()
+    shown = {page.final_url: [ref.url for ref in page.images] for page in result.pages}
+    assert shown[c.url("/next.html")] == [c.url("/3.jpg"), c.url("/1.jpg")]
+    assert result.skipped() == {(c.url("/next.html"), "image_budget")}
+    assert result.summary.budget_reached and not result.summary.limit_reached
+
+
+def test_a_huge_page_lists_its_first_images_only() -> None:
+    """The extractor stops keeping images and links at its limits (a 20 MB page of 784,000 images
+    costs no more than its first ones: bench/crawl.py --huge-page measures it)."""
+    html = "".join(f'<img src="/i/{n}.jpg"><a href="/p/{n}.html">{n}</a>' for n in range(5000))
+    page = extract(html, url="http://c.test/", final_url="http://c.test/", status=200, max_images=10,
+                   max_links=20)
+    assert [ref.url for ref in page.images] == [f"http://c.test/i/{n}.jpg" for n in range(10)]
+    assert page.links == [f"http://c.test/p/{n}.html" for n in range(20)] and page.more_images
+    assert not extract(html, url="http://c.test/", final_url="http://c.test/", status=200).more_images

@@ -187,6 +187,14 @@ class Settings(BaseSettings):
         500, ge=0, description="Images of one page indexed at most, in document order; the rest are "
         "reported once as too_many_images."
     )
+    crawl_max_images: int = Field(
+        20_000, ge=0, description="Images one crawl requests at most; pages met after that list only images "
+        "requested before (reported as image_budget)."
+    )
+    crawl_max_seconds: float = Field(
+        3600, gt=0, description="Seconds a crawl may run in all; then it stops requesting, and what it "
+        "fetched is stored (reported as deadline)."
+    )
     fetch_max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest page or image fetched.")
     fetch_timeout: float = Field(30, gt=0, description="Seconds a fetch may take in all (slow servers are cut off).")
 

@@ -26,7 +26,7 @@ from .fetch import SafeFetcher
 from .handler import SafeFetchHandler, TransientFetchError
 from .robots import RobotsMiddleware, RobotsRules, product_token
 from .scope import Scope
-from .spider import MAX_IMAGES_PER_PAGE, FacetrailSpider, ImageFound, Plan
+from .spider import MAX_IMAGES_PER_CRAWL, MAX_IMAGES_PER_PAGE, FacetrailSpider, ImageFound, Plan
 
 DEFAULT_USER_AGENT = "facetrail/0.1 (+https://github.com/facetrail/facetrail; declared-source crawler)"
 _LOCK = threading.Lock()
@@ -43,6 +43,8 @@ class CrawlSummary:
     images: int  # images fetched and reported to on_image
     skipped: dict[str, int]
     limit_reached: bool  # max_pages stopped the crawl from requesting more pages
+    budget_reached: bool  # max_images stopped the crawl from requesting more images
+    deadline_reached: bool  # max_seconds stopped the crawl
     resumed: int  # images not fetched again because `fetched` held them
     seconds: float
 
@@ -57,7 +59,8 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
           on_page: Callable[[Page], None] = _ignore, on_image: Callable[[ImageFound], None] = _ignore,
           on_error: Callable[[str, str, str], None] = _ignore,
           fetched: frozenset[str] = frozenset(),
-          max_images_per_page: int = MAX_IMAGES_PER_PAGE) -> CrawlSummary:
+          max_images_per_page: int = MAX_IMAGES_PER_PAGE, max_images: int = MAX_IMAGES_PER_CRAWL,
+          max_seconds: float = 3600.0) -> CrawlSummary:
     """Crawl `scope` from `start_urls`; blocks until done and returns a summary.
 
     * Links are followed breadth first up to `max_depth` links away from a start URL, and at most
@@ -84,7 +87,13 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
       not_an_image, connect, dns...). Callbacks run on the crawl's thread; the first exception one
       raises stops the crawl and is raised here.
     * At most `max_images_per_page` images of a page are listed and fetched (the first ones); the
-      page is then also reported as too_many_images.
+      page is then also reported as too_many_images. At most `max_images` images are requested by
+      the whole crawl: a page met after that lists only the images requested before (reported as
+      image_budget). A page is read as a stream (see `extract`), so its size costs no memory beyond
+      its text and the images and links kept.
+    * The crawl stops after `max_seconds`: the URLs waiting for their host are reported as deadline,
+      those not handed to the downloader yet are dropped; fetches under way end (within the
+      fetcher's own deadline) and are reported as usual.
     * Image URLs in `fetched` are not fetched again (resuming an interrupted crawl); pages showing
       them still list them.
 
@@ -95,10 +104,11 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
         raise ValueError("the user agent must include a contact URL (http:// or https://)")
     product_token(user_agent)  # robots.txt groups are matched on it: raises ValueError if there is none
     if (max_pages < 1 or max_depth < 0 or delay < 0 or concurrency < 1 or retries < 0 or retry_backoff < 0
-            or max_images_per_page < 0):
+            or max_images_per_page < 0 or max_images < 0 or max_seconds <= 0):
         raise ValueError("max_pages and concurrency must be >= 1, the other limits >= 0")
     plan = Plan(tuple(start_urls), scope, fetcher, max_pages, max_depth, retry_backoff,
-                on_page, on_image, on_error, frozenset(fetched), max_images_per_page)
+                on_page, on_image, on_error, frozenset(fetched), max_images_per_page, max_images,
+                max_seconds)
     settings = {
         "TWISTED_REACTOR_ENABLED": False,
         "DOWNLOAD_HANDLERS": {"http": _HANDLER, "https": _HANDLER,
@@ -158,4 +168,6 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
     if spider.failure is not None:
         raise spider.failure
     return CrawlSummary(pages=spider.pages, images=spider.images, skipped=dict(spider.skipped),
-                        limit_reached=spider.limit_reached, resumed=spider.resumed, seconds=time.monotonic() - started)
+                        limit_reached=spider.limit_reached, budget_reached=spider.budget_reached,
+                        deadline_reached=spider.deadline_reached,
+                        resumed=spider.resumed, seconds=time.monotonic() - started)

@@ -18,14 +18,20 @@ middleware a disallow-all file instead (Scrapy alone would allow everything), an
 as `robots_unreachable`. A readable robots.txt reaches the middleware decoded, without its
 Content-Encoding (so Scrapy's compression middleware never touches it) and cut to the prefix that is
 parsed. Page and image fetches wait for the host's `Crawl-delay` floor (`robots.Pacer`).
+
+The handler also holds each host to CONCURRENT_REQUESTS_PER_DOMAIN fetches at a time (`host_slots`):
+Scrapy's downloader (2.19, without a reactor) counts a request as transferring only once its
+coroutine runs, so at DOWNLOAD_DELAY 0 it starts every queued request of a host at once (6 at a time
+against a configured 2, the size of the thread pool, in the test that found it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from ipaddress import ip_address
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from scrapy import Request
 from scrapy.core.downloader.handlers.base import BaseDownloadHandler
@@ -68,22 +74,34 @@ class SafeFetchHandler(BaseDownloadHandler):
             raise Skipped(why, f"{request.url} is outside the crawl's scope ({why})")
         if retries := request.meta.get("retry_times", 0):
             await asyncio.sleep(min(spider.retry_backoff * 2 ** (retries - 1), MAX_BACKOFF))
-        if not robots_txt:
-            await pacer(self.crawler).wait(urlparse_cached(request).netloc)
+        async with host_slots(self.crawler, urlparse_cached(request).hostname or ""):
+            if not robots_txt:
+                await pacer(self.crawler).wait(urlparse_cached(request).netloc)
+            if spider.deadline_reached:
+                raise Skipped("deadline", f"{request.url} not fetched: the crawl reached its deadline")
+            start = time.monotonic()
+            try:
+                fetched = await self._fetch(spider, request)
+            finally:
+                request.meta["download_latency"] = time.monotonic() - start  # AutoThrottle reads it
+        if isinstance(fetched, Response):  # robots.txt could not be fetched: disallow all
+            return fetched
+        return self._answer(spider, request, fetched, robots_txt)
+
+    async def _fetch(self, spider: FacetrailSpider, request: Request) -> Any:
+        robots_txt = bool(request.meta.get("dont_obey_robotstxt"))
         user_agent = (request.headers.get("User-Agent") or b"").decode("latin-1")
-        start = time.monotonic()
         try:
-            fetched = await asyncio.to_thread(spider.fetcher.fetch, request.url,
-                                              image=bool(request.meta.get("image")),
-                                              headers={"user-agent": user_agent} if user_agent else None)
+            return await asyncio.to_thread(spider.fetcher.fetch, request.url, image=bool(request.meta.get("image")),
+                                           headers={"user-agent": user_agent} if user_agent else None)
         except FetchError as exc:
             if robots_txt:
                 return _disallow_all(spider, request, f"{exc} ({exc.reason})")
             if exc.reason in TRANSIENT:
                 raise TransientFetchError(exc.reason, str(exc)) from None
             raise
-        finally:
-            request.meta["download_latency"] = time.monotonic() - start  # AutoThrottle reads it
+
+    def _answer(self, spider: FacetrailSpider, request: Request, fetched: Any, robots_txt: bool) -> Response:
         if robots_txt:
             try:
                 text = read_robots(fetched.status, fetched.headers, fetched.body, spider.fetcher.policy.max_bytes)
@@ -104,3 +122,14 @@ def _disallow_all(spider: FacetrailSpider, request: Request, why: str) -> Respon
     spider.skip(request.url, "robots_unreachable", f"robots.txt unreachable or unreadable ({why}): the "
                 "whole host is treated as disallowed (RFC 9309)")
     return Response(url=request.url, status=200, body=DISALLOW_ALL, request=request)
+
+
+_SLOTS: weakref.WeakKeyDictionary[Any, dict[str, asyncio.Semaphore]] = weakref.WeakKeyDictionary()
+
+
+def host_slots(crawler: Any, host: str) -> asyncio.Semaphore:
+    """The crawl's semaphore for `host`: CONCURRENT_REQUESTS_PER_DOMAIN fetches at a time."""
+    slots = _SLOTS.setdefault(crawler, {})
+    if (slot := slots.get(host)) is None:
+        slot = slots[host] = asyncio.Semaphore(crawler.settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN"))
+    return slot

@@ -26,6 +26,11 @@ IMAGE_PRIORITY = 10  # images of a page are fetched before the crawl goes deeper
 # Images of one page indexed at most: real pages, galleries included, show far fewer; a page listing
 # more (a trap, a generated page) would otherwise queue a request per image.
 MAX_IMAGES_PER_PAGE = 500
+# Images fetched at most by one crawl (new ones: images already requested are shown again for free).
+MAX_IMAGES_PER_CRAWL = 20_000
+# Links of one page followed at most (or the crawl's page limit, if higher): a page listing more is a
+# trap or a generated index; its further links are reachable from other pages.
+MAX_LINKS_PER_PAGE = 10_000
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,8 @@ class Plan:
     on_error: Callable[[str, str, str], None]
     fetched: frozenset[str] = frozenset()  # image URLs fetched already (resuming an interrupted crawl)
     max_images_per_page: int = MAX_IMAGES_PER_PAGE  # the first ones, in the order extract() lists them
+    max_images: int = MAX_IMAGES_PER_CRAWL  # image requests of the whole crawl
+    max_seconds: float = 3600.0  # the crawl's deadline
 
 
 class FacetrailSpider(Spider):
@@ -81,6 +88,9 @@ class FacetrailSpider(Spider):
         # (not_html) and its image request then dropped, leaving an appearance with no image.
         self.seen: dict[str, set[str]] = {"page": set(), "image": set()}
         self.page_requests = 0
+        self.image_requests = 0
+        self.budget_reached = False  # max_images stopped the crawl from requesting more images
+        self.deadline_reached = False
         self.pages = 0
         self.images = 0
         self.skipped: Counter[str] = Counter()
@@ -90,9 +100,16 @@ class FacetrailSpider(Spider):
         self._closing: asyncio.Task[None] | None = None  # a reference keeps the task alive
 
     async def start(self) -> AsyncIterator[Request]:
+        self._deadline = asyncio.get_running_loop().call_later(self.plan.max_seconds, self._stop_at_deadline)
         for url in self.plan.start_urls:
             if request := self._page_request(url):
                 yield request
+
+    def _stop_at_deadline(self) -> None:
+        """The crawl's time is up: nothing more is fetched (the handler refuses what is queued)."""
+        self.deadline_reached = True
+        self._closing = asyncio.get_running_loop().create_task(
+            self.crawler.engine.close_spider_async(reason="deadline"))
 
     def skip(self, url: str, reason: str, message: str) -> None:
         """Count and report a URL not fetched or not indexed."""
@@ -146,30 +163,52 @@ class FacetrailSpider(Spider):
         self.seen["page"].add(response.url)
         header = b", ".join(response.headers.getlist("X-Robots-Tag")).decode("latin-1")
         page = extract(response.text, url=request.url, final_url=response.url, status=response.status,
-                       x_robots_tag=header)
+                       x_robots_tag=header, max_images=self.plan.max_images_per_page,
+                       max_links=max(MAX_LINKS_PER_PAGE, self.plan.max_pages))
         if page.images and blocks_images(page.robots):
             self.skip(page.final_url, "noimageindex", f"{len(page.images)} image(s) not indexed: the page "
                       f"says {', '.join(sorted(page.robots))}")
             page = dataclasses.replace(page, images=[])
-        if len(page.images) > (cap := self.plan.max_images_per_page):
-            self.skip(page.final_url, "too_many_images", f"{len(page.images) - cap} image(s) of "
-                      f"{page.final_url} not indexed: only the first {cap} of a page are")
-            page = dataclasses.replace(page, images=page.images[:cap])
+        elif page.more_images:
+            self.skip(page.final_url, "too_many_images", f"only the first {self.plan.max_images_per_page} "
+                      f"images of {page.final_url} are indexed: the page shows more")
+        shown, wanted = self._budget(page.images)
+        if len(shown) < len(page.images):
+            self.budget_reached = True
+            self.skip(page.final_url, "image_budget", f"{len(page.images) - len(shown)} image(s) of "
+                      f"{page.final_url} not indexed: the crawl has requested its {self.plan.max_images} images")
+            page = dataclasses.replace(page, images=shown)
         self.pages += 1
         self._call(self.plan.on_page, page)
-        for ref in page.images:
-            if ref.url in self.plan.fetched:
-                if ref.url not in self.seen["image"]:
-                    self.seen["image"].add(ref.url)
-                    self.resumed += 1
-                continue
-            if self._admit(ref.url, "image"):
-                yield Request(ref.url, callback=self.parse_image, errback=self.failed, dont_filter=True,
-                              priority=IMAGE_PRIORITY, meta={"image": True, "ref": ref, "page": page})
+        yield from self._image_requests(wanted, page)
         if response.meta["depth"] < self.plan.max_depth:
             for link in page.links:
                 if next_request := self._page_request(link):
                     yield next_request
+
+    def _budget(self, refs: list[ImageRef]) -> tuple[list[ImageRef], list[ImageRef]]:
+        """(the images of a page to show, the ones to request): a new image beyond the crawl's image
+        budget is neither; one met before (requested, refused, or stored by an interrupted crawl) is
+        shown and not requested again."""
+        shown, wanted = [], []
+        for ref in refs:
+            if ref.url in self.plan.fetched:
+                if ref.url not in self.seen["image"]:
+                    self.seen["image"].add(ref.url)
+                    self.resumed += 1
+            elif ref.url not in self.seen["image"]:
+                if self.image_requests >= self.plan.max_images:
+                    continue
+                if self._admit(ref.url, "image"):
+                    self.image_requests += 1
+                    wanted.append(ref)
+            shown.append(ref)
+        return shown, wanted
+
+    def _image_requests(self, refs: list[ImageRef], page: Page) -> Iterator[Request]:
+        for ref in refs:
+            yield Request(ref.url, callback=self.parse_image, errback=self.failed, dont_filter=True,
+                          priority=IMAGE_PRIORITY, meta={"image": True, "ref": ref, "page": page})
 
     def parse_image(self, response: Response) -> None:
         ref: ImageRef = response.meta["ref"]

@@ -84,6 +84,7 @@ def crawl_feed(settings: Settings, db: Database, source: Source, max_pages: int 
         summary = crawl(source.scope["start_urls"], scope, fetcher(settings), max_pages=pages, max_depth=depth,
                         user_agent=settings.user_agent, delay=settings.crawl_delay, fetched=fetched,
                         max_images_per_page=settings.crawl_max_images_per_page,
+                        max_images=settings.crawl_max_images, max_seconds=settings.crawl_max_seconds,
                         on_page=lambda page: put(page_record(page)),
                         on_image=lambda image: put(image_item(image)),
                         on_error=lambda url, reason, message: put(skip(url, reason, message)))
