@@ -1,6 +1,7 @@
 """Crawl benchmark: `facetrail crawl` of a synthetic local site, end to end.
 
     .venv/bin/python bench/crawl.py [--pages 300] [--photos-per-page 2] [--workers N] [--urls]
+    .venv/bin/python bench/crawl.py --huge-page [--huge-images 784000]
 
 Builds a site in memory and serves it from this process on 127.0.0.1 (an ephemeral port, a
 threaded http.server): an index page, section pages and PAGES article pages, each article
@@ -20,6 +21,11 @@ folder each; FACETRAIL_CRAWL_DELAY=0, FACETRAIL_FETCH_ALLOW=the site), it runs:
 It prints pages/s, images/s (fetched) and faces/s against wall time (which includes process
 start and model loading), with the command's own seconds. Pages and images are counted by the
 server; new images and faces come from the command's summary.
+
+--huge-page instead serves one page of HUGE_IMAGES distinct <img> URLs (784,000: 19.5 MB, the
+hostile page of issue 13) whose first 500 images exist, and runs `facetrail.crawl.crawl` on it in a
+child process with the default limits, printing the child's peak RSS (the target: under 300 MB),
+the seconds, and the pages and images it reported.
 """
 
 from __future__ import annotations
@@ -214,6 +220,38 @@ def report(name: str, r: Run) -> None:
           flush=True)
 
 
+def huge_page(images: int) -> Site:
+    """One page listing `images` distinct image URLs; the first 500 answer with a small PNG."""
+    site = Site()
+    site.routes["/robots.txt"] = ("text/plain", b"User-agent: *\nAllow: /\n")
+    body = "".join(f'<img src="/i/{n:07d}.png">' for n in range(images))
+    site.routes["/"] = ("text/html; charset=utf-8", html("Huge", body))
+    for n in range(500):
+        site.routes[f"/i/{n:07d}.png"] = ("image/png", banner(n))
+    return site
+
+
+def crawl_child(url: str) -> None:
+    """Crawl `url` in this process with the default limits; print what it cost as one line."""
+    import resource
+
+    from facetrail.crawl import Scope, crawl
+    from facetrail.crawl.fetch import FetchPolicy, SafeFetcher, parse_allow
+
+    host = url.split("/")[2]
+    counts = Counter()
+    started = time.perf_counter()
+    summary = crawl([url], Scope(frozenset({host})), SafeFetcher(FetchPolicy(allow=parse_allow(host))), delay=0,
+                    user_agent="facetrail-bench/0.1 (+http://127.0.0.1/)",
+                    on_page=lambda page: counts.update(listed=len(page.images)),
+                    on_image=lambda image: counts.update(images=1),
+                    on_error=lambda url, reason, message: counts.update([reason]))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"crawl of the huge page: {time.perf_counter() - started:.1f} s, peak RSS {rss:.0f} MB, "
+          f"{summary.pages} page, {counts['listed']} images listed, {counts['images']} fetched, "
+          f"skipped {dict(summary.skipped)}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -223,7 +261,25 @@ def main() -> None:
     parser.add_argument("--urls", action="store_true", help="also time `ingest urls` over the image URLs")
     parser.add_argument("--skip-crawl-only", action="store_true",
                         help="do not time the crawl without analysis")
+    parser.add_argument("--huge-page", action="store_true", help="measure the crawl of one huge page instead")
+    parser.add_argument("--huge-images", type=int, default=784_000, help="distinct images of the huge page")
+    parser.add_argument("--crawl-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.crawl_child:
+        crawl_child(args.crawl_child)
+        return
+    if args.huge_page:
+        site = huge_page(args.huge_images)
+        server = serve(site)
+        try:
+            print(f"huge page: {len(site.routes['/'][1]) / 1e6:.1f} MB, {args.huge_images} distinct <img> URLs",
+                  flush=True)
+            subprocess.run([sys.executable, __file__, "--crawl-child", f"http://127.0.0.1:{server.server_address[1]}/"],
+                           check=True)
+        finally:
+            server.shutdown()
+            server.server_close()
+        return
 
     site, photos, banners = build(args.pages, args.photos_per_page)
     server = serve(site)
