@@ -7,6 +7,7 @@ ROLES = ("admin", "supervisor", "investigator", "auditor")
 PERMISSIONS: dict[str, frozenset[str]] = {
     "search": frozenset({"investigator", "supervisor"}),
     "approve": frozenset({"supervisor"}),
+    "cases.read": frozenset({"investigator", "supervisor", "auditor", "admin"}),  # investigators: their own
     "audit.read": frozenset({"auditor", "supervisor", "admin"}),
     "users.manage": frozenset({"admin"}),
     "sources.manage": frozenset({"admin"}),

@@ -6,12 +6,13 @@ Changing a table here needs an Alembic migration in `store/migrations/versions/`
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -326,3 +327,39 @@ class QueryEmbedding(Base):
     case_ref: Mapped[str] = mapped_column(String(200))
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Case(Base):
+    """A case searches are made under: its authorisation, purpose, members and expiry
+    (governance/cases.py). `status`: open, closed, or incomplete (made from free-text references
+    of earlier searches, to be completed by a supervisor)."""
+
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    purpose: Mapped[str] = mapped_column(String(64))
+    authority: Mapped[str | None] = mapped_column(String(255))
+    authorisation_ref: Mapped[str | None] = mapped_column(String(255))
+    authorised_on: Mapped[date | None] = mapped_column(Date)
+    urgent_due: Mapped[datetime | None] = mapped_column(UtcDateTime)  # urgent: authorisation due by then
+    expires_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(255))
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    closed_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class CaseMember(Base):
+    """A user who may search under a case."""
+
+    __tablename__ = "case_members"
+    __table_args__ = (UniqueConstraint("case_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    added_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    added_by: Mapped[str] = mapped_column(String(255))
