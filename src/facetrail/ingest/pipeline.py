@@ -32,6 +32,7 @@ from ..store import Appearance, Database, Face, Image, Location, Source
 from ..store.cleanup import Orphan, delete_unreferenced, drop
 from ..store.media import MediaStore
 from .analyze import Analysis, analyze_in_worker
+from .appearances import Waiting, record_page, settle
 from .files import Item, Skip
 from .pool import start_pool
 
@@ -94,6 +95,7 @@ class Ingestor:
             self.opt_outs = OptOutFilter.load(session, settings.match_threshold)
         self._pending: dict[str, list[Item]] = {}  # sha256 in flight or not yet stored -> files with those bytes
         self._finished: list[Analysis] = []  # analysed, waiting to be stored (STORE_BATCH at a time)
+        self.waiting = Waiting()  # appearances of images whose bytes are not stored yet
         self._last_save = self._last_store = time.monotonic()
 
     def run(self, entries: Iterable[Item | PageRecord | Skip | None],
@@ -123,6 +125,7 @@ class Ingestor:
             self._store_finished(tick)  # keep what was analysed
             raise
         finally:
+            self.waiting.drop_all()  # images never fetched or stored: no appearance
             if self.pool is None:
                 pool.shutdown(wait=True, cancel_futures=True)
             self.index.save()
@@ -344,31 +347,16 @@ class Ingestor:
             row.first_seen, row.last_seen = min(row.first_seen, seen), max(row.last_seen, seen)
         if new:
             session.execute(insert(Location), new)
+        for image_id, entry in placed:
+            settle(session, self.source_id, self.waiting, entry.location, stored=image_id is not None)
         session.flush()
         return delete_unreferenced(session, previous)
 
     def _store_page(self, page: PageRecord) -> None:
-        """Record the images a page shows; earlier appearances on it that it no longer shows are gone."""
-        seen = page.seen or _now()
-        images = dict(page.images)  # image URL -> alt (one appearance per URL and page)
+        """Record the images a page shows (`appearances.record_page`): those whose bytes are not
+        stored yet wait for them; earlier appearances on it that it no longer shows are gone."""
         with self.db.session() as session, session.begin():
-            rows = {row.image_url: row for row in session.scalars(select(Appearance).where(
-                Appearance.source_id == self.source_id, Appearance.page_url == page.url))}
-            for url, row in rows.items():
-                if url not in images and seen >= row.last_seen:
-                    row.gone = True
-            for url, alt in images.items():
-                row = rows.get(url)
-                if row is None:
-                    session.add(Appearance(
-                        source_id=self.source_id, key=appearance_key(page.url, url), page_url=page.url,
-                        canonical_url=page.canonical_url, page_title=page.title[:1000], image_url=url,
-                        alt=alt[:1000], status=page.status, gone=False, first_seen=seen, last_seen=seen))
-                    continue
-                row.first_seen = min(row.first_seen, seen)
-                if seen >= row.last_seen:
-                    row.last_seen, row.gone, row.alt, row.status = seen, False, alt[:1000], page.status
-                    row.page_title, row.canonical_url = page.title[:1000], page.canonical_url
+            record_page(session, self.source_id, page, self.waiting, _now())
         self.summary.pages += 1
 
     def _store_skip(self, skip: Skip) -> None:
@@ -383,6 +371,3 @@ class Ingestor:
             session.execute(update(Location).where(
                 Location.source_id == self.source_id, Location.location == skip.location).values(gone=True))
 
-
-def appearance_key(page_url: str, image_url: str) -> str:
-    return hashlib.sha256(f"{page_url}\0{image_url}".encode()).hexdigest()
