@@ -119,6 +119,16 @@ def test_an_append_stores_only_the_subtrees_it_completes():
     assert len(reads) == 1023
 
 
+def test_the_frontier_gives_every_tree_head_in_little_memory():
+    leaves = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(300)]
+    frontier = merkle.Frontier()
+    for size, leaf in enumerate(leaves, 1):
+        frontier.append(leaf)
+        assert frontier.root() == reference_root(leaves[:size])
+        assert len(frontier.edge) == bin(size).count("1")
+    assert merkle.Frontier().root() == bytes.fromhex(ROOTS[0])
+
+
 def test_needed_lists_the_subtrees_a_proof_reads(reference):
     keys = merkle.needed(lambda get: merkle.inclusion_proof(5, 8, get))
     assert keys == {(0, 4), (1, 3), (2, 0)}

@@ -29,6 +29,7 @@ def init(
     operating-system account) and print its one-time password."""
     from ..governance.accounts import create_first_admin, create_token
     from ..governance.actors import local_operator, os_login
+    from ..governance.checkpoints import Verifier, ensure_key
 
     db = open_db(ctx.obj.settings)
     operator = local_operator(os_login())
@@ -37,6 +38,11 @@ def init(
         secret = create_token(session, operator, username, "init")[1] if token else None
     out.print(f"Admin {literal(repr(username))} created. One-time password (change it at first login): "
               f"{password}", soft_wrap=True)
+    key, made = ensure_key(ctx.obj.settings)  # signs the audit log's checkpoints; never in the database
+    out.print(("Audit signing key created: " if made else "Audit signing key: ")
+              + literal(ctx.obj.settings.audit_key_path if not ctx.obj.settings.audit_key else "FACETRAIL_AUDIT_KEY")
+              + f"\nIts verifier key (give it to whoever checks the log): {Verifier.of(ctx.obj.settings, key).text()}",
+              soft_wrap=True)
     if secret:
         out.print(f"API token of {literal(repr(username))} (90 days; shown only now, keep it secret): {secret}",
                   soft_wrap=True)

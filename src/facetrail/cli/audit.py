@@ -1,4 +1,5 @@
-"""Oversight: `audit verify|export`, the transparency `report`, and `maintenance` (retention)."""
+"""Oversight: `audit verify|export|checkpoint|prove|key|status`, the transparency `report`, and
+`maintenance` (retention)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from .common import acting, err, literal, open_db, out
+from .common import acting, err, literal, open_db, out, refuse
 
 commands = typer.Typer()
 audit_app = typer.Typer(help="Inspect the tamper-evident audit log.", no_args_is_help=True)
@@ -55,18 +56,159 @@ def maintenance(ctx: typer.Context) -> None:
 
 
 @audit_app.command("verify")
-def audit_verify(ctx: typer.Context) -> None:
-    """Check the audit log's hash chain; prints OK or the first broken entry."""
-    from ..governance import audit
+def audit_verify(
+    ctx: typer.Context,
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option("--checkpoint", help="A checkpoint file, or a witness's file of many: the log must be "
+                                          "consistent with each (repeatable)."),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", help="The verifier key the checkpoints were signed with (text or a file holding "
+                                   "it; default: the public half of this installation's signing key)."),
+    ] = None,
+) -> None:
+    """Check the audit log: the hash chain, the Merkle tree recomputed from the entries, the
+    append-only triggers, and with --checkpoint the log against checkpoints kept elsewhere.
+    Prints OK, or what is wrong and exits 1."""
+    from ..governance import audit, auditguards, checkpoints
+
+    db = open_db(ctx.obj.settings)
+    acting(ctx, db, "audit.read")
+    notes = [c for path in checkpoint or [] for c in _checkpoints_in(path)]
+    with db.session() as session, session.begin():
+        audit.catch_up(session)  # entries from before the tree (migration 0013)
+    with db.session() as session:
+        unguarded = auditguards.missing(session)
+        if notes:
+            result, findings = checkpoints.verify_log(session, notes, _verifier(ctx.obj.settings, key))
+        else:
+            result, findings = audit.walk(session), []
+    failed = _report(result, findings)
+    if unguarded:
+        err.print(f"[red]WARNING:[/] {literal(auditguards.warning(unguarded))}", soft_wrap=True)
+    if failed or unguarded:
+        raise typer.Exit(1)
+
+
+def _checkpoints_in(path: Path) -> list:
+    from ..governance import checkpoints
+
+    try:
+        return checkpoints.parse(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        refuse(f"cannot read checkpoints from {path}: {exc}")
+
+
+def _verifier(settings, key: str | None):
+    from ..governance import checkpoints
+
+    if key is None:
+        signing = checkpoints.load_key(settings)
+        return checkpoints.Verifier.of(settings, signing)
+    text = Path(key).read_text() if Path(key).is_file() else key
+    try:
+        return checkpoints.Verifier.parse(text)
+    except ValueError as exc:
+        refuse(f"not a verifier key: {exc}")
+
+
+def _report(result, findings) -> bool:
+    """Print the walk and each checkpoint's finding; True if anything failed."""
+    problem = result.problem
+    if problem:
+        out.print(f"BROKEN at entry {problem.entry_id}: {literal(problem.reason)} "
+                  f"({result.count} entries before it are intact)", soft_wrap=True)
+    for finding in findings:
+        c = finding.checkpoint
+        verdict = "consistent" if finding.problem is None else f"FAILED: {finding.problem}"
+        out.print(f"checkpoint {c.size} entries at {c.time.isoformat()}: {literal(verdict)}", soft_wrap=True)
+    failed = problem is not None or any(f.problem for f in findings)
+    if not failed:
+        note = f", consistent with {len(findings)} checkpoint(s)" if findings else ""
+        out.print(f"OK: {result.count} entries, chain intact, Merkle tree head {result.head.hex()}{note}",
+                  soft_wrap=True)
+    return failed
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(ctx: typer.Context) -> None:
+    """Sign a checkpoint of the log now (needs the signing key), send it to the witnesses and
+    print it. The server writes one every few minutes when the log grew, and at shutdown."""
+    from ..governance import checkpoints, witnesses
+
+    settings = ctx.obj.settings
+    db = open_db(settings)
+    key = checkpoints.load_key(settings)
+    with db.session() as session, session.begin():
+        row = checkpoints.make(session, settings, key)
+    with db.session() as session, session.begin():
+        failing = witnesses.deliver_pending(session)
+    print(row.note, end="")  # a signed note, exactly as signed (save it: verify --checkpoint reads it)
+    for delivery in failing:
+        err.print(f"[red]witness not reached:[/] {literal(delivery.witness)}: {literal(delivery.last_error)} "
+                  "(retried with the next checkpoint; see facetrail audit status)", soft_wrap=True)
+    if failing:
+        raise typer.Exit(1)
+
+
+@audit_app.command("prove")
+def audit_prove(
+    ctx: typer.Context,
+    entry_id: Annotated[int, typer.Argument(help="The audit entry's id.")],
+) -> None:
+    """Print an inclusion proof of one entry against the latest checkpoint, as JSON: the entry,
+    its leaf, the proof and the signed checkpoint (docs/audit-verification.md checks it)."""
+    from ..governance import checkpoints
 
     db = open_db(ctx.obj.settings)
     acting(ctx, db, "audit.read")
     with db.session() as session:
-        count, problem = audit.verify(session)
-    if problem:
-        out.print(f"BROKEN at entry {problem.entry_id}: {literal(problem.reason)} ({count} entries before it are intact)")
+        proof = checkpoints.prove(session, entry_id)
+    print(json.dumps(proof.as_json(), indent=2))
+
+
+@audit_app.command("key")
+def audit_key(
+    ctx: typer.Context,
+    create: Annotated[bool, typer.Option("--create", help="Make the signing key if there is none.")] = False,
+) -> None:
+    """Print the verifier (public) key of the checkpoints: give it to whoever checks them."""
+    from ..governance import checkpoints
+
+    settings = ctx.obj.settings
+    key, made = checkpoints.ensure_key(settings) if create else (checkpoints.load_key(settings), False)
+    if made:
+        err.print(f"Audit signing key created: {literal(settings.audit_key_path)} (0600)", soft_wrap=True)
+    print(checkpoints.Verifier.of(settings, key).text())
+
+
+@audit_app.command("status")
+def audit_status(ctx: typer.Context) -> None:
+    """The tree, the latest checkpoint, each witness (what it holds, what it is owed, its last
+    error) and the append-only triggers. Exits 1 if a witness is behind or a trigger is missing."""
+    from ..governance import auditguards, audittree, checkpoints, witnesses
+
+    settings = ctx.obj.settings
+    db = open_db(settings)
+    acting(ctx, db, "audit.read")
+    with db.session() as session:
+        size, last = audittree.size(session), checkpoints.latest(session)
+        states, unguarded = witnesses.states(session, settings), auditguards.missing(session)
+    out.print(f"Merkle tree: {size} entries")
+    out.print(f"latest checkpoint: {last.size} entries at {last.created_at.isoformat()}" if last
+              else "latest checkpoint: none yet")
+    if not states:
+        out.print("witnesses: none configured (FACETRAIL_AUDIT_WITNESSES): checkpoints are kept only here")
+    for state in states:
+        held = "nothing yet" if state.last_delivered is None else f"checkpoint of {state.last_delivered} entries"
+        line = f"witness {literal(state.witness)}: holds {held}, {state.pending} pending"
+        out.print(line + (f", last error: {literal(state.last_error)}" if state.last_error else ""), soft_wrap=True)
+    out.print("append-only triggers: " + ("all in place" if not unguarded else "MISSING " + ", ".join(unguarded)),
+              soft_wrap=True)
+    if unguarded or any(s.pending for s in states):
         raise typer.Exit(1)
-    out.print(f"OK: {count} entries, chain intact")
 
 
 @audit_app.command("export")

@@ -1,7 +1,11 @@
-"""The audit log: append-only, hash-chained entries written in the caller's transaction.
+"""The audit log: append-only, hash-chained entries written in the caller's transaction, each
+also a leaf of a Merkle tree (RFC 9162) that signed checkpoints commit to (checkpoints.py).
 
 Each entry's hash is sha256(previous hash + canonical JSON of the entry), so editing,
-deleting, inserting or reordering entries breaks the chain, which `verify` detects.
+deleting, inserting or reordering entries breaks the chain, which `verify` detects. Its leaf is
+SHA-256(0x00 || `leaf_data(entry)`), appended to the stored tree (audittree.py) in the same
+transaction; `walk` recomputes the tree from the entries, so truncating, wiping or rewriting
+the whole log is caught against a checkpoint taken before (checkpoints.verify_log).
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -18,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from ..store import AuditEntry
 from ..store.db import write_lock
+from . import audittree, merkle
 
 if TYPE_CHECKING:
     from .actors import Actor
@@ -40,6 +45,32 @@ def canonical(entry: AuditEntry) -> str:
 
 def entry_hash(prev_hash: str, entry: AuditEntry) -> str:
     return hashlib.sha256((prev_hash + canonical(entry)).encode()).hexdigest()
+
+
+def leaf_data(entry: AuditEntry) -> bytes:
+    """What an entry's Merkle leaf hashes: its canonical JSON with its id, i.e. an exported line
+    (`as_record`) without prev_hash and hash, as canonical UTF-8 JSON."""
+    body = {"id": entry.id, **json.loads(canonical(entry))}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def leaf(entry: AuditEntry) -> bytes:
+    return merkle.leaf_hash(leaf_data(entry))
+
+
+def catch_up(session: Session, before: int | None = None) -> int:
+    """Put the entries written before the tree existed (migration 0013) into it: only when the tree
+    is empty, never to absorb entries added behind facetrail's back later. Returns how many."""
+    if audittree.size(session):
+        return 0
+    query = select(AuditEntry).order_by(AuditEntry.id)
+    if before is not None:
+        query = query.where(AuditEntry.id < before)
+    count = 0
+    for entry in session.scalars(query.execution_options(yield_per=1000)):
+        audittree.append(session, entry.id, leaf(entry))
+        count += 1
+    return count
 
 
 def record(session: Session, actor: Actor | None, action: str, purpose: str | None = None, **details) -> AuditEntry:
@@ -65,6 +96,8 @@ def record(session: Session, actor: Actor | None, action: str, purpose: str | No
     entry.hash = entry_hash(entry.prev_hash, entry)
     session.add(entry)
     session.flush()
+    catch_up(session, before=entry.id)
+    audittree.append(session, entry.id, leaf(entry))
     return entry
 
 
@@ -91,15 +124,68 @@ def export(session: Session, since: datetime | None = None) -> Iterator[dict]:
         yield as_record(entry)
 
 
-def verify(session: Session) -> tuple[int, Problem | None]:
-    """Walk the chain; returns (entries checked, first problem or None)."""
-    prev = GENESIS
-    count = 0
+@dataclass
+class Walk:
+    """What `walk` found: entries checked, the first problem, and the tree heads recomputed from
+    the entries themselves at the sizes asked for and at the end."""
+
+    count: int = 0
+    problem: Problem | None = None
+    roots: dict[int, bytes] = field(default_factory=dict)
+    head: bytes = merkle.EMPTY_ROOT
+
+
+def _entry_problem(entry: AuditEntry, prev: str, stored: tuple[int, int, bytes] | None, computed: bytes) -> str | None:
+    if entry.prev_hash != prev:
+        return "previous hash does not match (entry deleted, inserted or moved)"
+    if entry_hash(prev, entry) != entry.hash:
+        return "content does not match its hash (entry edited)"
+    if stored is None or stored[1] > entry.id:
+        return "entry is not in the Merkle tree (written behind facetrail's back)"
+    if stored[1] != entry.id:
+        return f"Merkle leaf {stored[0]} belongs to entry {stored[1]}, which is gone (entries deleted)"
+    if stored[2] != computed:
+        return "entry does not match its Merkle leaf (entry or tree rewritten)"
+    return None
+
+
+def walk(session: Session, sizes: set[int] = frozenset()) -> Walk:
+    """Recompute the chain and the Merkle tree from the entries, against the stored leaves and
+    nodes; tree heads at `sizes` (checkpoints' tree sizes) are kept for checkpoints.verify_log."""
+    result, prev, frontier = Walk(), GENESIS, merkle.Frontier()
+    stored = audittree.leaves(session)
     for entry in entries(session):
-        if entry.prev_hash != prev:
-            return count, Problem(entry.id, "previous hash does not match (entry deleted, inserted or moved)")
-        if entry_hash(prev, entry) != entry.hash:
-            return count, Problem(entry.id, "content does not match its hash (entry edited)")
-        prev = entry.hash
-        count += 1
-    return count, None
+        computed = leaf(entry)
+        reason = _entry_problem(entry, prev, next(stored, None), computed)
+        if reason:
+            result.problem = Problem(entry.id, reason)
+            break
+        frontier.append(computed)
+        prev, result.count = entry.hash, result.count + 1
+        if result.count in sizes:
+            result.roots[result.count] = frontier.root()
+    result.head = frontier.root()
+    if 0 in sizes:
+        result.roots[0] = merkle.EMPTY_ROOT
+    if result.problem is None:
+        result.problem = _tree_problem(session, stored, result)
+    return result
+
+
+def _tree_problem(session: Session, stored: Iterator, result: Walk) -> Problem | None:
+    extra = next(stored, None)
+    if extra is not None:
+        return Problem(extra[1], f"the Merkle tree holds leaf {extra[0]} for entry {extra[1]}, past the log's "
+                                 f"last entry (entries deleted)")
+    try:
+        if audittree.root(session, result.count) != result.head:
+            return Problem(0, "the stored Merkle tree's nodes do not match its leaves (tree rewritten)")
+    except audittree.MissingNode as exc:
+        return Problem(0, f"{exc} (tree rewritten)")
+    return None
+
+
+def verify(session: Session) -> tuple[int, Problem | None]:
+    """Walk the chain and the tree; returns (entries checked, first problem or None)."""
+    result = walk(session)
+    return result.count, result.problem

@@ -159,6 +159,31 @@ def needed(compute: Callable[[Get], object]) -> set[tuple[int, int]]:
     return keys
 
 
+class Frontier:
+    """The right edge of a growing tree (one perfect subtree per bit of its size): tree heads of
+    a stream of leaves in O(log n) memory, as `audit verify` walks the log."""
+
+    def __init__(self) -> None:
+        self.edge: list[tuple[int, bytes]] = []  # (level, hash), largest first
+        self.size = 0
+
+    def append(self, leaf: bytes) -> None:
+        level, current = 0, leaf
+        while self.edge and self.edge[-1][0] == level:
+            current = node_hash(self.edge.pop()[1], current)
+            level += 1
+        self.edge.append((level, current))
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self.edge:
+            return EMPTY_ROOT
+        current = self.edge[-1][1]
+        for _, left in reversed(self.edge[:-1]):
+            current = node_hash(left, current)
+        return current
+
+
 class MemoryTree:
     """A whole tree in memory (tests, the benchmark, and re-deriving a tree from exported entries)."""
 

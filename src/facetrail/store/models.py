@@ -201,6 +201,54 @@ class AuditEntry(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
+class AuditLeaf(Base):
+    """The audit log's Merkle tree (RFC 9162): entry `entry_id` is leaf `position` (0, 1, ...),
+    its hash SHA-256(0x00 || entry); see governance/merkle.py and governance/auditlog.py."""
+
+    __tablename__ = "audit_leaves"
+
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    entry_id: Mapped[int] = mapped_column(Integer, unique=True)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditNode(Base):
+    """A perfect subtree of the audit Merkle tree: 2**level leaves from position * 2**level (level >= 1)."""
+
+    __tablename__ = "audit_nodes"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """A signed checkpoint (tree size, root, time) as a signed note; copies go to the witnesses,
+    which are what a verifier trusts (this row is a convenience, as editable as the database)."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    root: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    note: Mapped[str] = mapped_column(Text)
+
+
+class WitnessDelivery(Base):
+    """A checkpoint owed to a witness: delivered_at is set once it arrived; until then it is retried."""
+
+    __tablename__ = "audit_witness_deliveries"
+    __table_args__ = (UniqueConstraint("checkpoint_id", "witness"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("audit_checkpoints.id"))
+    witness: Mapped[str] = mapped_column(String(1000))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 class User(Base):
     """A person who may use facetrail, with one role (see governance/roles.py)."""
 

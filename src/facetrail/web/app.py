@@ -17,6 +17,7 @@ from starlette.datastructures import MutableHeaders
 
 from .. import __version__
 from ..config import Settings
+from ..governance.checkpointer import Checkpointer
 from ..governance.retention import maintenance as retention_maintenance
 from ..governance.settings_log import record_if_changed as record_settings
 from ..index import follow_database
@@ -80,6 +81,9 @@ def create_app(settings: Settings) -> FastAPI:
         with db.session() as session, session.begin():
             record_settings(session, settings)
             retention_maintenance(session, settings)
+        checkpointer = Checkpointer(settings, db)  # triggers checked, a checkpoint every few minutes
+        for warning in checkpointer.start():
+            print(f"facetrail: warning: {warning}", file=sys.stderr)
         app.state.db = db
         app.state.searcher = Searcher.open(settings, db, background=True)  # training never blocks a search
         app.state.media = MediaStore(settings.media_dir)
@@ -93,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.cpu.close()
         stop.set()
         follower.join(timeout=5)
+        checkpointer.stop()  # the last checkpoint, at shutdown
         db.close()
 
     app = FastAPI(
