@@ -527,3 +527,18 @@ def test_one_fetcher_serves_many_threads(server):
     for thread in threads:
         thread.join()
     assert results == [JPEG] * 8
+
+
+def test_a_prefix_of_an_unencoded_body_is_read_and_the_rest_never_downloaded(server):
+    """robots.txt is fetched with a prefix: a huge one (200 MB here) costs its first bytes only."""
+    response = fetcher(server, max_bytes=10**6).fetch(server.url("/huge"), prefix=600_000)
+    assert len(response.body) == 600_000 and not response.complete
+    assert server.huge_aborted.wait(2), "the server finished sending: the body was read to its end"
+    whole = fetcher(server).fetch(server.url("/bytes/5000"), prefix=5000)
+    assert len(whole.body) == 5000 and whole.complete
+
+
+def test_an_encoded_body_is_read_whole_whatever_the_prefix(server):
+    """A compressed body cannot be judged from a prefix of its bytes: it is read whole (up to max_bytes)."""
+    response = fetcher(server).fetch(server.url("/gzip.jpg"), prefix=10)
+    assert response.body == JPEG and response.complete

@@ -10,6 +10,8 @@ Rules, applied to the first request and again to every redirect hop:
   verification all use the original hostname.
 * Redirects (301/302/303/307/308 with a Location) are followed by hand, at most `max_redirects`.
 * The body is streamed and abandoned past `max_bytes`; a larger Content-Length is refused first.
+  With `prefix=N`, a body sent without Content-Encoding is read up to N bytes only and the rest is
+  never downloaded (`Response.complete` is then False): robots.txt, of which only a prefix is parsed.
 * Every socket operation is cut to the time left before the per-fetch `deadline`, so a server
   trickling bytes is stopped on time (DNS resolution is the one step the deadline cannot cut).
 * The body is returned as sent: `Accept-Encoding: identity` is asked for by default, and a
@@ -127,6 +129,7 @@ class Response:
     content_type: str  # the Content-Type header as sent ("" if none)
     body: bytes  # as sent (Content-Encoding not undone)
     address: str  # the IP connected to for the final hop
+    complete: bool = True  # False: the body was cut at the `prefix` asked for
 
 
 def _refusal(ip: _IP) -> str | None:
@@ -272,16 +275,18 @@ class SafeFetcher:
         self._resolve = resolve or _system_resolve
         self._ssl = ssl_context or httpx.create_ssl_context()
 
-    def fetch(self, url: str, *, image: bool = False, headers: dict[str, str] | None = None) -> Response:
+    def fetch(self, url: str, *, image: bool = False, headers: dict[str, str] | None = None,
+              prefix: int | None = None) -> Response:
         """GET `url`; with `image=True` also require a 2xx image. Raises FetchError.
 
-        `headers` are sent on every hop, whatever its host, so they must hold no secrets.
+        `headers` are sent on every hop, whatever its host, so they must hold no secrets. `prefix`:
+        read at most that many bytes of a body sent without Content-Encoding (module docstring).
         """
         end = time.monotonic() + self.policy.deadline
         target = _parse(url)
         for hops in range(self.policy.max_redirects + 1):
             try:
-                result = self._hop(url, target, end, image, headers or {})
+                result = self._hop(url, target, end, image, headers or {}, prefix)
             except FetchError as exc:
                 if not hops:
                     raise
@@ -319,8 +324,8 @@ class SafeFetcher:
             addresses.append(str(ip))
         return addresses
 
-    def _hop(self, url: str, target: httpx.URL, end: float, image: bool, extra: dict[str, str]
-             ) -> Response | httpx.URL:
+    def _hop(self, url: str, target: httpx.URL, end: float, image: bool, extra: dict[str, str],
+             prefix: int | None = None) -> Response | httpx.URL:
         host, scheme = target.raw_host.decode("ascii"), target.scheme
         port = target.port or _DEFAULT_PORTS[scheme]
         backend = _PinnedBackend(self._vet(host, port), end)
@@ -340,7 +345,10 @@ class SafeFetcher:
                     return _parse(head["location"], base=target)
                 if image:
                     _check_image_head(str(target), raw.status, head)
-                body = self._read(str(target), head, raw.iter_stream())
+                if prefix is not None and head.get("content-encoding", "identity").lower() == "identity":
+                    body, complete = _read_prefix(raw.iter_stream(), prefix)
+                else:
+                    body, complete = self._read(str(target), head, raw.iter_stream()), True
         except httpcore.TimeoutException as exc:
             if time.monotonic() >= end - 0.01:  # the deadline, not a per-step timeout, ran out
                 why = f"gave up at the {self.policy.deadline:g} s deadline"
@@ -355,7 +363,7 @@ class SafeFetcher:
         if image:
             _check_image_body(str(target), body)
         content_type = head.get("content-type", "")
-        return Response(url, str(target), raw.status, head, content_type, body, backend.connected)
+        return Response(url, str(target), raw.status, head, content_type, body, backend.connected, complete)
 
     def _read(self, url: str, head: dict[str, str], chunks: Iterator[bytes]) -> bytes:
         limit = self.policy.max_bytes
@@ -368,6 +376,16 @@ class SafeFetcher:
             if len(body) > limit:
                 raise FetchError("too_large", f"{url}: body is over the limit of {limit} bytes")
         return bytes(body)
+
+
+def _read_prefix(chunks: Iterator[bytes], prefix: int) -> tuple[bytes, bool]:
+    """The first `prefix` bytes of a body, and whether that was all of it (the rest is not read)."""
+    body = bytearray()
+    for chunk in chunks:
+        body += chunk
+        if len(body) > prefix:
+            return bytes(body[:prefix]), False
+    return bytes(body), True
 
 
 def _check_image_head(url: str, status: int, head: dict[str, str]) -> None:

@@ -17,7 +17,8 @@ compression, a decompression bomb, not UTF-8) means complete disallow, so the ha
 middleware a disallow-all file instead (Scrapy alone would allow everything), and reports the reason
 as `robots_unreachable`. A readable robots.txt reaches the middleware decoded, without its
 Content-Encoding (so Scrapy's compression middleware never touches it) and cut to the prefix that is
-parsed. Page and image fetches wait for the host's `Crawl-delay` floor (`robots.Pacer`).
+parsed; an unencoded robots.txt is only downloaded that far (`SafeFetcher.fetch(prefix=...)`). Page and
+image fetches wait for the host's `Crawl-delay` floor (`robots.Pacer`).
 
 The handler also holds each host to CONCURRENT_REQUESTS_PER_DOMAIN fetches at a time (`host_slots`):
 Scrapy's downloader (2.19, without a reactor) counts a request as transferring only once its
@@ -41,7 +42,7 @@ from scrapy.responsetypes import responsetypes
 from scrapy.utils.httpobj import urlparse_cached
 
 from .fetch import FetchError
-from .robots import DISALLOW_ALL, Unreadable, pacer, read_robots
+from .robots import DISALLOW_ALL, MAX_PARSED, Unreadable, pacer, read_robots
 
 if TYPE_CHECKING:
     from .spider import FacetrailSpider
@@ -93,7 +94,8 @@ class SafeFetchHandler(BaseDownloadHandler):
         user_agent = (request.headers.get("User-Agent") or b"").decode("latin-1")
         try:
             return await asyncio.to_thread(spider.fetcher.fetch, request.url, image=bool(request.meta.get("image")),
-                                           headers={"user-agent": user_agent} if user_agent else None)
+                                           headers={"user-agent": user_agent} if user_agent else None,
+                                           prefix=MAX_PARSED + 1 if robots_txt else None)
         except FetchError as exc:
             if robots_txt:
                 return _disallow_all(spider, request, f"{exc} ({exc.reason})")
