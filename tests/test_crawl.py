@@ -416,3 +416,17 @@ def test_at_most_concurrency_requests_per_host_at_delay_0(guard: Guard) -> None:
     assert result.summary.pages == 13
     slow = [when for when, (_, path) in zip(log.times, log) if path.endswith(".html")]
     assert max(sum(1 for other in slow if start <= other < start + 0.3) for start in slow) == 2
+
+
+def test_a_compressed_page_bomb_is_reported_too_large(guard: Guard) -> None:
+    """A 50 MB page sent gzip-compressed (50 KB) under a 300 KB size limit: stopped while inflating,
+    counted as too_large (it was counted as error), and nothing of it is followed."""
+    import gzip
+
+    with serve("c.test") as (c,):
+        c.routes["/"] = Route.html('<a href="/bomb.html">bomb</a>')
+        c.routes["/bomb.html"] = Route(gzip.compress(b'<a href="/x.html">x</a>' + b" " * 50_000_000, 9),
+                                       headers={"Content-Encoding": "gzip"})
+        result = run([c.url("/")], scope_of(c), fetcher_for(guard, c))
+    assert result.skipped() == {(c.url("/bomb.html"), "too_large")}
+    assert "/x.html" not in c.paths()

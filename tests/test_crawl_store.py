@@ -67,3 +67,19 @@ def test_no_appearance_without_stored_bytes(data, dev_images, monkeypatch) -> No
     assert {image for _, image, _ in shown} <= stored
     for reason in ("http_status", "not_an_image", "too_large", "robots", "out_of_scope"):
         assert reason in crawled.stdout + crawled.output, (reason, crawled.output)
+
+
+def test_an_unreadable_robots_txt_is_named_as_the_reason_nothing_was_crawled(data, monkeypatch) -> None:
+    """The crawl of a site whose robots.txt answers 503 stores nothing and says why; it used to
+    blame the site's address ("not public") though the address was allowed."""
+    with serve("") as (web,):
+        web.routes["/robots.txt"] = Route(b"busy", status=503, content_type="text/plain")
+        web.routes["/"] = Route.html("<img src='/a.jpg'>")
+        monkeypatch.setenv("FACETRAIL_FETCH_ALLOW", f"127.0.0.1:{web.port}")
+        monkeypatch.setenv("FACETRAIL_CRAWL_DELAY", "0")
+        assert cli(data, "source", "add", "news", "--url", web.url("/"), "--legal-basis", LEGAL,
+                   user="ada").exit_code == 0
+        crawled = cli(data, "crawl", "news", "--workers", "1")
+    assert crawled.exit_code == 1
+    assert "robots.txt could not be read" in crawled.output and "not public" not in crawled.output
+    assert web.paths() == ["/robots.txt"]

@@ -137,9 +137,10 @@ def crawl_command(
     if feed.result is not None and feed.result.limit_reached:
         out.print("The page limit was reached: raise --max-pages to crawl further.")
     if summary.pages == 0:
-        refused = {"refused_address", "robots_unreachable"} & set(summary.skipped)
         hint = (" Its address is not public: a local or private site must be listed in FACETRAIL_FETCH_ALLOW "
-                "(host:port)." if refused else "")
+                "(host:port)." if "refused_address" in summary.skipped else
+                " Its robots.txt could not be read (see robots_unreachable above): the site is left alone "
+                "until it answers one that can be." if "robots_unreachable" in summary.skipped else "")
         err.print(f"[red]error:[/] no page of {literal(repr(source.name))} could be crawled.{hint}", soft_wrap=True)
         raise typer.Exit(1)
 

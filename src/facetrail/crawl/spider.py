@@ -233,6 +233,9 @@ class FacetrailSpider(Spider):
             reason, message = error.reason, str(error)
         elif isinstance(error, IgnoreRequest) and "robots.txt" in str(error):
             reason, message = "robots", f"{url} is disallowed by robots.txt"
+        elif isinstance(error, IgnoreRequest) and "DecompressionMaxSize" in type(error.__cause__).__name__:
+            # Scrapy's compression middleware stopped a decompression bomb at DOWNLOAD_MAXSIZE
+            reason, message = "too_large", f"{url}: the page decompresses to more than the size limit ({error})"
         else:
             reason, message = "error", f"{url}: {type(error).__name__}: {error}"
         self.skip(url, reason, message)

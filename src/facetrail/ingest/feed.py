@@ -1,11 +1,13 @@
 """A producer (a crawl, a URL list, an archive reader) running in a thread of its own, feeding the
 ingest pipeline through a bounded queue: iterate a `Feed` to get what it produces, or `None`
-when nothing new has come for a moment (the pipeline then collects finished work)."""
+when nothing new has come for a moment, and at least every `IDLE_SECONDS` however steadily things
+come (the pipeline then stores what it has: a slow, steady crawl is stored as it goes)."""
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -56,10 +58,15 @@ class Feed(Generic[R]):
         thread = threading.Thread(target=self._run, name="facetrail-feed", daemon=True)
         thread.start()
         try:
+            pause = time.monotonic() + IDLE_SECONDS
             while True:
+                if time.monotonic() >= pause:
+                    pause = time.monotonic() + IDLE_SECONDS
+                    yield None
                 try:
                     element = self._queue.get(timeout=IDLE_SECONDS)
                 except queue.Empty:
+                    pause = time.monotonic() + IDLE_SECONDS
                     yield None
                     continue
                 if element is _DONE:
