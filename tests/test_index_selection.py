@@ -44,7 +44,7 @@ def add_faces(db: Database, vectors: np.ndarray) -> np.ndarray:
         session.add(image)
         rows = [
             Face(image=image, idx=i, left=0, top=0, right=1, bottom=1, score=1.0, detector="test",
-                 landmarks=[], model="test", embedding=np.asarray(v, np.float32).tobytes())
+                 landmarks=[], model="dlib_resnet_v1", embedding=np.asarray(v, np.float32).tobytes())
             for i, v in enumerate(vectors)
         ]
         session.add_all(rows)

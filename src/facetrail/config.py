@@ -265,7 +265,10 @@ class Settings(BaseSettings):
 
     @property
     def index_dir(self) -> Path:
-        return self.data_dir / "index"
+        """The vector index of the active face model: one folder per model (the default model's is
+        the folder of earlier versions), so vectors of two models never share an index."""
+        default = type(self).model_fields["face_model"].default
+        return self.data_dir / ("index" if self.face_model == default else f"index-{self.face_model}")
 
     @property
     def media_dir(self) -> Path:

@@ -68,3 +68,28 @@ def evaluate(
     out.print(f"model {literal(report['model'])}: {report['people']} people, "
               f"{report['figures']['all']['counts']['photos']} photos", soft_wrap=True)
     out.print(table)
+
+
+@commands.command()
+def reembed(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option("--model", help="The model to describe every stored face with.")],
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Faces per transaction.")] = 32,
+) -> None:
+    """Describe every stored face with another model (from the kept face crops; resumable: rerun
+    after an interruption), then switch to it in one recorded transaction and build its index.
+    The active model's index serves until the switch; then set FACETRAIL_FACE_MODEL to the new model."""
+    from ..index import rebuild
+    from ..ingest.reembed import pending_count, reembed as run
+
+    settings: Settings = ctx.obj.settings
+    db = open_db(settings)
+    actor = operator(ctx, db)
+    with progress() as bar:
+        task = bar.add_task(f"describing faces with {model}", total=pending_count(db, model))
+        done = run(settings, db, actor, model, batch, lambda n: bar.advance(task, n))
+    index = rebuild(settings.model_copy(update={"face_model": model}), db)
+    out.print(f"switched to {literal(model)} (from {literal(', '.join(done.previous) or 'none')}): "
+              f"{done.faces} faces described, {done.dropped} without a face for it removed; index: {len(index)} "
+              f"vectors.\nSet FACETRAIL_FACE_MODEL={literal(model)} (or face_model in facetrail.toml) and restart.",
+              soft_wrap=True)

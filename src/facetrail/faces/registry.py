@@ -228,7 +228,7 @@ MODELS: dict[str, ModelInfo] = {
     )
 }
 
-DEFAULT = "dlib_resnet_v1"
+DEFAULT = Settings.model_fields["face_model"].default  # "dlib_resnet_v1"
 
 
 def model_info(name: str) -> ModelInfo:

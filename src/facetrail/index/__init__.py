@@ -124,7 +124,13 @@ def _milvus_uri(settings: Settings) -> str:
 def _milvus(settings: Settings) -> VectorIndex:
     from .milvus_index import MilvusIndex  # pymilvus is needed only when chosen
 
-    return MilvusIndex(_milvus_uri(settings), COLLECTION, DIM, token=settings.vector_token)
+    return MilvusIndex(_milvus_uri(settings), collection(settings), DIM, token=settings.vector_token)
+
+
+def collection(settings: Settings) -> str:
+    """The Milvus collection of the active face model (the default model's keeps its old name)."""
+    default = type(settings).model_fields["face_model"].default
+    return COLLECTION if settings.face_model == default else f"{COLLECTION}_{settings.face_model}"
 
 
 def backend(settings: Settings) -> str:

@@ -181,6 +181,18 @@ class Face(Base):
         return (self.left, self.top, self.right, self.bottom)
 
 
+class FaceVector(Base):
+    """A face's descriptor by another model than the active one, made by `facetrail reembed`
+    (from the stored face crop) until the switch moves them into `faces` in one transaction.
+    `embedding` None: that model finds no face in the crop."""
+
+    __tablename__ = "face_vectors"
+
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
 class AuditEntry(Base):
     """Append-only, hash-chained record of every search and other accountable action.
 

@@ -1,0 +1,150 @@
+"""`facetrail reembed --model NAME`: every stored face described again by another model, then
+one recorded switch.
+
+The new descriptors are made from the face crops kept at ingest (media/faces: a square around
+the face box with a quarter of its size as margin, 160 px), not from the original files, which
+may be gone: the model's own detector finds the face again in the crop (the one nearest the
+crop's centre) and its embedder describes it. They are written to `face_vectors`, a batch per
+transaction, so a killed run resumes where it stopped; the active model's index keeps serving
+meanwhile. When every face has one, a single transaction moves them into `faces`, drops the
+faces the new model cannot find in their crops, and records `model.switch` in the audit log.
+The index is then rebuilt for the new model, which must be made the active one
+(`FACETRAIL_FACE_MODEL`): until then, opening the index is refused (`model_mismatch`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+
+from ..config import Settings
+from ..errors import Refused
+from ..faces import FaceEngine, load_engine
+from ..faces.registry import INDEX_DIM, model_info
+from ..governance import audit
+from ..governance.actors import Actor
+from ..images.decode import DecodeError, decode
+from ..store import Database, Face, Image
+from ..store.db import write_lock
+from ..store.media import MediaStore
+from ..store.models import FaceVector
+
+BATCH = 32
+
+
+@dataclass
+class Switch:
+    model: str
+    previous: list[str]
+    faces: int  # faces now described by the new model
+    dropped: int  # faces the new model found no face in (deleted)
+
+
+def _pending(session, model: str, limit: int) -> list[tuple[int, str, int]]:
+    """Faces (id, image sha256, idx) without a descriptor by `model` yet, oldest first."""
+    done = select(FaceVector.face_id).where(FaceVector.model == model)
+    return session.execute(
+        select(Face.id, Image.sha256, Face.idx).join(Image, Image.id == Face.image_id)
+        .where(Face.model != model, Face.id.not_in(done)).order_by(Face.id).limit(limit)
+    ).all()
+
+
+def pending_count(db: Database, model: str) -> int:
+    with db.session() as session:
+        done = select(FaceVector.face_id).where(FaceVector.model == model)
+        return session.scalar(select(func.count()).select_from(Face).where(Face.model != model,
+                                                                            Face.id.not_in(done)))
+
+
+def describe_crop(engine: FaceEngine, crop: bytes) -> np.ndarray | None:
+    """The descriptor of the face nearest the crop's centre, or None if the model finds none."""
+    try:
+        pixels = decode(crop).pixels
+    except DecodeError:
+        return None
+    faces = engine.faces(pixels)
+    if not faces:
+        return None
+    centre = np.array(pixels.shape[1::-1]) / 2
+    nearest = min(faces, key=lambda f: np.linalg.norm(np.array(f.box[:2]) + np.array(f.box[2:]) - 2 * centre))
+    return nearest.embedding
+
+
+def _read(media: MediaStore, sha256: str, idx: int) -> bytes:
+    try:
+        return media.crop_path(sha256, idx).read_bytes()
+    except OSError:
+        return b""
+
+
+def embed_pending(settings: Settings, db: Database, engine: FaceEngine, batch: int = BATCH,
+                  advance: Callable[[int], None] | None = None) -> int:
+    """Describes every face still lacking a descriptor by the engine's model, a batch per commit.
+    Returns how many were described in this run."""
+    media = MediaStore(settings.media_dir)
+    described = 0
+    while True:
+        with db.session() as session:
+            rows = _pending(session, engine.model_name, batch)
+        if not rows:
+            return described
+        vectors = [describe_crop(engine, _read(media, sha, idx)) for _, sha, idx in rows]
+        with db.session() as session, session.begin():
+            session.add_all(FaceVector(face_id=face_id, model=engine.model_name,
+                                       embedding=None if v is None else np.asarray(v, np.float32).tobytes())
+                            for (face_id, _, _), v in zip(rows, vectors))
+        described += len(rows)
+        if advance:
+            advance(len(rows))
+
+
+def switch(db: Database, actor: Actor | None, model: str, media: MediaStore) -> Switch | None:
+    """In one transaction: every face takes its descriptor by `model`, faces without one are
+    deleted, the switch is recorded. None (nothing changed) if some face still lacks one (an
+    ingest added it meanwhile): describe it first."""
+    with db.session() as session, session.begin():
+        write_lock(session, "faces")
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(select(Face.id).with_for_update())  # no ingest commits faces meanwhile
+        done = select(FaceVector.face_id).where(FaceVector.model == model)
+        if session.scalar(select(func.count()).select_from(Face).where(Face.model != model, Face.id.not_in(done))):
+            return None
+        previous = sorted(set(session.scalars(select(Face.model).where(Face.model != model).distinct())))
+        lost = session.execute(
+            select(Face.id, Image.sha256, Face.idx).join(Image, Image.id == Face.image_id)
+            .join(FaceVector, (FaceVector.face_id == Face.id) & (FaceVector.model == model))
+            .where(FaceVector.embedding.is_(None))
+        ).all()
+        new = select(FaceVector.embedding).where(FaceVector.face_id == Face.id, FaceVector.model == model)
+        changed = session.execute(
+            update(Face).where(Face.model != model, Face.id.in_(
+                select(FaceVector.face_id).where(FaceVector.model == model, FaceVector.embedding.is_not(None))))
+            .values(embedding=new.scalar_subquery(), model=model).execution_options(synchronize_session=False)
+        ).rowcount
+        session.execute(delete(Face).where(Face.id.in_([face_id for face_id, _, _ in lost])))
+        session.execute(delete(FaceVector).where(FaceVector.model == model))
+        result = Switch(model, previous, changed, len(lost))
+        audit.record(session, actor, "model.switch", model=model, previous=previous, faces=changed,
+                     dropped=len(lost))
+    for _, sha, idx in lost:  # their crops go too (after the commit)
+        media.crop_path(sha, idx).unlink(missing_ok=True)
+    return result
+
+
+def reembed(settings: Settings, db: Database, actor: Actor | None, model: str, batch: int = BATCH,
+            advance: Callable[[int], None] | None = None) -> Switch:
+    """Describe every stored face with `model` (resumable), then switch in one transaction."""
+    info = model_info(model)
+    if info.dim != INDEX_DIM:
+        raise Refused(f"{model} gives {info.dim}-d vectors; the index holds {INDEX_DIM}-d ones",
+                      code="model_not_indexable")
+    engine = load_engine(settings, model)
+    media = MediaStore(settings.media_dir)
+    while True:
+        embed_pending(settings, db, engine, batch, advance)
+        done = switch(db, actor, model, media)
+        if done is not None:
+            return done

@@ -1,0 +1,90 @@
+"""`facetrail reembed`: every stored face described again by another model from the kept crops,
+resumable after an interruption, then one atomic, recorded switch; the old index serves until then."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from facetrail.cli import app
+from facetrail.errors import Refused
+from facetrail.faces import load_engine
+from facetrail.index import open_index
+from facetrail.ingest import walk
+from facetrail.ingest.reembed import embed_pending, switch
+from facetrail.search.service import Searcher
+from facetrail.store import AuditEntry, Database, Face
+from facetrail.store.media import MediaStore
+from facetrail.store.models import FaceVector
+
+from .support import cli_base, folder_ingestor, investigator, photo_of, settings_for
+
+runner = CliRunner()
+SEARCH = dict(purpose="source-verification", justification="testing", case_ref="T-1")
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _ingest(settings, db, paths):
+    folder_ingestor(settings, db, open_index(settings, db), *paths).run(walk(paths))
+
+
+def _count(db, what, *where):
+    with db.session() as session:
+        return session.scalar(select(func.count()).select_from(what).where(*where))
+
+
+def test_reembed_resumes_after_an_interruption_and_switches_once(tmp_path, db_url, dev_images):
+    dlib = settings_for(tmp_path / "data", database_url=db_url)
+    sface = dlib.model_copy(update={"face_model": "sface_2021dec"})
+    db = Database(dlib.db_url)
+    photos = [photo_of(dev_images, "madonna", 1), photo_of(dev_images, "bill_gates"),
+              photo_of(dev_images, "anthony_hopkins")]
+    _ingest(dlib, db, photos)
+    total = _count(db, Face)
+    assert total == 3
+
+    def stop_after_first_batch(n):
+        raise Interrupted  # as if the process were killed once the first batch had committed
+
+    with pytest.raises(Interrupted):
+        embed_pending(dlib, db, load_engine(dlib, "sface_2021dec"), batch=1, advance=stop_after_first_batch)
+    assert _count(db, FaceVector) == 1 and _count(db, Face, Face.model == "dlib_resnet_v1") == total
+    # the old model's index still serves in the meantime
+    searcher = Searcher.open(dlib, db)
+    found = searcher.search(photo_of(dev_images, "madonna", 0).read_bytes(), actor=investigator(), **SEARCH)
+    assert "madonna" in found.results[0].image["location"]
+
+    result = runner.invoke(app, [*cli_base(dlib), "reembed", "--model", "sface_2021dec", "--batch", "1"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert f"{total} faces described" in result.output
+    assert _count(db, Face, Face.model == "sface_2021dec") == total and _count(db, FaceVector) == 0
+    with db.session() as session:
+        entries = session.scalars(select(AuditEntry).where(AuditEntry.action == "model.switch")).all()
+    assert len(entries) == 1 and entries[0].details["previous"] == ["dlib_resnet_v1"]
+
+    with pytest.raises(Refused) as refused:  # the old model no longer matches the stored vectors
+        open_index(dlib, db)
+    assert refused.value.code == "model_mismatch"
+    searcher = Searcher.open(sface, db)
+    assert len(searcher.index) == total  # its own index, built by the command
+    found = searcher.search(photo_of(dev_images, "madonna", 0).read_bytes(), actor=investigator(),
+                            threshold=1.14, **SEARCH)
+    assert [r.image["location"] for r in found.results] == [str(photos[0])]
+
+
+def test_no_switch_while_a_face_lacks_the_new_models_descriptor(tmp_path, db_url, dev_images):
+    dlib = settings_for(tmp_path / "data", database_url=db_url)
+    db = Database(dlib.db_url)
+    _ingest(dlib, db, [photo_of(dev_images, "madonna", 1)])
+    embed_pending(dlib, db, load_engine(dlib, "sface_2021dec"))
+    _ingest(dlib, db, [photo_of(dev_images, "bill_gates")])  # an ingest adds a face meanwhile
+    assert switch(db, None, "sface_2021dec", MediaStore(dlib.media_dir)) is None
+    assert _count(db, Face, Face.model == "dlib_resnet_v1") == 2  # nothing switched
+    embed_pending(dlib, db, load_engine(dlib, "sface_2021dec"))
+    done = switch(db, None, "sface_2021dec", MediaStore(dlib.media_dir))
+    assert done.faces == 2 and _count(db, Face, Face.model == "sface_2021dec") == 2
