@@ -165,7 +165,7 @@ def test_url_list_ingest_follows_the_safety_rules(site, accounts, dev_images, tm
     assert "1 new images" in result.stdout
     for reason in ("http_status", "not_an_image", "refused_address", "excluded_domain", "bad_url"):
         assert reason in result.stdout, (reason, result.stdout)
-    assert web.paths() == ["/img/a1.jpg", "/img/missing.jpg", "/team/"]
+    assert web.paths() == ["/robots.txt", "/img/a1.jpg", "/img/missing.jpg", "/team/"]  # robots.txt obeyed
     assert other.log == []
     found = search(accounts, photo(dev_images, "noam_chomsky", 2))
     [appearance] = found["results"][0]["image"]["appearances"]

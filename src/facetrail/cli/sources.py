@@ -32,12 +32,16 @@ def source_add(
     path: Annotated[list[Path] | None, typer.Option(help="Folder of a folder source (repeatable).")] = None,
     max_pages: Annotated[int | None, typer.Option(min=1, help="Page limit of each crawl.")] = None,
     max_depth: Annotated[int | None, typer.Option(min=0, help="Link depth of each crawl.")] = None,
+    ignore_robots: Annotated[str | None, typer.Option(
+        metavar="REASON", help="A URL list only: fetch its URLs whatever robots.txt says, for this reason "
+        "(recorded in the audit log).")] = None,
 ) -> None:
     """Declare a source with its scope and legal basis (audited)."""
     from ..ingest.sources import SourceSpec, add_source
 
     db = open_db(ctx.obj.settings)
-    options = {k: v for k, v in {"max_pages": max_pages, "max_depth": max_depth}.items() if v is not None}
+    options = {k: v for k, v in {"max_pages": max_pages, "max_depth": max_depth,
+                                 "ignore_robots": ignore_robots}.items() if v is not None}
     spec = SourceSpec(name, kind, legal_basis, start_urls=tuple(url or ()), hosts=tuple(host or ()),
                       prefixes=tuple(prefix or ()), paths=tuple(map(str, path or ())), options=options)
     with db.session() as session, session.begin():

@@ -22,6 +22,7 @@ Three parts, each a place where Scrapy alone would let a broken robots.txt allow
   on the time between the starts of two fetches from the host (`Pacer`, applied by the handler),
   on top of the crawl's own delay; a `Crawl-delay` above `MAX_CRAWL_DELAY` (60 s) leaves the host
   alone (disallowed, reported as `robots_unreachable`), since the crawler will not wait that long.
+* `RobotsCache`: the same rules for fetches outside a crawl (`ingest urls`), per origin.
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ import asyncio
 import re
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from protego import Protego
 from scrapy import signals
@@ -42,6 +46,7 @@ from scrapy.utils.httpobj import urlparse_cached
 from scrapy.utils.python import to_unicode
 
 from .bodies import Corrupt, Unsupported, decode_strictly
+from .fetch import FetchError, SafeFetcher
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -166,6 +171,56 @@ def pacer(crawler: Crawler) -> Pacer:
     if (found := _PACERS.get(crawler)) is None:
         found = _PACERS[crawler] = Pacer()
     return found
+
+
+@dataclass(frozen=True)
+class HostRules:
+    """The robots.txt of one origin as a fetcher outside a crawl (URL lists) obeys it."""
+
+    rules: RobotsRules
+    delay: float  # Crawl-delay of our group, 0 if none
+    unreadable: str | None  # why the whole host is disallowed (robots.txt unreadable, delay too long)
+    refused: FetchError | None = None  # the fetcher refuses the host itself (its address, its name)
+
+
+_HOST_REFUSED = frozenset({"refused_address", "dns", "bad_url", "scheme"})  # any fetch there fails alike
+
+
+class RobotsCache:
+    """robots.txt per origin for fetches outside a crawl, read and matched exactly as the crawler does
+    (`read_robots`, `RobotsRules`): unreadable means disallow all. Keeps the last `size` origins."""
+
+    def __init__(self, fetcher: SafeFetcher, user_agent: str, size: int = 256) -> None:
+        self.fetcher, self.token, self.size = fetcher, product_token(user_agent), size
+        self.user_agent = user_agent
+        self._hosts: OrderedDict[str, HostRules] = OrderedDict()
+
+    def rules(self, url: str) -> tuple[HostRules, bool]:
+        """The rules of `url`'s origin, and whether robots.txt was fetched for it just now."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if (found := self._hosts.get(origin)) is not None:
+            self._hosts.move_to_end(origin)
+            return found, False
+        found = self._hosts[origin] = self._read(origin + "/robots.txt")
+        if len(self._hosts) > self.size:
+            self._hosts.popitem(last=False)
+        return found, True
+
+    def _read(self, robots_url: str) -> HostRules:
+        try:
+            answer = self.fetcher.fetch(robots_url, headers={"user-agent": self.user_agent}, prefix=MAX_PARSED + 1)
+            text = read_robots(answer.status, answer.headers, answer.body, self.fetcher.policy.max_bytes)
+        except (FetchError, Unreadable) as exc:
+            refused = exc if isinstance(exc, FetchError) and exc.reason in _HOST_REFUSED else None
+            return HostRules(RobotsRules(DISALLOW_ALL, self.token), 0.0, f"{robots_url} unreachable or "
+                             f"unreadable ({exc}): the whole host is treated as disallowed (RFC 9309)", refused)
+        rules = RobotsRules(text, self.token)
+        delay = rules.crawl_delay() or 0.0
+        if delay > MAX_CRAWL_DELAY:
+            return HostRules(RobotsRules(DISALLOW_ALL, self.token), delay, f"{robots_url} asks for {delay:g} s "
+                             f"between requests, more than the maximum of {MAX_CRAWL_DELAY:g} s: the host is left alone")
+        return HostRules(rules, delay, None)
 
 
 class RobotsMiddleware(RobotsTxtMiddleware):

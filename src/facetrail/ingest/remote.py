@@ -113,10 +113,16 @@ def url_refusal(url: str, scope: Scope | None) -> str | None:
 
 
 def urls_feed(settings: Settings, source: Source, urls: Iterable[str]) -> Feed[int]:
-    """Fetch each image URL once, in order, waiting `crawl_delay` between requests to a host.
+    """Fetch each image URL once, in order, waiting `crawl_delay` between requests to a host (or the
+    host's robots.txt Crawl-delay, if longer). robots.txt is obeyed as by the crawler (an unreadable
+    one disallows the host), unless the source was declared with `ignore_robots` (a recorded reason).
     An image whose X-Robots-Tag forbids indexing (noimageindex, noai...) is skipped."""
+    from ..crawl.robots import RobotsCache
+
     scope = site_scope(source)
     safe = fetcher(settings)
+    ignore_robots = str((source.options or {}).get("ignore_robots") or "").strip()
+    robots = None if ignore_robots else RobotsCache(safe, settings.user_agent)
 
     def produce(put: Callable[[object], None]) -> int:
         last: dict[str, float] = {}
@@ -127,7 +133,19 @@ def urls_feed(settings: Settings, source: Source, urls: Iterable[str]) -> Feed[i
                 put(Skip(url, refusal, f"{url}: not fetched ({refusal.replace('_', ' ')})"))
                 continue
             host = url_host(url)
-            wait = last.get(host, 0) + settings.crawl_delay - time.monotonic()
+            delay = settings.crawl_delay
+            if robots is not None:
+                rules, first = robots.rules(url)
+                if rules.refused is not None:  # the image could not be fetched either
+                    put(skip(url, rules.refused.reason, str(rules.refused)))
+                    continue
+                if first and rules.unreadable:
+                    put(Skip(url, "robots_unreachable", rules.unreadable))
+                if not rules.rules.allowed(url, ""):
+                    put(Skip(url, "robots", f"{url} is disallowed by robots.txt"))
+                    continue
+                delay = max(delay, rules.delay)
+            wait = last.get(host, 0) + delay - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             last[host] = time.monotonic()
