@@ -48,6 +48,23 @@ class Band:
 
 
 @dataclass(frozen=True)
+class Tail:
+    """The lower tail of the model's different-person (impostor) distance distribution, fitted on
+    labelled photos by bench/bands.py: below `u` (the `rate` quantile) the excesses u - d follow a
+    generalised Pareto distribution (`shape`, `scale`); above it, a normal (`mean`, `std`)
+    stands in. search/bands.py turns it into false-positive identification rates at any
+    gallery size."""
+
+    u: float
+    rate: float
+    shape: float
+    scale: float
+    mean: float
+    std: float
+    pairs: int
+
+
+@dataclass(frozen=True)
 class Calibration:
     """Distances calibrated on labelled photos with bench/models.py (figures: docs/models.md).
 
@@ -63,6 +80,7 @@ class Calibration:
     deletion_radius: float
     bands: tuple[Band, ...]
     measured_on: str
+    tail: Tail | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +206,7 @@ MODELS: dict[str, ModelInfo] = {
                 bands=(Band("very strong", 0.40), Band("strong", 0.50), Band("possible", 0.60),
                        Band("weak", float("inf"))),
                 measured_on=DEV_SET,
+                tail=Tail(u=0.6621, rate=0.02, shape=-0.0923, scale=0.03428, mean=0.8453, std=0.0873, pairs=26663),
             ),
             build=_dlib_engine,
         ),
@@ -205,6 +224,7 @@ MODELS: dict[str, ModelInfo] = {
                 bands=(Band("very strong", 1.00), Band("strong", 1.06), Band("possible", 1.14),
                        Band("weak", float("inf"))),
                 measured_on=DEV_SET,
+                tail=Tail(u=1.2238, rate=0.02, shape=0.0048, scale=0.02839, mean=1.3654, std=0.0684, pairs=26663),
             ),
             build=_sface_engine,
         ),
@@ -222,6 +242,7 @@ MODELS: dict[str, ModelInfo] = {
                 bands=(Band("very strong", 0.72), Band("strong", 0.75), Band("possible", 0.80),
                        Band("weak", float("inf"))),
                 measured_on=DEV_SET,
+                tail=Tail(u=0.8687, rate=0.02, shape=-0.102, scale=0.02562, mean=1.0052, std=0.0634, pairs=26663),
             ),
             build=_fusion_engine,
         ),
