@@ -10,30 +10,44 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from ..store.models import AuditLeaf, AuditNode
+from ..store.models import AuditLeaf
 from . import merkle
 
 
+# Plain SQL, prepared once: an append is on every search's path, and building SQLAlchemy
+# statements per call cost more than running them (bench/audit.py).
+SIZE = text("SELECT max(position) FROM audit_leaves")
+ADD_LEAF = text("INSERT INTO audit_leaves (position, entry_id, hash) VALUES (:position, :entry_id, :hash)")
+ADD_NODE = text("INSERT INTO audit_nodes (level, position, hash) VALUES (:level, :position, :hash)")
+
+
 def size(session: Session) -> int:
-    last = session.scalar(select(func.max(AuditLeaf.position)))
+    last = session.connection().scalar(SIZE)
     return 0 if last is None else last + 1
 
 
 def fetch(session: Session, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """The stored subtrees among `keys` ((level, position) pairs), in two queries at most."""
+    """The stored subtrees among `keys` ((level, position) pairs): leaves in one query, nodes in
+    another, as point lookups OR'ed (each uses the primary key; a row-value IN scans the table
+    on SQLite)."""
     found: dict[tuple[int, int], bytes] = {}
-    leaves = [position for level, position in keys if level == 0]
-    nodes = [key for key in keys if key[0] > 0]
-    for start in range(0, len(leaves), 500):
-        rows = session.execute(select(AuditLeaf.position, AuditLeaf.hash).where(
-            AuditLeaf.position.in_(leaves[start:start + 500])))
+    conn = session.connection()
+    leaves = sorted(position for level, position in keys if level == 0)
+    nodes = sorted(key for key in keys if key[0] > 0)
+    for start in range(0, len(leaves), 400):
+        chunk = leaves[start:start + 400]
+        sql = f"SELECT position, hash FROM audit_leaves WHERE position IN ({', '.join(f':p{i}' for i in range(len(chunk)))})"
+        rows = conn.execute(text(sql), {f"p{i}": position for i, position in enumerate(chunk)})
         found.update({(0, position): bytes.fromhex(value) for position, value in rows})
-    for start in range(0, len(nodes), 500):
-        rows = session.execute(select(AuditNode.level, AuditNode.position, AuditNode.hash).where(
-            tuple_(AuditNode.level, AuditNode.position).in_(nodes[start:start + 500])))
+    for start in range(0, len(nodes), 400):
+        chunk = nodes[start:start + 400]
+        terms = " OR ".join(f"(level = :l{i} AND position = :p{i})" for i in range(len(chunk)))
+        params = {**{f"l{i}": level for i, (level, _) in enumerate(chunk)},
+                  **{f"p{i}": position for i, (_, position) in enumerate(chunk)}}
+        rows = conn.execute(text(f"SELECT level, position, hash FROM audit_nodes WHERE {terms}"), params)
         found.update({(level, position): bytes.fromhex(value) for level, position, value in rows})
     return found
 
@@ -60,10 +74,11 @@ def append(session: Session, entry_id: int, leaf: bytes) -> int:
     audit log's write lock (audit.record), so positions follow entry order."""
     position = size(session)
     made = run(session, lambda get: merkle.appended(position, leaf, get))
-    session.execute(insert(AuditLeaf), [{"position": position, "entry_id": entry_id, "hash": leaf.hex()}])
+    conn = session.connection()
+    conn.execute(ADD_LEAF, {"position": position, "entry_id": entry_id, "hash": leaf.hex()})
     if len(made) > 1:
-        session.execute(insert(AuditNode), [{"level": level, "position": pos, "hash": value.hex()}
-                                            for level, pos, value in made[1:]])
+        conn.execute(ADD_NODE, [{"level": level, "position": pos, "hash": value.hex()}
+                                for level, pos, value in made[1:]])
     return position
 
 
