@@ -129,3 +129,20 @@ def test_evaluate_refuses_a_folder_without_a_manifest_or_with_one_person(setting
     assert result.exit_code == 2 and "two people" in result.output
     with Database(settings.db_url).session() as session:
         assert session.scalars(select(AuditEntry).where(AuditEntry.action == "model.evaluate")).all() == []
+
+
+@pytest.mark.slow
+def test_evaluate_on_the_whole_dev_set_gives_the_benchs_figures(tmp_path, dev_images):
+    """bench/models.py's figures for dlib (docs/figures.md#face-models), through the command."""
+    from .support import DEV, settings_for
+
+    settings = settings_for(tmp_path / "data")
+    out_json = tmp_path / "dev.json"
+    result = runner.invoke(app, [*cli_base(settings), "evaluate", str(DEV), "--json", str(out_json)],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out_json.read_text())["figures"]["all"]
+    assert figures["counts"]["photos"] == 236 and figures["failure_to_enrol"] == 0
+    assert figures["rank_1"]["value"] == pytest.approx(0.976, abs=0.0015)
+    assert figures["tar_at_far_0.001"]["value"] == pytest.approx(0.835, abs=0.0015)
+    assert figures["fnir_at_fpir_0.003"]["value"] == pytest.approx(0.396, abs=0.0015)

