@@ -23,7 +23,7 @@ from facetrail.web import create_app
 from .support import SEARCH_FORM, folder_ingestor, investigator, login, photo_of, settings_for, upload
 
 # the entries that account for a query of the index
-QUERYING = ("search", "search.approve", "subject_report", "opt_out")
+QUERYING = ("search", "search.approve", "subject_report", "opt_out", "opt_out.apply")
 SUPERVISOR = Actor("sue", "supervisor", "test")
 ADMIN = Actor("ada", "admin", "test")
 SECOND_ADMIN = Actor("adam", "admin", "test")
@@ -162,7 +162,8 @@ def test_every_query_of_the_index_writes_an_audit_entry(dev_index, dev_images, e
 
 
 def test_an_opt_out_queries_the_index_with_its_entry(tmp_path, dev_images, db_url):
-    """A data subject's opt-out searches the index for their faces; its entry is `opt_out`."""
+    """A data subject's opt-out searches the index for their faces: its entries are `opt_out` (the
+    request) and `opt_out.apply` (the removal, after the answer)."""
     folder = tmp_path / "photos"
     folder.mkdir()
     for identity in ("madonna", "tom_hanks"):
@@ -179,7 +180,7 @@ def test_an_opt_out_queries_the_index_with_its_entry(tmp_path, dev_images, db_ur
                                    data={"statement": "yes"})
     assert response.status_code == 200
     queries, actions = ledger.steps["opt-out"]
-    assert queries >= 1 and actions == ["opt_out"]
+    assert queries >= 1 and actions == ["opt_out", "opt_out.apply"]
 
 
 def test_the_ledger_catches_a_query_without_an_entry(dev_index):

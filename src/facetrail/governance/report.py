@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from ..store import AuditEntry, Face, Image, Location, QueryEmbedding, Source
 from . import audit
+from .optout import monthly_totals
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # report.html, report_body.html (the web page includes the body)
 
@@ -93,7 +94,7 @@ def collect(session: Session, start: date, end: date, threshold: float) -> dict:
         "distinct_subjects": distinct_subjects(vectors, threshold) if vectors is not None else 0,
         "subjects_note": "query descriptors are kept for the repeat-subject window only, so older searches are not counted",
         "opt_outs": by_action["opt_out"],
-        "faces_removed": sum(e.details.get("faces_removed", 0) for e in entries if e.action == "opt_out"),
+        **opt_out_totals(session, start, end),
         "subject_reports": by_action["subject_report"],
         "index": {"images": count(Image), "faces": count(Face), "locations": count(Location)},
         "sources": [{"name": source.name, "kind": source.kind, "legal_basis": source.legal_basis,
@@ -101,6 +102,17 @@ def collect(session: Session, start: date, end: date, threshold: float) -> dict:
                     for source, n in session.execute(
                         select(Source, func.count(Location.id)).outerjoin(Location, Location.source_id == Source.id)
                         .group_by(Source.id).order_by(Source.name))],
+    }
+
+
+def opt_out_totals(session: Session, start: date, end: date) -> dict:
+    """Faces removed and hidden by opt-outs, in all and per month, from the daily totals of the days
+    of the period that have ended (no per-person count exists)."""
+    months = monthly_totals(session, start.isoformat(), end.isoformat())
+    return {
+        "faces_removed": sum(m["faces_removed"] for m in months.values()),
+        "faces_hidden": sum(m["faces_hidden"] for m in months.values()),
+        "opt_outs_per_month": months,
     }
 
 

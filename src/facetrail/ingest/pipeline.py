@@ -26,7 +26,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..config import Settings
-from ..governance.optout import OptOutFilter
+from ..governance.optout import OptOutFilter, radii
+from ..images.previews import blur_faces
 from ..index import VectorIndex
 from ..store import Appearance, Database, Face, Image, Location, Source
 from ..store.cleanup import Orphan, delete_unreferenced, drop
@@ -92,7 +93,7 @@ class Ingestor:
         self.summary = Summary()
         self.media = MediaStore(settings.media_dir)
         with db.session() as session:
-            self.opt_outs = OptOutFilter.load(session, settings.match_threshold)
+            self.opt_outs = OptOutFilter.load(session, radii(settings).block)
         self._pending: dict[str, list[Item]] = {}  # sha256 in flight or not yet stored -> files with those bytes
         self._finished: list[Analysis] = []  # analysed, waiting to be stored (STORE_BATCH at a time)
         self.waiting = Waiting()  # appearances of images whose bytes are not stored yet
@@ -263,7 +264,8 @@ class Ingestor:
                 tick()
 
     def _without_opted_out(self, result: Analysis) -> Analysis:
-        """The analysis without faces that match an opt-out: never stored, nor their crops."""
+        """The analysis without faces that match an opt-out (blocking radius): never stored, nor their
+        crops; blurred in the thumbnail; the image left out of copy search."""
         if not result.faces:
             return result
         blocked = self.opt_outs.blocked(np.stack([f.embedding for f in result.faces]))
@@ -271,8 +273,10 @@ class Ingestor:
             return result
         self.summary.opted_out += int(blocked.sum())
         keep = [i for i, b in enumerate(blocked) if not b]
+        thumbnail = blur_faces(result.thumbnail, (result.width, result.height),
+                               [f.box for f, b in zip(result.faces, blocked) if b])
         return replace(result, faces=[result.faces[i] for i in keep], crops=[result.crops[i] for i in keep],
-                       copy_hash=None)  # nor can copy search lead to the photo
+                       thumbnail=thumbnail, copy_hash=None)  # nor can copy search lead to the photo
 
     def _insert_images(self, batch: list[tuple[Analysis, list[Item]]]) -> None:
         """Images, their faces and locations in one transaction; then the index follows."""

@@ -1,21 +1,27 @@
 """A person's request to take their face out of the index (see governance/optout.py).
 
-The flow both front doors share: the person states that the photo shows them, the largest
-face in it is found, every matching face is removed and the descriptor kept so the face is
-never indexed again; the photo itself is not kept. The answer is the same whether or not
-the face was in the index. Rate limits (per client) are the front door's.
+The flow both front doors share: the person states that the photos show them (1-10 photos;
+three or more, from different days and angles, cover their face far better than one), the
+largest face in each is found, and their descriptors are kept as one opt-out (the photos are
+not). From then on no search returns a matching face. The answer is given then, in a time that
+depends on the photos only; the matching faces are removed and hidden afterwards (`finish`),
+so the answer is the same, and as quick, whether or not the person was in the index. Rate
+limits (per client) are the front door's.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import Refused
-from ..governance.optout import opt_out
+from ..governance.optout import apply_pending, radii, record
 from ..store.media import MediaStore
 from .service import Searcher
 
+MAX_PHOTOS = 10
 RECEIVED = (
-    "Thank you. Your request is recorded. Any face in this index that matches the face in your photo "
-    "has been removed, and matching faces will not be indexed again."
+    "Thank you. Your request is recorded. Any face in this index that matches the faces in your photos "
+    "is removed, and matching faces will not be shown or indexed again."
 )
 
 
@@ -26,14 +32,30 @@ def check_statement(statement: str) -> None:
         raise Refused("Please confirm the statement that this is a photo of you.", "statement_required")
 
 
-def take(searcher: Searcher, media: MediaStore, photo: bytes, contact: str = "") -> None:
-    """Remove the face in `photo` (its largest) now and in future, recorded in the audit log.
-    Raises DecodeError for a photo that cannot be used, Refused (no_face) without a face."""
-    decoded, found = searcher.faces_in(photo)
-    del photo, decoded  # the photo is not kept
-    if not found:
-        raise Refused("No face was found in this photo. Try a clearer, larger photo of your face.", "no_face")
+def check_photo_count(count: int) -> None:
+    """Refused unless there are 1 to MAX_PHOTOS photos. Checked before any photo is read."""
+    if not 1 <= count <= MAX_PHOTOS:
+        raise Refused(f"Please send between 1 and {MAX_PHOTOS} photos of your face.", "photo_count")
+
+
+def take(searcher: Searcher, photos: list[bytes] | bytes, contact: str = "") -> None:
+    """Record the opt-out of the person in `photos` (the largest face of each), in the audit log.
+    Raises DecodeError for a photo that cannot be used, Refused (no_face) for one without a face:
+    then nothing is recorded."""
+    photos = [photos] if isinstance(photos, bytes) else list(photos)
+    check_photo_count(len(photos))
+    vectors = []
+    for number, photo in enumerate(photos, 1):
+        _, found = searcher.faces_in(photo)
+        if not found:
+            which = f"photo {number}" if len(photos) > 1 else "this photo"
+            raise Refused(f"No face was found in {which}. Try a clearer, larger photo of your face.", "no_face")
+        vectors.append(np.asarray(found[0].embedding, np.float32))
+    del photos  # the photos are not kept
     with searcher.db.session() as session, session.begin():
-        opt_out(session, searcher.index, media, found[0].embedding, searcher.settings.match_threshold,
-                contact.strip()[:320] or None)
-    searcher.index.save()
+        record(session, np.stack(vectors), contact.strip()[:320] or None, searcher.engine.model_name)
+
+
+def finish(searcher: Searcher, media: MediaStore) -> None:
+    """Remove and hide the faces matching every opt-out not yet applied (run after answering)."""
+    apply_pending(searcher.db, searcher.index, media, radii(searcher.settings))

@@ -18,10 +18,10 @@ from sqlalchemy.orm import selectinload
 from ..config import Settings
 from ..faces import Face as FaceData
 from ..faces import FaceEngine
-from ..governance import approvals, audit, retention, verification
+from ..governance import approvals, art12, audit, retention, verification
 from ..governance import limits as rate_limits
 from ..governance.actors import Actor
-from ..governance.optout import OptOutCache
+from ..governance.optout import OptOutCache, radii
 from ..images.copies import MAX_DISTANCE, nearest, probe
 from ..images.decode import DecodedImage, DecodeError, Limits, decode
 from ..index import VectorIndex
@@ -68,7 +68,7 @@ class Searcher(SubjectAccess):
         self.engine = engine
         self.limits = Limits.from_settings(settings)
         self._engine_lock = threading.Lock()
-        self._opt_outs = OptOutCache(settings.match_threshold)
+        self._opt_outs = OptOutCache(radii(settings).block)
         self._copy_hashes = CopyHashes()
 
     def search(
@@ -93,6 +93,7 @@ class Searcher(SubjectAccess):
         self._check_rate(actor)
         top_k = top_k or self.settings.top_k
         threshold = self.settings.match_threshold if threshold is None else threshold
+        use = art12.Use()  # Art. 12(3): the period of each use
         sha = hashlib.sha256(photo).hexdigest()
         result = SearchResult(query={"sha256": sha, "name": name, "faces": [], "selected": None})
         try:
@@ -121,8 +122,10 @@ class Searcher(SubjectAccess):
                 if note:
                     policy = "prior"  # held for a supervisor, whatever the role's policy
             withheld = policy == "prior" and result.query["selected"] is not None
+            blocked = result.query["selected"] is not None and self._query_blocked(session, vector)
             if result.query["selected"] is not None and not withheld:
-                result.results = self._neighbours(session, vector, top_k, threshold, case_ref)
+                found = self._neighbours(session, vector, top_k, threshold, case_ref)
+                result.results = [] if blocked else found  # the searcher is told only that nothing was found
             entry = audit.record(
                 session,
                 actor,
@@ -135,10 +138,11 @@ class Searcher(SubjectAccess):
                     "top_k": top_k,
                     "threshold": threshold,
                     "model": self.engine.model_name,
-                    "index": {"kind": self.index.kind, "size": len(self.index),
-                              "version": self.index.version},
+                    "index": art12.reference_database(session, self.index, self.engine.model_name),
+                    "use": use.period(),
                     "results": [[m.face_id, round(m.distance, 6)] for m in result.results],
                     "result_count": len(result.results),
+                    "blocked_by_opt_out": blocked,
                     "approval_policy": policy,
                     "hold": note,
                     "outcome": "error" if result.error else "withheld" if withheld else "ok",
@@ -167,7 +171,7 @@ class Searcher(SubjectAccess):
                         [int(i), round(float(d), 6)]
                         for i, d in zip(ids[0], distances[0])
                         if i >= 0 and d <= search.details["threshold"]
-                    ]
+                    ] if not self._query_blocked(session, vector) else []  # the query matches an opt-out
                 approval.held_embedding = None
             approvals.record_decision(session, actor, approval, overdue)
             return approvals.describe(approval)
@@ -294,6 +298,10 @@ class Searcher(SubjectAccess):
         with self._engine_lock:  # dlib's detectors are not safe to share between threads
             faces = self.engine.faces(image.pixels)
         return image, [f.scaled(1 / image.scale) for f in faces] if image.scale != 1.0 else faces
+
+    def _query_blocked(self, session, vector: np.ndarray) -> bool:
+        """True if a query face matches an opt-out (blocking radius): its search returns nothing."""
+        return bool(self._opt_outs.get(session).blocked(vector)[0])
 
     def _neighbours(self, session, vector: np.ndarray, top_k: int, threshold: float, case_ref: str) -> list[Match]:
         distances, ids = self.index.search(vector, top_k)

@@ -326,7 +326,8 @@ class WebSession(Base):
 
 
 class OptOut(Base):
-    """A person's request to be left out: only the descriptor of their face is kept."""
+    """A person's request to be left out: only the descriptors of their face (one per photo,
+    1-10, concatenated float32 rows) are kept, never the photos."""
 
     __tablename__ = "opt_outs"
 
@@ -334,7 +335,22 @@ class OptOut(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
     contact: Mapped[str | None] = mapped_column(String(320))
+    faces_removed: Mapped[int] = mapped_column(Integer, default=0)  # no longer written: see OptOutDay
+    photos: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # descriptors in `embedding`
+    model: Mapped[str | None] = mapped_column(String(64))  # the face model that made them
+    applied_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # matching faces removed (None: pending)
+
+
+class OptOutDay(Base):
+    """Opt-out totals of one day (UTC, "YYYY-MM-DD"): the only counts kept, so that no count
+    tells whether one person was in the index (governance/optout.py)."""
+
+    __tablename__ = "opt_out_days"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    opt_outs: Mapped[int] = mapped_column(Integer, default=0)
     faces_removed: Mapped[int] = mapped_column(Integer, default=0)
+    faces_hidden: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Confirmation(Base):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, File, Form, Request, UploadFile
 from pydantic import BaseModel, Field
 
 from ..errors import Refused
@@ -44,8 +44,8 @@ async def healthz() -> dict:
 
 @router.get("/api/v1/stats", tags=["service"])
 def stats(request: Request, actor: Caller) -> dict:
-    """How much is indexed."""
-    return counts(deps.database(request), deps.searcher(request).index)
+    """How much is indexed; for admins and auditors also the opt-out totals of each day that has ended."""
+    return counts(deps.database(request), deps.searcher(request).index, actor)
 
 
 @router.post("/api/v1/faces", tags=["search"])
@@ -153,13 +153,15 @@ async def approval_decision(
 @router.post("/api/v1/opt-out", tags=["opt-out"])
 async def opt_out_api(
     request: Request,
-    image: Annotated[UploadFile, File(description="A photo of your face")],
+    image: Annotated[list[UploadFile], File(description="Photos of your face: 1 to 10, the field repeated "
+                                                         "(three or more, from different days and angles)")],
+    later: BackgroundTasks,
     statement: Annotated[str, Form(description='"yes": this is me and I ask to be removed')] = "",
     contact: Annotated[str, Form(description="Optional contact")] = "",
 ) -> dict:
     """Remove your face from the index, now and in future. No account needed; rate-limited.
-    The answer is the same whether or not your face was in the index."""
-    await deps.take_opt_out(request, image, statement, contact)
+    The answer is the same, in the same time, whether or not your face was in the index."""
+    await deps.take_opt_out(request, image, statement, contact, later)
     return {"status": "received", "message": OPT_OUT_RECEIVED}
 
 

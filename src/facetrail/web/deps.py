@@ -19,7 +19,7 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, UploadFile
+from fastapi import BackgroundTasks, Depends, HTTPException, Request, UploadFile
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
@@ -220,12 +220,16 @@ def approval_queue(request: Request) -> list[dict]:
         return approvals.queue(session)
 
 
-async def take_opt_out(request: Request, image: UploadFile, statement: str, contact: str) -> None:
-    """An opt-out from the page or the API: raises Refused, or returns once it is done.
-    Rate-limited per client address, before anything is read."""
+async def take_opt_out(request: Request, images: list[UploadFile], statement: str, contact: str,
+                       later: BackgroundTasks) -> None:
+    """An opt-out (1-10 photos) from the page or the API: raises Refused, or returns once it is
+    recorded; the matching faces are removed after the answer (`later`), so it takes the same time
+    whether or not the person was indexed. Rate-limited per client address, before anything is read."""
     retry = request.app.state.opt_out_limit.hit(client_address(request))
     if retry is not None:
         raise Refused("Too many requests from here; please try again later.", "rate_limited", retry)
     opt_outs.check_statement(statement)
-    data = await read_upload(request, image)
-    await cpu.run(request, opt_outs.take, searcher(request), media(request), data, contact)  # detect, embed, search
+    opt_outs.check_photo_count(len(images))
+    photos = [await read_upload(request, image) for image in images]
+    await cpu.run(request, opt_outs.take, searcher(request), photos, contact)  # detect, embed
+    later.add_task(opt_outs.finish, searcher(request), media(request))

@@ -12,7 +12,7 @@ import secrets
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from ..errors import Refused
@@ -266,7 +266,8 @@ def opt_out_form(request: Request, error: str | None = None, message: str | None
 @router.post("/opt-out")
 async def opt_out_request(
     request: Request,
-    image: Annotated[UploadFile, File()],
+    image: Annotated[list[UploadFile], File()],
+    later: BackgroundTasks,
     statement: Annotated[str, Form()] = "",
     contact: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
@@ -274,7 +275,7 @@ async def opt_out_request(
     if not same(csrf_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
         return opt_out_form(request, error="The form expired. Please send it again.", status=403)
     try:
-        await deps.take_opt_out(request, image, statement, contact)
+        await deps.take_opt_out(request, image, statement, contact, later)
     except Refused as exc:
         status, _, detail, headers = describe(exc)  # 429 rate_limited, 503 busy: with Retry-After
         return opt_out_form(request, error=detail, status=status, headers=headers)
