@@ -221,6 +221,10 @@ class Settings(BaseSettings):
     audit_tsa_url: str = Field(
         "", description="RFC 3161 time-stamping authority that countersigns each checkpoint (optional).",
     )
+    audit_retention_days: int = Field(
+        0, ge=0, description="Days audit entries are kept; 0 (the default): for ever. Facetrail deletes no "
+        "audit entry; a value under 183 (six months, EU AI Act Art. 26(6)) is refused.",
+    )
 
     @property
     def audit_key_path(self) -> Path:
@@ -230,6 +234,14 @@ class Settings(BaseSettings):
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings):
         return (init_settings, env_settings, ConfigFile(settings_cls, init_settings.init_kwargs))
+
+    @field_validator("audit_retention_days")
+    @classmethod
+    def _six_months(cls, value: int) -> int:
+        if 0 < value < 183:
+            raise ValueError(f"audit_retention_days {value}: audit entries are kept at least 183 days "
+                             "(six months, EU AI Act Art. 26(6)); 0 keeps them for ever")
+        return value
 
     @field_validator("approval_policy")
     @classmethod
