@@ -144,6 +144,12 @@ def test_only_searchers_become_members_and_references_are_plain(db):
     for ref in ("", "two words", "[bold]x[/]", "\x1b[2Jx", "x" * 101):
         with pytest.raises(cases.CaseRefused, match="reference"):
             open_one(db, ref=ref)
+    for text in ("nul\x00byte", "new\nline", "bidi\u202eoverride", "x" * 201):
+        with db.session() as session, pytest.raises(cases.CaseRefused, match="plain text"):
+            cases.open_case(session, SUE, ref="C-9", title=text, purpose="authorised-investigation",
+                            purposes=PURPOSES, authorisation=COURT, expires_on=NEXT_MONTH)
+    with db.session() as session, pytest.raises(cases.CaseNotFound):
+        cases.for_search(session, IVAN, "nul\x00ref")  # no query the database would fail on
 
 
 def cli(settings, tokens, who, *args):
@@ -196,3 +202,85 @@ def test_earlier_free_text_references_become_incomplete_cases_on_migration(setti
     with db.session() as session, session.begin():
         cases.amend(session, SUE, "OLD-1", authorisation=COURT, expires_on=NEXT_MONTH)
     assert usable(db, IVAN, "OLD-1") == "OLD-1"
+
+
+# --- the API and the pages ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def web(settings):
+    from fastapi.testclient import TestClient
+
+    from facetrail.web import create_app
+
+    tokens = add_accounts(Database(settings.db_url))
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        yield client, tokens
+
+
+def bearer(tokens, who):
+    return {"Authorization": f"Bearer {tokens[who]}"}
+
+
+CASE = {"ref": "WEB-1", "title": "Harassment campaign", "purpose": "authorised-investigation",
+        "authority": "Data-protection officer", "authorisation_ref": "DPO-9",
+        "authorised_on": date.today().isoformat(), "expires_on": NEXT_MONTH.isoformat(), "members": ["ivan"]}
+
+
+def test_the_api_opens_shows_and_closes_cases_for_supervisors_only(web):
+    client, tokens = web
+    refused = client.post("/api/v1/cases", json=CASE, headers=bearer(tokens, "ivan"))
+    assert refused.status_code == 403 and refused.json()["code"] == "not_permitted"
+    opened = client.post("/api/v1/cases", json=CASE, headers=bearer(tokens, "sue"))
+    assert opened.status_code == 200, opened.text
+    case_id = opened.json()["id"]
+    again = client.post("/api/v1/cases", json=CASE, headers=bearer(tokens, "sue"))
+    assert again.status_code == 422 and again.json()["code"] == "case_refused" and "exists" in again.json()["detail"]
+    member = client.post(f"/api/v1/cases/{case_id}/members", json={"username": "iris"}, headers=bearer(tokens, "sue"))
+    assert member.json()["members"] == ["iris", "ivan"]
+    shown = client.get(f"/api/v1/cases/{case_id}", headers=bearer(tokens, "ivan")).json()
+    assert shown["case"]["authorisation_ref"] == "DPO-9"
+    assert [line["summary"] for line in shown["lines"]] == ["open", "add member", "add member"]
+    assert all(isinstance(line["entry_id"], int) for line in shown["lines"])
+    closed = client.post(f"/api/v1/cases/{case_id}/close", json={"reason": "done"}, headers=bearer(tokens, "sue"))
+    assert closed.json()["state"] == "closed"
+    assert [c["case_ref"] for c in client.get("/api/v1/cases", headers=bearer(tokens, "otto")).json()] == ["WEB-1"]
+
+
+def test_a_case_id_is_not_a_way_into_other_peoples_cases(web):
+    """An investigator who is not a member gets the same 404 for the case as for an id that
+    does not exist, and a huge id is a 404 too (no 500)."""
+    client, tokens = web
+    case_id = client.post("/api/v1/cases", json={**CASE, "members": []}, headers=bearer(tokens, "sue")).json()["id"]
+    for probe in (case_id, case_id + 1000, 99999999999999999999):
+        answer = client.get(f"/api/v1/cases/{probe}", headers=bearer(tokens, "ivan"))
+        assert answer.status_code == 404 and answer.json()["code"] == "case_not_found", probe
+    assert client.get("/api/v1/cases", headers=bearer(tokens, "ivan")).json() == []
+    assert client.get(f"/api/v1/cases/{case_id}").status_code == 401
+
+
+def test_the_case_pages_list_open_and_show_a_case_with_links_to_its_audit_entries(web):
+    import re
+
+    from .support import login
+
+    client, _ = web
+    csrf = login(client, "sue")
+    assert "Open a case" in client.get("/cases").text
+    form = {k: v for k, v in CASE.items() if k != "members"}
+    no_csrf = client.post("/cases", data=form)
+    assert no_csrf.status_code == 403
+    opened = client.post("/cases", data={**form, "csrf_token": csrf})
+    assert opened.status_code == 303, opened.text
+    page = client.get(opened.headers["location"])
+    assert page.status_code == 200 and "Harassment campaign" in page.text and "DPO-9" in page.text
+    entry = re.search(r'href="/audit\?case=WEB-1#entry-(\d+)"', page.text)
+    assert entry is not None
+    audit_page = client.get("/audit?case=WEB-1")
+    assert f'id="entry-{entry.group(1)}"' in audit_page.text
+    added = client.post(opened.headers["location"] + "/members", data={"username": "ivan", "csrf_token": csrf})
+    assert added.status_code == 200 and "ivan added" in added.text
+    bad = client.post("/cases", data={**form, "ref": "two words", "csrf_token": csrf})
+    assert bad.status_code == 422 and "reference" in bad.text
+    xss = client.post("/cases", data={**form, "ref": "X-2", "title": "<script>alert(1)</script>", "csrf_token": csrf})
+    assert "<script>alert(1)</script>" not in client.get(xss.headers["location"]).text

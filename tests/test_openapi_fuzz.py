@@ -42,7 +42,7 @@ from .support import (
 
 INDEXED = [("bill_gates", 0), ("bill_gates", 1), ("bill_gates", 2), ("anthony_hopkins", 0)]
 TEST_DB = os.environ.get("FACETRAIL_TEST_DB", "sqlite")  # as in conftest: the database of this pass
-SUPERVISED = ("/api/v1/approvals",)  # operations a supervisor answers; an investigator the rest
+SUPERVISED = ("/api/v1/approvals", "/api/v1/cases")  # operations a supervisor answers; an investigator the rest
 
 
 def _document() -> dict:

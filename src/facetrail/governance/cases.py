@@ -14,6 +14,7 @@ freely into searches before cases existed became cases of status `incomplete` (m
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -21,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import Refused
+from ..store import Approval, AuditEntry, Confirmation
 from ..store.models import Case, CaseMember, User
 from . import audit
 from .actors import Actor
@@ -56,6 +58,8 @@ class Authorisation:
     urgent: bool = False
 
     def check(self) -> None:
+        plain(self.authority, "authority", 255)
+        plain(self.reference or "", "authorisation reference", 255)
         if not self.authority.strip():
             raise CaseRefused("name the authority that authorised the case (--authority)")
         if self.urgent and (self.reference or self.on):
@@ -69,6 +73,14 @@ class Authorisation:
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def plain(value: str, what: str, limit: int) -> str:
+    """`value` stripped, if it is one line of printable text of at most `limit` characters."""
+    value = value.strip()
+    if len(value) > limit or any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in value):
+        raise CaseRefused(f"the {what} must be one line of plain text, at most {limit} characters")
+    return value
 
 
 def _supervisor(actor: Actor) -> None:
@@ -93,8 +105,14 @@ def _expiry(expires_on: date) -> date:
     return expires_on
 
 
+def _find(session: Session, ref: str) -> Case | None:
+    """The case by reference (no query for what cannot be one: too long, or a NUL)."""
+    ref = ref.strip()
+    return None if len(ref) > 100 or "\x00" in ref else session.scalar(select(Case).where(Case.ref == ref))
+
+
 def get(session: Session, ref: str) -> Case:
-    case = session.scalar(select(Case).where(Case.ref == ref.strip()))
+    case = _find(session, ref)
     if case is None:
         raise CaseNotFound(f"no case {ref.strip()!r}")
     return case
@@ -129,7 +147,7 @@ def open_case(session: Session, actor: Actor, *, ref: str, title: str, purpose: 
     ref = _reference(ref)
     if purpose not in purposes:
         raise CaseRefused(f"unknown purpose {purpose!r}: choose one of {', '.join(purposes)}")
-    if not title.strip():
+    if not plain(title, "title", 200):
         raise CaseRefused("give the case a title")
     if session.scalar(select(Case.id).where(Case.ref == ref)) is not None:
         raise CaseRefused(f"a case {ref!r} exists already")
@@ -155,7 +173,7 @@ def amend(session: Session, actor: Actor, ref: str, *, title: str | None = None,
         raise CaseRefused(f"case {case.ref!r} is closed; open a new case")
     before = _details(case)
     if title is not None:
-        if not title.strip():
+        if not plain(title, "title", 200):
             raise CaseRefused("give the case a title")
         case.title = title.strip()[:200]
     if authorisation is not None:
@@ -174,7 +192,7 @@ def amend(session: Session, actor: Actor, ref: str, *, title: str | None = None,
 def close(session: Session, actor: Actor, ref: str, reason: str) -> Case:
     """Close a case (supervisors): no new searches under it; what was found stays readable."""
     _supervisor(actor)
-    if not reason.strip():
+    if not plain(reason, "reason", 1000):
         raise CaseRefused("say why the case is closed")
     case = get(session, ref)
     if case.status == CLOSED:
@@ -190,7 +208,7 @@ def add_member(session: Session, actor: Actor, ref: str, username: str) -> None:
     case = get(session, ref)
     if case.status == CLOSED:
         raise CaseRefused(f"case {case.ref!r} is closed")
-    user = session.scalar(select(User).where(User.username == username.strip()))
+    user = session.scalar(select(User).where(User.username == plain(username, "user name", 64)))
     if user is None:
         raise CaseRefused(f"no user {username.strip()!r}")
     if not can(user.role, "search"):
@@ -206,7 +224,7 @@ def remove_member(session: Session, actor: Actor, ref: str, username: str) -> No
     _supervisor(actor)
     case = get(session, ref)
     member = session.scalar(select(CaseMember).join(User).where(CaseMember.case_id == case.id,
-                                                                User.username == username.strip()))
+                                                                User.username == plain(username, "user name", 64)))
     if member is None:
         raise CaseRefused(f"{username.strip()!r} is not a member of {case.ref!r}")
     session.delete(member)
@@ -242,7 +260,7 @@ def for_search(session: Session, actor: Actor, ref: str) -> Case:
     """The case `actor` searches under: open, in date, authorised (or within the urgent window),
     with `actor` a member. Refused otherwise; a case the actor is not a member of is refused like
     one that does not exist (nobody learns other cases' references by guessing)."""
-    case = session.scalar(select(Case).where(Case.ref == ref.strip()))
+    case = _find(session, ref)
     member = case is not None and session.scalar(
         select(CaseMember.id).join(User).where(CaseMember.case_id == case.id, User.username == actor.username))
     if not member:
@@ -256,9 +274,10 @@ def for_search(session: Session, actor: Actor, ref: str) -> Case:
 
 def describe(session: Session, case: Case) -> dict:
     """A case as listed and shown: its fields, current state and members."""
-    return {**_details(case), "purpose": case.purpose, "state": state(case), "created_at": case.created_at.isoformat(),
-            "created_by": case.created_by, "closed_at": case.closed_at.isoformat() if case.closed_at else None,
-            "closed_by": case.closed_by, "members": members(session, case)}
+    return {"id": case.id, **_details(case), "purpose": case.purpose, "state": state(case),
+            "created_at": case.created_at.isoformat(), "created_by": case.created_by,
+            "closed_at": case.closed_at.isoformat() if case.closed_at else None, "closed_by": case.closed_by,
+            "members": members(session, case)}
 
 
 def listing(session: Session, actor: Actor, *, status: str | None = None) -> list[dict]:
@@ -271,10 +290,74 @@ def listing(session: Session, actor: Actor, *, status: str | None = None) -> lis
     return [case for case in cases if status is None or case["state"] == status]
 
 
-def show(session: Session, actor: Actor, ref: str) -> dict:
-    """One case, for those who may list it; others are told it does not exist."""
-    case = session.scalar(select(Case).where(Case.ref == ref.strip()))
+def _visible(session: Session, actor: Actor, ref: str) -> Case:
+    """The case, for supervisors, auditors, admins and its members; others are told it does not exist."""
+    case = _find(session, ref)
     sees_all = can(actor.role, "approve") or can(actor.role, "audit.read")
     if case is None or not (sees_all or actor.username in members(session, case)):
         raise CaseNotFound(f"no case {ref.strip()!r}")
-    return describe(session, case)
+    return case
+
+
+def ref_of(session: Session, actor: Actor, case_id: int) -> str:
+    """The reference of case `case_id`, if `actor` may see it (URLs name cases by id: references
+    may hold characters a path cannot)."""
+    ref = session.scalar(select(Case.ref).where(Case.id == case_id)) if 0 < case_id < 2**31 else None
+    if ref is None:
+        raise CaseNotFound(f"no case {case_id}")
+    _visible(session, actor, ref)
+    return ref
+
+
+def show(session: Session, actor: Actor, ref: str) -> dict:
+    """One case's record, for those who may list it."""
+    return describe(session, _visible(session, actor, ref))
+
+
+KINDS = ("search", "decision", "confirmation", "case")  # what a case page can be filtered by
+DECIDED = {"search.approve": "approved", "search.deny": "denied"}
+
+
+def _line(entry: AuditEntry, kind: str, summary: str, **extra) -> dict:
+    return {"kind": kind, "entry_id": entry.id, "at": entry.created_at.isoformat(timespec="seconds"),
+            "user": entry.actor, "summary": summary, **extra}
+
+
+def _search_line(entry: AuditEntry, approval: Approval | None) -> dict:
+    details = entry.details
+    state = approval.state if approval is not None else "none"
+    return _line(entry, "search", f"searched ({details.get('mode', 'faces')}): {details.get('result_count', 0)} "
+                 f"results, {details.get('outcome', 'ok')}", search_id=entry.id, purpose=entry.purpose,
+                 justification=details.get("justification"), approval=state,
+                 policy=approval.policy if approval is not None else details.get("approval_policy"))
+
+
+def activity(session: Session, actor: Actor, ref: str, *, kind: str | None = None, user: str | None = None) -> dict:
+    """A case's record and what happened under it, oldest first: its searches (who, when, why,
+    result count, approval state), supervisors' decisions on them, confirmations of matches (and
+    verifications: two people), and the changes to the case itself; each line names the audit
+    entry behind it. Optionally only one kind of line, or one user's."""
+    case = _visible(session, actor, ref)
+    entries = list(session.scalars(
+        select(AuditEntry).where(AuditEntry.details["case_ref"].as_string() == case.ref).order_by(AuditEntry.id)))
+    searches = {e.id: e for e in entries if e.action == "search"}
+    approvals = {a.search_id: a for a in session.scalars(select(Approval).where(Approval.search_id.in_(searches)))}
+    decisions = session.scalars(select(AuditEntry).where(AuditEntry.action.in_(DECIDED))
+                                .where(AuditEntry.details["search_id"].as_integer().in_(searches))) if searches else []
+    lines = [_search_line(e, approvals.get(e.id)) for e in searches.values()]
+    lines += [_line(e, "decision", f"{DECIDED[e.action]} search {e.details['search_id']}: "
+                    f"{e.details.get('reason', '')}", search_id=e.details["search_id"]) for e in decisions]
+    lines += [_line(e, "confirmation", f"confirmed face {e.details.get('face_id')} of search "
+                    f"{e.details.get('search_id')} ({e.details.get('state', '')})", search_id=e.details.get("search_id"))
+              for e in entries if e.action == "match.confirm"]
+    lines += [_line(e, "case", e.action.split(".", 1)[1].replace("_", " ")) for e in entries
+              if e.action.startswith("case.")]
+    lines = [line for line in lines if (kind is None or line["kind"] == kind) and (not user or line["user"] == user)]
+    lines.sort(key=lambda line: line["entry_id"])
+    confirmed = session.scalars(select(Confirmation).where(Confirmation.case_ref == case.ref)).all()
+    by_face: dict[int, set[str]] = {}
+    for row in confirmed:
+        by_face.setdefault(row.face_id, set()).add(row.username)
+    return {"case": describe(session, case), "lines": lines, "kinds": KINDS,
+            "searches": len(searches), "verified_faces": sorted(f for f, who in by_face.items() if len(who) >= 2),
+            "confirmed_faces": sorted(by_face)}
