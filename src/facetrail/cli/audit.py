@@ -68,6 +68,11 @@ def audit_verify(
         typer.Option("--key", help="The verifier key the checkpoints were signed with (text or a file holding "
                                    "it; default: the public half of this installation's signing key)."),
     ] = None,
+    tsa_root: Annotated[
+        Path | None,
+        typer.Option("--tsa-root", help="PEM certificate(s) of the time-stamping authority's root: check the "
+                                        "checkpoints' RFC 3161 timestamps too."),
+    ] = None,
 ) -> None:
     """Check the audit log: the hash chain, the Merkle tree recomputed from the entries, the
     append-only triggers, and with --checkpoint the log against checkpoints kept elsewhere.
@@ -86,6 +91,8 @@ def audit_verify(
         else:
             result, findings = audit.walk(session), []
     failed = _report(result, findings)
+    if tsa_root is not None:
+        failed = _report_timestamps(notes, tsa_root.read_bytes()) or failed
     if unguarded:
         err.print(f"[red]WARNING:[/] {literal(auditguards.warning(unguarded))}", soft_wrap=True)
     if failed or unguarded:
@@ -129,6 +136,24 @@ def _report(result, findings) -> bool:
         note = f", consistent with {len(findings)} checkpoint(s)" if findings else ""
         out.print(f"OK: {result.count} entries, chain intact, Merkle tree head {result.head.hex()}{note}",
                   soft_wrap=True)
+    return failed
+
+
+def _report_timestamps(notes, roots: bytes) -> bool:
+    """Print each checkpoint's trusted timestamp; True if one is missing or does not verify."""
+    from ..governance import checkpoints, timestamps
+
+    failed = False
+    for c in notes:
+        try:
+            when = checkpoints.timestamp(c, roots)
+        except timestamps.TimestampError as exc:
+            when, failed = None, True
+            out.print(f"checkpoint {c.size} entries: timestamp FAILED: {literal(exc)}", soft_wrap=True)
+            continue
+        failed = failed or when is None
+        out.print(f"checkpoint {c.size} entries: " + (f"timestamped by the TSA at {when.isoformat()}" if when
+                                                      else "timestamp FAILED: none"), soft_wrap=True)
     return failed
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from ..store.models import AuditCheckpoint
 from . import audit, audittree, merkle
 
 DASH = "\u2014"  # signed notes' signature lines start with an em dash
+log = logging.getLogger("facetrail.audit")
 
 
 class KeyMissing(Refused):
@@ -219,11 +221,27 @@ def make(session: Session, settings: Settings, key: Ed25519PrivateKey) -> AuditC
     audit.catch_up(session)
     size = audittree.size(session)
     checkpoint = sign(key, origin(settings, key), size, audittree.root(session, size), datetime.now(UTC))
+    if settings.audit_tsa_url:
+        checkpoint = _timestamped(checkpoint, settings.audit_tsa_url)
     row = AuditCheckpoint(size=size, root=checkpoint.root.hex(), created_at=checkpoint.time, note=checkpoint.note)
     session.add(row)
     session.flush()
     witnesses.owe(session, settings, row)
     return row
+
+
+def _timestamped(checkpoint: Checkpoint, url: str) -> Checkpoint:
+    """The checkpoint with the TSA's token as one more signature line; without, said loudly, if
+    the TSA fails (a checkpoint is never skipped for want of a timestamp)."""
+    from . import timestamps
+
+    try:
+        token = timestamps.fetch(url, checkpoint.body.encode())
+    except timestamps.TimestampError as exc:
+        log.warning("audit checkpoint of %d entries signed without a trusted timestamp: %s", checkpoint.size, exc)
+        return checkpoint
+    note = checkpoint.note + timestamps.signature_line(token) + "\n"
+    return Checkpoint(checkpoint.origin, checkpoint.size, checkpoint.root, checkpoint.time, note)
 
 
 def due(session: Session) -> bool:
@@ -263,6 +281,15 @@ def _problem(session: Session, checkpoint: Checkpoint, verifier: Verifier, resul
     if not merkle.verify_consistency(checkpoint.size, result.count, proof, checkpoint.root, result.head):
         return "the consistency proof from the checkpoint to the current tree does not verify"
     return None
+
+
+def timestamp(checkpoint: Checkpoint, roots_pem: bytes) -> datetime | None:
+    """When a trusted TSA (chaining to `roots_pem`) says the checkpoint existed; None if it carries
+    no timestamp; raises timestamps.TimestampError if its timestamp does not verify."""
+    from . import timestamps
+
+    token = timestamps.token_in(checkpoint.note)
+    return None if token is None else timestamps.verify(token, checkpoint.body.encode(), roots_pem)
 
 
 # --- inclusion proofs --------------------------------------------------------------------------
