@@ -122,6 +122,21 @@ def test_a_key_from_the_environment_signs_instead_of_the_file(tmp_path):
     assert checkpoints.signed_by(checkpoints.parse(row.note)[0], verifier)
 
 
+def test_a_key_given_in_the_environment_never_reaches_the_database(tmp_path, monkeypatch):
+    """The side door: every command records changed settings in the audit log; the key is redacted."""
+    import base64
+
+    seed = bytes(range(32))
+    monkeypatch.setenv("FACETRAIL_AUDIT_KEY", base64.b64encode(seed).decode())
+    settings = settings_for(tmp_path / "data")
+    made = runner.invoke(app, [*cli_base(settings), "audit", "checkpoint"], catch_exceptions=False)
+    assert made.exit_code == 0, made.output
+    database = b"".join(p.read_bytes() for p in (tmp_path / "data").glob("facetrail.db*"))
+    assert b"settings.change" in database  # the settings were recorded...
+    for form in (seed, seed.hex().encode(), base64.b64encode(seed)):
+        assert form not in database  # ...without the key
+
+
 def test_checkpoints_reach_the_witness_and_the_log_verifies_against_them(log):
     first = checkpoint(log)
     searches(log.db, 5, start=100)

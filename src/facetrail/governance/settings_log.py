@@ -18,7 +18,7 @@ from . import audit
 from .actors import Actor
 
 ACTION = "settings.change"
-SECRET_FIELDS = {"vector_token"}
+SECRET_FIELDS = {"vector_token", "audit_key"}  # audit_key: the checkpoint signing key itself
 # where this process keeps its data and how many processes it uses: they differ between machines
 # and commands (--workers, --data-dir) and change nothing of what a search may do
 OPERATIONAL = {"workers", "data_dir", "database_url", "config_file"}
