@@ -360,3 +360,21 @@ def test_no_count_tells_whether_a_person_was_indexed(site, dev_images):
         report = collect(session, day - timedelta(days=40), day, 0.6)
     month = report["opt_outs_per_month"][yesterday[:7]]
     assert month["faces_removed"] == report["faces_removed"] == ended["opt_outs"]["faces_removed"]
+
+
+def test_the_radii_come_from_the_models_calibration():
+    """Every model the index may use gets its own radii: blocking at its match threshold, deletion
+    where its fitted different-person tail is safe at 10 M faces (dlib: the measured 0.35)."""
+    from facetrail.config import Settings
+    from facetrail.faces.registry import calibration
+    from facetrail.governance.optout import SAFE_RATE, safe_radius
+
+    dlib = radii(Settings(face_model="dlib_resnet_v1"))
+    assert (dlib.block, dlib.delete) == (0.6, 0.35)
+    sface = Settings(face_model="sface_2021dec")
+    tail = calibration(sface).tail
+    assert radii(sface).block == calibration(sface).match_threshold == 1.14
+    assert radii(sface).delete == pytest.approx(safe_radius(tail, SAFE_RATE)) and radii(sface).delete < 1.0
+    excess = tail.u - radii(sface).delete  # the fitted rate at the radius is the safe rate
+    assert tail.rate * (1 + tail.shape * excess / tail.scale) ** (-1 / tail.shape) == pytest.approx(SAFE_RATE)
+    assert radii(Settings(match_threshold=0.5)).block == 0.5  # an explicit threshold still wins

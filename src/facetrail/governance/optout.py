@@ -63,20 +63,42 @@ class Radii:
     seeds: int  # at most this many descriptors (photos + deleted faces chained from) look for faces to delete
 
 
-# dlib ResNet, calibrated on the labelled dev set with bench/optout.py (docs/governance.md#opt-out-radii):
-# the lower tail of the different-person distances, fitted, puts a false match at 0.35 at 5.5e-9, so
-# each descriptor whose deletion radius is searched deletes 10 M x 5.5e-9 = 0.055 faces of someone
-# else in a 10 M-face index; 18 of them (photos and chained faces together) stay under one face.
-DLIB_DELETE = 0.35
-DLIB_CHAIN = 1
-DLIB_SEEDS = 18
+# Expected faces of other people an opt-out may delete in an index of this size: less than one.
+SAFE_AT = 10_000_000
+# Descriptors (photos and chained faces together) whose deletion radius one opt-out searches.
+SEEDS = 18
+# The false-match rate of a deletion radius: SEEDS x SAFE_AT x rate < 1.
+SAFE_RATE = 1 / (SEEDS * SAFE_AT)
+# Deletion radii measured with bench/optout.py (docs/governance.md#opt-out-radii), per model: dlib's
+# different-person tail (a normal fitted to its lowest 5 %) puts 0.35 at 5.5e-9, just under SAFE_RATE
+# (the registry's generalised Pareto tail puts SAFE_RATE at 0.383: 0.35 is the stricter).
+MEASURED_DELETE = {"dlib_resnet_v1": 0.35}
+CHAIN = 1
 
 
 def radii(settings) -> Radii:
-    """The opt-out radii of the face model in use: the one place they are read (a model
-    registry with per-model calibration replaces this body, not its callers)."""
-    return Radii(block=settings.match_threshold, delete=min(DLIB_DELETE, settings.match_threshold),
-                 chain=DLIB_CHAIN, seeds=DLIB_SEEDS)
+    """The opt-out radii of the face model in use, from its calibration (faces/registry.py): the one
+    place they are read. Blocking: the model's match threshold. Deletion: the radius measured for
+    the model, else the one where its fitted different-person tail reaches SAFE_RATE; never wider
+    than the model's own deletion radius nor the blocking radius."""
+    from ..faces.registry import calibration
+
+    calibrated = calibration(settings)
+    delete = MEASURED_DELETE.get(settings.face_model) or safe_radius(calibrated.tail, SAFE_RATE)
+    delete = min(delete or calibrated.deletion_radius, calibrated.deletion_radius, calibrated.match_threshold)
+    return Radii(block=calibrated.match_threshold, delete=delete, chain=CHAIN, seeds=SEEDS)
+
+
+def safe_radius(tail, rate: float) -> float | None:
+    """The distance below which a fraction `rate` of different-person pairs fall, from a fitted lower
+    tail (generalised Pareto below `tail.u`: P(d < u - x) = tail.rate (1 + shape x / scale)^(-1/shape))."""
+    if tail is None or rate >= tail.rate:
+        return None
+    if abs(tail.shape) < 1e-9:
+        excess = -tail.scale * np.log(rate / tail.rate)
+    else:
+        excess = tail.scale / tail.shape * ((rate / tail.rate) ** -tail.shape - 1)
+    return float(tail.u - excess)
 
 
 @dataclass
