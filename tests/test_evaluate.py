@@ -146,3 +146,18 @@ def test_evaluate_on_the_whole_dev_set_gives_the_benchs_figures(tmp_path, dev_im
     assert figures["rank_1"]["value"] == pytest.approx(0.976, abs=0.0015)
     assert figures["tar_at_far_0.001"]["value"] == pytest.approx(0.835, abs=0.0015)
     assert figures["fnir_at_fpir_0.003"]["value"] == pytest.approx(0.396, abs=0.0015)
+
+
+def test_a_group_with_nobody_to_search_for_is_reported_as_not_measurable(settings, tmp_path, dev_images):
+    rows = [(d.path, d.identity, "pairs") for p in ("madonna", "bill_gates") for d in
+            [x for x in dev_images if x.identity == p][:2]]
+    rows += [(next(d.path for d in dev_images if d.identity == p), p, "single") for p in ("kate_siegel", "nathalie_baye")]
+    (tmp_path / "manifest.csv").write_text("path,identity,group\n" + "".join(f"{p},{i},{g}\n" for p, i, g in rows))
+    out_json = tmp_path / "r.json"
+    result = runner.invoke(app, [*cli_base(settings), "evaluate", str(tmp_path), "--json", str(out_json),
+                                 "--html", str(tmp_path / "r.html")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out_json.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    assert report["figures"]["single"]["rank_1"]["value"] is None
+    assert report["figures"]["pairs"]["rank_1"]["value"] == 1.0
+    assert "not measurable" in result.output and "not measurable" in (tmp_path / "r.html").read_text()

@@ -43,7 +43,7 @@ def evaluate(
 ) -> None:
     """Measure a face model on labelled photos: rank-1/rank-10, FNIR at FPIR 0.003, TAR at FAR 1e-3 and
     1e-4, failure to enrol, with bootstrap intervals. The run is recorded in the audit log."""
-    from ..search.evaluate import evaluate as run, to_html, to_json
+    from ..search.evaluate import evaluate as run, figure_text, to_html, to_json
 
     settings: Settings = ctx.obj.settings
     db = open_db(settings)
@@ -57,14 +57,8 @@ def evaluate(
     if html_out:
         html_out.write_text(to_html(report))
     table = Table("figure", *report["figures"])
-    names = [n for n in report["figures"]["all"] if n != "counts"]
-    for name in names:
-        cells = []
-        for figures in report["figures"].values():
-            value = figures[name]
-            cells.append(f"{value['value']:.3f} ({value['low']:.3f}-{value['high']:.3f})"
-                         if isinstance(value, dict) else f"{value:.3f}")
-        table.add_row(name, *cells)
+    for name in [n for n in report["figures"]["all"] if n != "counts"]:
+        table.add_row(name, *(figure_text(figures[name]) for figures in report["figures"].values()))
     out.print(f"model {literal(report['model'])}: {report['people']} people, "
               f"{report['figures']['all']['counts']['photos']} photos", soft_wrap=True)
     out.print(table)

@@ -83,6 +83,15 @@ def measure(vectors: np.ndarray, photos: list[Labelled], usable: np.ndarray) -> 
     return result
 
 
+def _plain(value):
+    """The report as plain JSON: a figure that cannot be measured (no searches) is None, not NaN."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
 def manifest_sha256(folder: Path) -> str:
     return hashlib.sha256((Path(folder) / MANIFEST).read_bytes()).hexdigest()
 
@@ -103,7 +112,7 @@ def evaluate(settings: Settings, db: Database, actor: Actor | None, folder: Path
         "folder": str(Path(folder).resolve()),
         "manifest_sha256": manifest_sha256(folder),
         "people": len({p.identity for p in photos}),
-        "figures": measure(vectors, photos, usable),
+        "figures": _plain(measure(vectors, photos, usable)),
         "meaning": MEANING,
     }
     headline = {k: v["value"] if isinstance(v, dict) and "value" in v else v
@@ -115,20 +124,24 @@ def evaluate(settings: Settings, db: Database, actor: Actor | None, folder: Path
 
 
 def to_json(report: dict) -> str:
-    return json.dumps(report, indent=2, allow_nan=True)
+    return json.dumps(report, indent=2, allow_nan=False)
 
 
-def _cell(value) -> str:
-    if isinstance(value, dict) and "value" in value:
-        return f"{value['value']:.3f} <small>({value['low']:.3f}&ndash;{value['high']:.3f})</small>"
-    return html.escape(str(value))
+def figure_text(value) -> str:
+    """A figure with its interval, for a person; "not measurable" without searches."""
+    if isinstance(value, dict):
+        if value["value"] is None:
+            return "not measurable"
+        text = f"{value['value']:.3f}"
+        return text if value["low"] is None else f"{text} ({value['low']:.3f}-{value['high']:.3f})"
+    return "not measurable" if value is None else f"{value:.3f}"
 
 
 def to_html(report: dict) -> str:
     """A self-contained page: one table per group of photos."""
     sections = []
     for group, figures in report["figures"].items():
-        rows = "".join(f"<tr><th>{html.escape(name)}</th><td>{_cell(v)}</td></tr>"
+        rows = "".join(f"<tr><th>{html.escape(name)}</th><td>{html.escape(figure_text(v))}</td></tr>"
                        for name, v in figures.items() if name != "counts")
         counts = ", ".join(f"{html.escape(k)} {v}" for k, v in figures["counts"].items())
         sections.append(f"<h2>{html.escape(group)}</h2><table>{rows}</table><p>{counts}</p>")
