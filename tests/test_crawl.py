@@ -100,6 +100,7 @@ def run(start: list[str], scope: Scope, fetcher: SafeFetcher, **options) -> Run:
     pages: list[Page] = []
     images: list[ImageFound] = []
     errors: list[tuple[str, str, str]] = []
+    options.setdefault("sitemaps", False)  # tests of sitemaps ask for them: /sitemap.xml is requested then
     summary = crawl(start, scope, fetcher, delay=0, retry_backoff=0.05, on_page=pages.append,
                     on_image=images.append, on_error=lambda *error: errors.append(error), **options)
     return Run(summary, pages, images, errors)
@@ -183,7 +184,8 @@ def _build(a: Site, b: Site, out: Site, loop: Site) -> None:
 def web(guard: Guard) -> Iterator[Web]:
     with serve("a.test", "b.test", "out.test", "") as (a, b, out, loop):
         _build(a, b, out, loop)
-        result = run([a.url("/")], scope_of(a, b), fetcher_for(guard, a, b), max_depth=3, retries=1)
+        result = run([a.url("/")], scope_of(a, b), fetcher_for(guard, a, b), max_depth=3, retries=1,
+                     sitemaps=True)  # the site has none: /sitemap.xml is asked for, its 404 not reported
         yield Web(a, b, out, loop, result)
 
 
@@ -254,7 +256,7 @@ def test_skips_and_reasons(web: Web) -> None:
 def test_server_logs(web: Web, guard: Guard) -> None:
     """Exactly these requests were made: nothing disallowed, out of scope, too deep or excluded."""
     assert Counter(web.a.log) == Counter({(web.a.host, path): 1 for path in [
-        "/robots.txt", "/", "/level1.html", "/deep/level2.html", "/deep/level3.html", "/noai.html",
+        "/robots.txt", "/sitemap.xml", "/", "/level1.html", "/deep/level2.html", "/deep/level3.html", "/noai.html",
         "/xrobots.html", "/404.html", "/go-out", "/go-loop", "/go-alias", "/data.txt",
         "/img/face1.jpg", "/img/face2.jpg", "/img/face3.png", "/img/face4.png", "/img/linked.jpg",
         "/deep/rel.jpg", "/deep/l3.jpg", "/img/huge.jpg", "/img/broken.jpg", "/img/xr.jpg"]}) + Counter({

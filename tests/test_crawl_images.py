@@ -188,3 +188,56 @@ def test_a_huge_page_lists_its_first_images_only() -> None:
     assert [ref.url for ref in page.images] == [f"http://c.test/i/{n}.jpg" for n in range(10)]
     assert page.links == [f"http://c.test/p/{n}.html" for n in range(20)] and page.more_images
     assert not extract(html, url="http://c.test/", final_url="http://c.test/", status=200).more_images
+
+
+def _urlset(*entries: tuple[str, str | None]) -> bytes:
+    urls = "".join(f"<url><loc>{loc}</loc>{f'<lastmod>{mod}</lastmod>' if mod else ''}</url>"
+                   for loc, mod in entries)
+    return (f'<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/'
+            f'sitemap/0.9">{urls}</urlset>').encode()
+
+
+def test_sitemaps_are_start_points(guard: Guard) -> None:
+    """Pages no link reaches are found through /sitemap.xml and the robots.txt Sitemap: line (an
+    index pointing at a gzip file), as start points (depth 0), newest lastmod first, within scope
+    and the page limit; an out-of-scope entry is refused like a link."""
+    import gzip
+
+    photo = image_bytes("red")
+    with serve("c.test", "out.test") as (c, out):
+        c.routes.update({
+            "/robots.txt": Route(f"User-agent: *\nDisallow: /private/\nSitemap: {c.url('/maps/index.xml')}\n"
+                                 .encode(), content_type="text/plain"),
+            "/": Route.html("<title>Home</title>"),
+            "/sitemap.xml": Route(_urlset((c.url("/old.html"), "2019-01-01"), (c.url("/new.html"), "2024-05-01"),
+                                          (out.url("/elsewhere.html"), None)), content_type="application/xml"),
+            "/maps/index.xml": Route(
+                (f'<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                 f'<sitemap><loc>{c.url("/maps/a.xml.gz")}</loc></sitemap></sitemapindex>').encode(),
+                content_type="application/xml"),
+            "/maps/a.xml.gz": Route(gzip.compress(_urlset((c.url("/hidden.html"), None),
+                                                          (c.url("/private/p.html"), None))),
+                                    content_type="application/gzip"),
+            "/old.html": Route.html('<img src="/old.jpg"><a href="/deeper.html">deeper</a>'),
+            "/new.html": Route.html('<img src="/new.jpg">'),
+            "/hidden.html": Route.html('<img src="/hidden.jpg">'),
+            "/old.jpg": Route.image(photo), "/new.jpg": Route.image(photo), "/hidden.jpg": Route.image(photo),
+        })
+        result = run([c.url("/")], scope_of(c), fetcher_for(guard, c), max_depth=0, sitemaps=True,
+                     concurrency=1)  # one at a time: the order of requests shows
+    assert {page.final_url for page in result.pages} == {
+        c.url(path) for path in ("/", "/old.html", "/new.html", "/hidden.html")}
+    assert {image.url for image in result.images} == {c.url(p) for p in ("/old.jpg", "/new.jpg", "/hidden.jpg")}
+    assert c.paths().index("/new.html") < c.paths().index("/old.html")  # newest lastmod first
+    assert "/deeper.html" not in c.paths() and out.log == []  # depth 0; the scope holds
+    assert result.skipped() == {(out.url("/elsewhere.html"), "out_of_scope"), (c.url("/private/p.html"), "robots")}
+
+
+def test_sitemap_pages_count_against_the_page_limit(guard: Guard) -> None:
+    with serve("c.test") as (c,):
+        c.routes["/"] = Route.html("home")
+        c.routes["/sitemap.xml"] = Route(_urlset(*((c.url(f"/{n}.html"), None) for n in range(50))),
+                                         content_type="application/xml")
+        c.routes.update({f"/{n}.html": Route.html("page") for n in range(50)})
+        result = run([c.url("/")], scope_of(c), fetcher_for(guard, c), max_pages=5, sitemaps=True)
+    assert result.summary.pages == 5 and result.summary.limit_reached

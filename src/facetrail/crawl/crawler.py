@@ -60,7 +60,7 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
           on_error: Callable[[str, str, str], None] = _ignore,
           fetched: frozenset[str] = frozenset(),
           max_images_per_page: int = MAX_IMAGES_PER_PAGE, max_images: int = MAX_IMAGES_PER_CRAWL,
-          max_seconds: float = 3600.0) -> CrawlSummary:
+          max_seconds: float = 3600.0, sitemaps: bool = True) -> CrawlSummary:
     """Crawl `scope` from `start_urls`; blocks until done and returns a summary.
 
     * Links are followed breadth first up to `max_depth` links away from a start URL, and at most
@@ -91,6 +91,11 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
       the whole crawl: a page met after that lists only the images requested before (reported as
       image_budget). A page is read as a stream (see `extract`), so its size costs no memory beyond
       its text and the images and links kept.
+    * With `sitemaps`, `/sitemap.xml` of each start URL's origin and the `Sitemap:` lines of every
+      robots.txt read are start points too (within the scope's hosts; index files and gzip files
+      read; at most 50 files of 50,000 entries each): their pages, the most recently modified
+      (`lastmod`) first, count as start URLs (depth 0) and against `max_pages`. A missing or
+      disallowed /sitemap.xml is not reported; a declared one that is no sitemap is (not_a_sitemap).
     * The crawl stops after `max_seconds`: the URLs waiting for their host are reported as deadline,
       those not handed to the downloader yet are dropped; fetches under way end (within the
       fetcher's own deadline) and are reported as usual.
@@ -108,7 +113,7 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
         raise ValueError("max_pages and concurrency must be >= 1, the other limits >= 0")
     plan = Plan(tuple(start_urls), scope, fetcher, max_pages, max_depth, retry_backoff,
                 on_page, on_image, on_error, frozenset(fetched), max_images_per_page, max_images,
-                max_seconds)
+                max_seconds, sitemaps)
     settings = {
         "TWISTED_REACTOR_ENABLED": False,
         "DOWNLOAD_HANDLERS": {"http": _HANDLER, "https": _HANDLER,

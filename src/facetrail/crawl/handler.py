@@ -71,7 +71,8 @@ class SafeFetchHandler(BaseDownloadHandler):
     async def download_request(self, request: Request) -> Response:
         spider = cast("FacetrailSpider", self.crawler.spider)
         robots_txt = bool(request.meta.get("dont_obey_robotstxt"))  # set on Scrapy's robots.txt requests
-        if why := spider.scope.refusal(request.url, check_prefix=not robots_txt):  # the spider checked too
+        at_root = robots_txt or bool(request.meta.get("sitemap"))  # robots.txt and sitemaps: host only
+        if why := spider.scope.refusal(request.url, check_prefix=not at_root):  # the spider checked too
             raise Skipped(why, f"{request.url} is outside the crawl's scope ({why})")
         if retries := request.meta.get("retry_times", 0):
             await asyncio.sleep(min(spider.retry_backoff * 2 ** (retries - 1), MAX_BACKOFF))
@@ -111,7 +112,7 @@ class SafeFetchHandler(BaseDownloadHandler):
                 return _disallow_all(spider, request, str(exc))
             return Response(url=fetched.final_url, status=fetched.status, body=text, request=request,
                             headers={"Content-Type": "text/plain; charset=utf-8"})
-        if why := spider.scope.refusal(fetched.final_url):
+        if why := spider.scope.refusal(fetched.final_url, check_prefix=not request.meta.get("sitemap")):
             raise Skipped(why, f"{request.url} redirected to {fetched.final_url}, outside the crawl's "
                           f"scope ({why})")
         headers = Headers(fetched.headers)

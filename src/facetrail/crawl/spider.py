@@ -9,9 +9,9 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urldefrag
+from urllib.parse import urldefrag, urlsplit
 
-from scrapy import Request, Spider
+from scrapy import Request, Spider, signals
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import HtmlResponse, Response
 from scrapy.spidermiddlewares.httperror import HttpError
@@ -31,6 +31,10 @@ MAX_IMAGES_PER_CRAWL = 20_000
 # Links of one page followed at most (or the crawl's page limit, if higher): a page listing more is a
 # trap or a generated index; its further links are reachable from other pages.
 MAX_LINKS_PER_PAGE = 10_000
+# Sitemap files (robots.txt Sitemap: lines, /sitemap.xml, and the files sitemap indexes list) read at
+# most by one crawl, and entries read at most from one file (the protocol's own limit).
+MAX_SITEMAPS = 50
+MAX_SITEMAP_ENTRIES = 50_000
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class Plan:
     max_images_per_page: int = MAX_IMAGES_PER_PAGE  # the first ones, in the order extract() lists them
     max_images: int = MAX_IMAGES_PER_CRAWL  # image requests of the whole crawl
     max_seconds: float = 3600.0  # the crawl's deadline
+    sitemaps: bool = True  # read /sitemap.xml and robots.txt's Sitemap: lines
 
 
 class FacetrailSpider(Spider):
@@ -86,7 +91,7 @@ class FacetrailSpider(Spider):
         # once as an image. Requests bypass Scrapy's duplicate filter (dont_filter), which knows no
         # kinds: an extension-less image URL that a link reached first was fetched as a page
         # (not_html) and its image request then dropped, leaving an appearance with no image.
-        self.seen: dict[str, set[str]] = {"page": set(), "image": set()}
+        self.seen: dict[str, set[str]] = {"page": set(), "image": set(), "sitemap": set()}
         self.page_requests = 0
         self.image_requests = 0
         self.budget_reached = False  # max_images stopped the crawl from requesting more images
@@ -99,10 +104,19 @@ class FacetrailSpider(Spider):
         self.failure: Exception | None = None
         self._closing: asyncio.Task[None] | None = None  # a reference keeps the task alive
 
+    @classmethod
+    def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> FacetrailSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        crawler.signals.connect(spider._robots_parsed, signal=signals.robots_parsed)
+        return spider
+
     async def start(self) -> AsyncIterator[Request]:
         self._deadline = asyncio.get_running_loop().call_later(self.plan.max_seconds, self._stop_at_deadline)
         for url in self.plan.start_urls:
             if request := self._page_request(url):
+                yield request
+        for origin in dict.fromkeys(_origin(url) for url in self.plan.start_urls if self.plan.sitemaps):
+            if request := self._sitemap_request(f"{origin}/sitemap.xml", guessed=True):
                 yield request
 
     def _stop_at_deadline(self) -> None:
@@ -210,6 +224,39 @@ class FacetrailSpider(Spider):
             yield Request(ref.url, callback=self.parse_image, errback=self.failed, dont_filter=True,
                           priority=IMAGE_PRIORITY, meta={"image": True, "ref": ref, "page": page})
 
+    def _robots_parsed(self, robotparser: Any, request: Request) -> None:
+        """robots.txt of a host was read: its Sitemap: lines are read too (if in scope)."""
+        for url in getattr(getattr(robotparser, "rp", None), "sitemaps", ()) if self.plan.sitemaps else ():
+            if sitemap := self._sitemap_request(url):
+                self.crawler.engine.crawl(sitemap)
+
+    def _sitemap_request(self, url: str, guessed: bool = False) -> Request | None:
+        """A request for a sitemap file, the first time `url` is met, within the scope's hosts and
+        MAX_SITEMAPS. Its pages count as start URLs (depth 0). `guessed`: /sitemap.xml, which many
+        sites do not have: its absence is not reported."""
+        url = urldefrag(url).url
+        if (url in self.seen["sitemap"] or len(self.seen["sitemap"]) >= MAX_SITEMAPS or self.failure is not None
+                or self.scope.refusal(url, check_prefix=False)):
+            return None
+        self.seen["sitemap"].add(url)
+        return Request(url, callback=self.parse_sitemap, errback=self.failed, dont_filter=True,
+                       meta={"sitemap": True, "guessed": guessed, "depth": -1})
+
+    def parse_sitemap(self, response: Response) -> Iterator[Request]:
+        """Sitemap index: its sitemaps; sitemap: its pages, the most recently modified first
+        (`lastmod`), each within scope and the crawl's page limit like any link."""
+        url = response.request.url if response.request is not None else response.url
+        entries = _sitemap_entries(response, self.fetcher.policy.max_bytes)
+        if entries is None:
+            if not response.meta.get("guessed"):
+                self.skip(url, "not_a_sitemap", f"{url} is not a sitemap (XML, or gzip-compressed XML)")
+            return
+        kind, locations = entries
+        for location in locations:
+            request = self._sitemap_request(location) if kind == "sitemapindex" else self._page_request(location)
+            if request is not None:
+                yield request
+
     def parse_image(self, response: Response) -> None:
         ref: ImageRef = response.meta["ref"]
         page: Page = response.meta["page"]
@@ -227,6 +274,8 @@ class FacetrailSpider(Spider):
         """Errback of every request: report why it was not fetched."""
         url = failure.request.url  # type: ignore[attr-defined]
         error = failure.value
+        if failure.request.meta.get("guessed"):  # type: ignore[attr-defined]
+            return  # no /sitemap.xml (most sites have none), or robots.txt disallows it
         if isinstance(error, HttpError):
             reason, message = "http_status", f"{url}: HTTP status {error.response.status}"
         elif isinstance(error, (FetchError, Skipped)):
@@ -239,3 +288,33 @@ class FacetrailSpider(Spider):
         else:
             reason, message = "error", f"{url}: {type(error).__name__}: {error}"
         self.skip(url, reason, message)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _sitemap_entries(response: Response, max_bytes: int) -> tuple[str, list[str]] | None:
+    """(type, locations) of a sitemap answer, at most MAX_SITEMAP_ENTRIES, pages newest `lastmod`
+    first; None if it is not a sitemap. A gzip file is inflated up to `max_bytes`."""
+    from lxml.etree import XMLSyntaxError
+    from scrapy.utils.gz import gunzip
+    from scrapy.utils.sitemap import Sitemap
+
+    body = response.body
+    if body[:2] == b"\x1f\x8b":
+        try:
+            body = gunzip(body, max_size=max_bytes)
+        except (OSError, EOFError, ValueError):  # corrupt, or over max_bytes (a bomb)
+            return None
+    try:
+        sitemap = Sitemap(body)
+        if sitemap.type not in ("urlset", "sitemapindex"):
+            return None
+        entries = [entry for entry, _ in zip(sitemap, range(MAX_SITEMAP_ENTRIES), strict=False)]
+    except (XMLSyntaxError, StopIteration):
+        return None
+    if sitemap.type == "urlset":  # most recently modified first; no lastmod last
+        entries.sort(key=lambda entry: str(entry.get("lastmod") or ""), reverse=True)
+    return sitemap.type, [str(entry["loc"]) for entry in entries if entry.get("loc")]
