@@ -378,3 +378,24 @@ def test_the_radii_come_from_the_models_calibration():
     excess = tail.u - radii(sface).delete  # the fitted rate at the radius is the safe rate
     assert tail.rate * (1 + tail.shape * excess / tail.scale) ** (-1 / tail.shape) == pytest.approx(SAFE_RATE)
     assert radii(Settings(match_threshold=0.5)).block == 0.5  # an explicit threshold still wins
+
+
+def test_earlier_searches_their_crops_and_thumbnails_show_nothing_of_them_afterwards(site, dev_images, engine):
+    """The side doors: a search made before the opt-out, read again by its requester and by a
+    supervisor, and the crop and thumbnail URLs it gave."""
+    client, _, _, _, tokens = site
+    before = api_search(client, tokens, of(dev_images, "madonna")[10].read_bytes())
+    hers = [r for r in before["results"] if "madonna" in r["image"]["location"]]
+    assert len(hers) >= 3
+    auth = {user: {"Authorization": f"Bearer {tokens[user]}"} for user in ("ivan", "sue")}
+    assert all(client.get(r["crop_url"], headers=auth["ivan"]).status_code == 200 for r in hers)
+
+    opt_out(client, photos(dev_images, "madonna", 6, 7, 8))
+    madonna = descriptors(engine, of(dev_images, "madonna")[6:9])
+    for user in ("ivan", "sue"):
+        again = client.get(f"/api/v1/searches/{before['audit_id']}", headers=auth[user]).json()
+        assert not [r for r in again["results"] if "madonna" in r["image"]["location"]], user
+        for r in hers:
+            assert client.get(r["crop_url"], headers=auth[user]).status_code == 404
+            thumb = client.get(r["thumb_url"], headers=auth[user])
+            assert thumb.status_code == 404 or nearest(engine, thumb.content, madonna) > 0.6
