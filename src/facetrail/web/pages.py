@@ -213,6 +213,19 @@ def reports_page(request: Request, web: SignedIn, start: Annotated[date | None, 
     return templates.TemplateResponse(request, "reports.html", context)
 
 
+FIELD_TEXT_LIMIT = 300  # characters of one field shown; the whole entry is in `audit export`
+
+
+def readable(details: dict) -> list[tuple[str, str]]:
+    """An entry's details as (name, text) pairs for a person: plain values as they are, lists and
+    objects as compact JSON, each cut at FIELD_TEXT_LIMIT characters."""
+    def text(value) -> str:
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+        return shown if len(shown) <= FIELD_TEXT_LIMIT else shown[:FIELD_TEXT_LIMIT] + "…"
+
+    return [(name.replace("_", " "), text(value)) for name, value in details.items() if value not in (None, "", [], {})]
+
+
 @router.get("/audit")
 def audit_page(
     request: Request,
@@ -234,7 +247,7 @@ def audit_page(
             "actor": e.actor,
             "action": e.action,
             "purpose": e.purpose,
-            "details": json.dumps(e.details, ensure_ascii=False),
+            "fields": readable(e.details),
         }
         for e in log.entries
     ]
