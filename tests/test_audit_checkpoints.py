@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -343,3 +344,56 @@ def test_the_standalone_verifier_agrees_with_facetrail_on_an_export(log, tmp_pat
     disagrees = outsider(tmp_path, "export", export, log.witness, vkey)
     assert disagrees.returncode == 1 and "tree head" in disagrees.stderr
     assert verify(log, log.witness).exit_code == 1
+
+
+# --- many writers, and logs from before the tree ------------------------------------------------
+
+
+def test_concurrent_writers_keep_the_tree_in_entry_order(log):
+    import threading
+
+    def write(worker: int) -> None:
+        for i in range(15):
+            with log.db.session() as session, session.begin():
+                audit.record(session, IVAN, "search", "trust-and-safety", case_ref=f"T-{worker}-{i}")
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with log.db.session() as session:
+        result = audit.walk(session)
+        ids = list(session.scalars(select(AuditEntry.id).order_by(AuditEntry.id)))
+        stored = [entry_id for _, entry_id, _ in audittree.leaves(session)]
+    assert result.problem is None and result.count == len(ids) and stored == ids
+
+
+def test_a_log_from_before_the_tree_is_put_into_it_on_upgrade(tmp_path, db_url):
+    """Entries written at migration 0012 (no tree yet) become leaves, in order, at the first
+    `audit verify` after the upgrade; nothing is reported broken."""
+    from alembic import command
+
+    from facetrail.store.db import alembic_config, make_engine
+
+    engine = make_engine(db_url)
+    command.upgrade(alembic_config(engine), "0012")
+    with engine.begin() as conn:
+        prev = audit.GENESIS
+        for i in range(12):
+            entry = AuditEntry(created_at=datetime.now(UTC), actor="ivan",
+                               actor_kind="user:investigator", action="search", purpose="trust-and-safety",
+                               details={"case_ref": f"OLD-{i}"})
+            entry.prev_hash, entry.hash = prev, audit.entry_hash(prev, entry)
+            conn.execute(AuditEntry.__table__.insert(), [{c.name: getattr(entry, c.name)
+                                                          for c in AuditEntry.__table__.columns if c.name != "id"}])
+            prev = entry.hash
+    engine.dispose()
+    settings = settings_for(tmp_path / "data", database_url=db_url)
+    db = Database(settings.db_url)  # migrates to the newest revision
+    add_accounts(db)  # the first entries after the upgrade
+    with db.session() as session:
+        result = audit.walk(session)
+        first = [entry_id for _, entry_id, _ in audittree.leaves(session)][:12]
+    assert result.problem is None and result.count > 12
+    assert first == list(range(1, 13))

@@ -235,6 +235,13 @@ class Settings(BaseSettings):
                                    file_secret_settings):
         return (init_settings, env_settings, ConfigFile(settings_cls, init_settings.init_kwargs))
 
+    @field_validator("audit_origin")
+    @classmethod
+    def _origin(cls, value: str) -> str:
+        if value and (value != value.strip() or "+" in value or any(c.isspace() for c in value)):
+            raise ValueError(f"audit_origin {value!r}: a checkpoint's log name holds no spaces and no '+'")
+        return value
+
     @field_validator("audit_retention_days")
     @classmethod
     def _six_months(cls, value: int) -> int:

@@ -215,7 +215,7 @@ class AuditEntry(Base):
 
 class AuditLeaf(Base):
     """The audit log's Merkle tree (RFC 9162): entry `entry_id` is leaf `position` (0, 1, ...),
-    its hash SHA-256(0x00 || entry); see governance/merkle.py and governance/auditlog.py."""
+    its hash SHA-256(0x00 || entry); see governance/merkle.py and governance/audittree.py."""
 
     __tablename__ = "audit_leaves"
 
