@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,7 @@ class CrawlSummary:
     budget_reached: bool  # max_images stopped the crawl from requesting more images
     deadline_reached: bool  # max_seconds stopped the crawl
     resumed: int  # images not fetched again because `fetched` held them
+    not_modified: int  # images answered 304 Not Modified to a conditional request (`validators`)
     seconds: float
 
 
@@ -60,7 +61,8 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
           on_error: Callable[[str, str, str], None] = _ignore,
           fetched: frozenset[str] = frozenset(),
           max_images_per_page: int = MAX_IMAGES_PER_PAGE, max_images: int = MAX_IMAGES_PER_CRAWL,
-          max_seconds: float = 3600.0, sitemaps: bool = True) -> CrawlSummary:
+          max_seconds: float = 3600.0, sitemaps: bool = True,
+          validators: Mapping[str, tuple[str | None, str | None]] | None = None) -> CrawlSummary:
     """Crawl `scope` from `start_urls`; blocks until done and returns a summary.
 
     * Links are followed breadth first up to `max_depth` links away from a start URL, and at most
@@ -96,6 +98,10 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
       read; at most 50 files of 50,000 entries each): their pages, the most recently modified
       (`lastmod`) first, count as start URLs (depth 0) and against `max_pages`. A missing or
       disallowed /sitemap.xml is not reported; a declared one that is no sitemap is (not_a_sitemap).
+    * An image URL in `validators` (its ETag and Last-Modified when it was stored) is asked for
+      conditionally (If-None-Match / If-Modified-Since): a 304 answer is reported to on_image with
+      status 304 and no body (counted in `not_modified`, not in `images`). Each image reported
+      carries the validators of its answer.
     * The crawl stops after `max_seconds`: the URLs waiting for their host are reported as deadline,
       those not handed to the downloader yet are dropped; fetches under way end (within the
       fetcher's own deadline) and are reported as usual.
@@ -113,7 +119,7 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
         raise ValueError("max_pages and concurrency must be >= 1, the other limits >= 0")
     plan = Plan(tuple(start_urls), scope, fetcher, max_pages, max_depth, retry_backoff,
                 on_page, on_image, on_error, frozenset(fetched), max_images_per_page, max_images,
-                max_seconds, sitemaps)
+                max_seconds, sitemaps, dict(validators or {}))
     settings = {
         "TWISTED_REACTOR_ENABLED": False,
         "DOWNLOAD_HANDLERS": {"http": _HANDLER, "https": _HANDLER,
@@ -175,4 +181,4 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
     return CrawlSummary(pages=spider.pages, images=spider.images, skipped=dict(spider.skipped),
                         limit_reached=spider.limit_reached, budget_reached=spider.budget_reached,
                         deadline_reached=spider.deadline_reached,
-                        resumed=spider.resumed, seconds=time.monotonic() - started)
+                        resumed=spider.resumed, not_modified=spider.not_modified, seconds=time.monotonic() - started)

@@ -18,7 +18,8 @@ Rules, applied to the first request and again to every redirect hop:
   Content-Encoding is never undone here (Scrapy's compression middleware does that, with its limits).
 * Non-2xx statuses are returned, for the caller to decide; with `image=True` they raise `http_status`.
 * `image=True` also requires a Content-Type of image/* or application/octet-stream (none counts as
-  the latter), no Content-Encoding, and bytes `sniff_format` knows as an image. Recognised formats
+  the latter), no Content-Encoding, and bytes `sniff_format` knows as an image; or, when the request
+  was conditional (If-None-Match / If-Modified-Since), a 304 Not Modified answer with no body. Recognised formats
   facetrail does not index (AVIF, SVG...) pass: `decode` reports them as `unsupported_format`.
 
 `SafeFetcher` holds no connection between fetches (one connection per hop, closed after it), so one
@@ -81,6 +82,7 @@ _REFUSED: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = [
     ]
 ]
 _GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
+_CONDITIONAL = frozenset({"if-none-match", "if-modified-since"})
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
@@ -343,7 +345,8 @@ class SafeFetcher:
                 head = dict(httpx.Headers(raw.headers).items())
                 if raw.status in _REDIRECTS and "location" in head:
                     return _parse(head["location"], base=target)
-                if image:
+                not_modified = raw.status == 304 and bool(_CONDITIONAL & headers.keys())
+                if image and not not_modified:
                     _check_image_head(str(target), raw.status, head)
                 if prefix is not None and head.get("content-encoding", "identity").lower() == "identity":
                     body, complete = _read_prefix(raw.iter_stream(), prefix)
@@ -360,7 +363,7 @@ class SafeFetcher:
         except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
             where = f"{host} ({backend.connected}:{port})" if backend.connected else f"{host} port {port}"
             raise FetchError("connect", f"{target}: connection to {where} failed: {exc}") from None
-        if image:
+        if image and not not_modified:
             _check_image_body(str(target), body)
         content_type = head.get("content-type", "")
         return Response(url, str(target), raw.status, head, content_type, body, backend.connected, complete)

@@ -95,7 +95,8 @@ class SafeFetchHandler(BaseDownloadHandler):
         user_agent = (request.headers.get("User-Agent") or b"").decode("latin-1")
         try:
             return await asyncio.to_thread(spider.fetcher.fetch, request.url, image=bool(request.meta.get("image")),
-                                           headers={"user-agent": user_agent} if user_agent else None,
+                                           headers={**({"user-agent": user_agent} if user_agent else {}),
+                                                    **request.meta.get("conditional", {})},
                                            prefix=MAX_PARSED + 1 if robots_txt else None)
         except FetchError as exc:
             if robots_txt:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urldefrag, urlsplit
@@ -50,9 +50,11 @@ class ImageFound:
     alt: str
     canonical_url: str | None  # of the page
     page_title: str
-    status: int
+    status: int  # 304: not modified since the validators the crawl was given (body empty)
     body: bytes
     content_type: str
+    etag: str | None = None  # validators of this answer, for the next crawl
+    last_modified: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class Plan:
     max_images: int = MAX_IMAGES_PER_CRAWL  # image requests of the whole crawl
     max_seconds: float = 3600.0  # the crawl's deadline
     sitemaps: bool = True  # read /sitemap.xml and robots.txt's Sitemap: lines
+    # image URL -> (ETag, Last-Modified) of the answer stored before: asked for conditionally
+    validators: Mapping[str, tuple[str | None, str | None]] = dataclasses.field(default_factory=dict)
 
 
 class FacetrailSpider(Spider):
@@ -101,6 +105,7 @@ class FacetrailSpider(Spider):
         self.skipped: Counter[str] = Counter()
         self.limit_reached = False
         self.resumed = 0  # images not fetched again: an interrupted crawl fetched them
+        self.not_modified = 0  # images answered 304 Not Modified
         self.failure: Exception | None = None
         self._closing: asyncio.Task[None] | None = None  # a reference keeps the task alive
 
@@ -221,8 +226,11 @@ class FacetrailSpider(Spider):
 
     def _image_requests(self, refs: list[ImageRef], page: Page) -> Iterator[Request]:
         for ref in refs:
+            meta: dict[str, Any] = {"image": True, "ref": ref, "page": page}
+            if conditional := _conditional(self.plan.validators.get(ref.url)):
+                meta.update(conditional=conditional, handle_httpstatus_list=[304])
             yield Request(ref.url, callback=self.parse_image, errback=self.failed, dont_filter=True,
-                          priority=IMAGE_PRIORITY, meta={"image": True, "ref": ref, "page": page})
+                          priority=IMAGE_PRIORITY, meta=meta)
 
     def _robots_parsed(self, robotparser: Any, request: Request) -> None:
         """robots.txt of a host was read: its Sitemap: lines are read too (if in scope)."""
@@ -264,11 +272,17 @@ class FacetrailSpider(Spider):
         if blocks_images(robots := robots_directives(header)):
             self.skip(ref.url, "noimageindex", f"{ref.url}: X-Robots-Tag says {', '.join(sorted(robots))}")
             return
-        self.images += 1
+        if response.status == 304:
+            self.not_modified += 1
+        else:
+            self.images += 1
+        headers = response.headers
         self._call(self.plan.on_image, ImageFound(
             url=ref.url, final_url=response.url, page_url=ref.page_url, alt=ref.alt,
             canonical_url=page.canonical_url, page_title=page.title, status=response.status,
-            body=response.body, content_type=response.headers.get("Content-Type", b"").decode("latin-1")))
+            body=response.body if response.status != 304 else b"",
+            content_type=headers.get("Content-Type", b"").decode("latin-1"),
+            etag=_header(headers, b"ETag"), last_modified=_header(headers, b"Last-Modified")))
 
     def failed(self, failure: Failure) -> None:
         """Errback of every request: report why it was not fetched."""
@@ -288,6 +302,20 @@ class FacetrailSpider(Spider):
         else:
             reason, message = "error", f"{url}: {type(error).__name__}: {error}"
         self.skip(url, reason, message)
+
+
+def _conditional(validators: tuple[str | None, str | None] | None) -> dict[str, str]:
+    """The conditional request headers for the (ETag, Last-Modified) stored before."""
+    etag, last_modified = validators or (None, None)
+    headers = {"if-none-match": etag} if etag else {}
+    if last_modified:
+        headers["if-modified-since"] = last_modified
+    return headers
+
+
+def _header(headers: Any, name: bytes) -> str | None:
+    value = headers.get(name)
+    return value.decode("latin-1")[:512] if value else None
 
 
 def _origin(url: str) -> str:

@@ -8,6 +8,7 @@ private or link-local address unless FACETRAIL_FETCH_ALLOW lists its exact host:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -15,13 +16,14 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
 
 from ..config import Settings
 from ..crawl import CrawlSummary, ImageFound, Page, Scope, crawl, is_excluded
 from ..crawl.scope import url_host
 from ..crawl.extract import blocks_images, robots_directives
 from ..store import Database, Location, Source
+from ..store.models import FetchValidator
 from .feed import Feed
 from ..crawl.fetch import FetchError, FetchPolicy, SafeFetcher, parse_allow
 from .files import Item, Skip
@@ -59,12 +61,43 @@ def _unfinished_since(marker: Path) -> datetime | None:
         return None
 
 
+Validators = dict[str, tuple[str | None, str | None]]
+
+
+def _stored_validators(db: Database, source: Source) -> tuple[Validators, dict[str, int]]:
+    """(ETag, Last-Modified) of the source's image URLs whose bytes are stored, and their sizes."""
+    with db.session() as session:
+        rows = session.execute(
+            select(FetchValidator.url, FetchValidator.etag, FetchValidator.last_modified, Location.size)
+            .join(Location, (Location.source_id == FetchValidator.source_id) & (Location.location == FetchValidator.url))
+            .where(FetchValidator.source_id == source.id, Location.image_id.is_not(None))).all()
+    return {row.url: (row.etag, row.last_modified) for row in rows}, {row.url: row.size for row in rows}
+
+
+def _save_validators(db: Database, source: Source, found: Validators) -> None:
+    """Keep the validators the crawl's answers carried, for the next crawl."""
+    if not found:
+        return
+    now = datetime.now(UTC)
+    rows = {hashlib.sha256(url.encode()).hexdigest(): (url, etag, modified) for url, (etag, modified) in found.items()}
+    keys = list(rows)
+    with db.session() as session, session.begin():
+        for at in range(0, len(keys), 500):
+            session.execute(delete(FetchValidator).where(FetchValidator.source_id == source.id,
+                                                         FetchValidator.key.in_(keys[at:at + 500])))
+        session.execute(insert(FetchValidator), [
+            dict(source_id=source.id, key=key, url=url, etag=etag, last_modified=modified, updated_at=now)
+            for key, (url, etag, modified) in rows.items()])
+
+
 def crawl_feed(settings: Settings, db: Database, source: Source, max_pages: int | None = None,
                max_depth: int | None = None) -> Feed[CrawlSummary]:
     """Crawl a site source within its scope (see `facetrail.crawl.crawl` for the rules).
 
     A crawl leaves a marker in the data folder until it ends; the next crawl after an
-    interruption resumes it: the images the interrupted crawl stored are not fetched again."""
+    interruption resumes it: the images the interrupted crawl stored are not fetched again.
+    Images stored by earlier crawls are asked for conditionally (their ETag / Last-Modified): an
+    unchanged one is not downloaded, only seen again (first/last seen updated)."""
     scope = site_scope(source)
     options = source.options or {}
     pages = max_pages or options.get("max_pages") or settings.crawl_max_pages
@@ -81,13 +114,27 @@ def crawl_feed(settings: Settings, db: Database, source: Source, max_pages: int 
         else:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(json.dumps({"started": datetime.now(UTC).isoformat()}))
-        summary = crawl(source.scope["start_urls"], scope, fetcher(settings), max_pages=pages, max_depth=depth,
-                        user_agent=settings.user_agent, delay=settings.crawl_delay, fetched=fetched,
-                        max_images_per_page=settings.crawl_max_images_per_page,
-                        max_images=settings.crawl_max_images, max_seconds=settings.crawl_max_seconds,
-                        on_page=lambda page: put(page_record(page)),
-                        on_image=lambda image: put(image_item(image)),
-                        on_error=lambda url, reason, message: put(skip(url, reason, message)))
+        validators, sizes = _stored_validators(db, source)
+        answered: Validators = {}
+
+        def on_image(image: ImageFound) -> None:
+            if image.status == 304:  # unchanged: the pipeline settles it as a file seen again
+                put(Item(image.url, sizes[image.url]))
+                return
+            if image.etag or image.last_modified:
+                answered[image.url] = (image.etag, image.last_modified)
+            put(image_item(image))
+
+        try:
+            summary = crawl(source.scope["start_urls"], scope, fetcher(settings), max_pages=pages, max_depth=depth,
+                            user_agent=settings.user_agent, delay=settings.crawl_delay, fetched=fetched,
+                            max_images_per_page=settings.crawl_max_images_per_page,
+                            max_images=settings.crawl_max_images, max_seconds=settings.crawl_max_seconds,
+                            on_page=lambda page: put(page_record(page)),
+                            on_image=on_image, validators=validators,
+                            on_error=lambda url, reason, message: put(skip(url, reason, message)))
+        finally:
+            _save_validators(db, source, answered)
         marker.unlink(missing_ok=True)  # finished: the next crawl starts afresh
         return summary
 

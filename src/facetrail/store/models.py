@@ -130,6 +130,23 @@ class Appearance(Base):
     last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class FetchValidator(Base):
+    """What an image URL of a source was last answered with (`ETag`, `Last-Modified`), so that a
+    re-crawl asks for it conditionally and an unchanged image is not downloaded again.
+    `key` = sha256(url), as URLs may be too long for a PostgreSQL index entry."""
+
+    __tablename__ = "fetch_validators"
+    __table_args__ = (UniqueConstraint("source_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(2048))
+    etag: Mapped[str | None] = mapped_column(String(512))
+    last_modified: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class Job(Base):
     """A file waiting to be ingested by `facetrail worker` (the ingest queue).
 
