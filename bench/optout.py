@@ -1,6 +1,7 @@
 """Opt-out benchmark: leaks, collateral and the radii, on the labelled dev photos.
 
     .venv/bin/python bench/optout.py [--cache FILE] [--chain 0,1,2]
+    .venv/bin/python bench/optout.py --timing DIR [--rounds 6]
 
 Data. The real dev photos (../shared/data/faces/dev, read by path through manifest.csv),
 analysed with facetrail's own decoder and face engine (dlib). A labelled photo contributes
@@ -27,15 +28,26 @@ Printed:
      other face; faces deleted and faces hidden per opt-out with 1 and 3 photos, observed
      on the dev set and extrapolated (fitted false-match rate x photos x N) to 1 M and 10 M;
   4. chaining: how many chaining rounds at the deletion radius reach another person.
+
+`--timing DIR`: the public answer's time. A data folder in DIR (built once with the CLI) indexes
+the dev set less HELD_OUT people; a real `facetrail serve` on a loopback port answers
+`POST /api/v1/opt-out` with 3 photos, alternately of an indexed person (their faces are
+removed) and of a held-out one (nothing to remove), `--rounds` of each, 4 s apart (the removal
+runs after the answer), after one warm-up request. Printed: each answer's time as the client
+sees it, per group.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import math
+import os
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +58,9 @@ from facetrail.governance.optout import radii
 from facetrail.images.decode import decode
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces" / "dev"
+FACETRAIL = [sys.executable, "-m", "facetrail"]
+HELD_OUT = ("hugh_laurie", "kate_winslet", "will_smith", "mark_ruffalo", "halle_berry", "keanu_reeves")
+INDEXED = ("bill_gates", "madonna", "ben_affleck", "mindy_kaling", "noam_chomsky", "bbt_howard")
 RADII = (0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65)
 SCALES = (1_000_000, 10_000_000)
 
@@ -208,11 +223,87 @@ def chain_reach(who: list[str], full: np.ndarray, delete: float, max_rounds: int
     return rows
 
 
+def cli(data_dir: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACETRAIL_")}
+    done = subprocess.run([*FACETRAIL, "--data-dir", str(data_dir), *args], env=env, capture_output=True,
+                          text=True, check=False)
+    if done.returncode:
+        sys.exit(f"facetrail {' '.join(args)} failed: {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def dev_rows() -> list[dict]:
+    with (DEV / "manifest.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def timing(folder: Path, rounds: int) -> None:
+    """The opt-out answer's time, indexed person against held-out person, on a real server."""
+    import httpx
+
+    data_dir, photos = folder / "data", folder / "photos"
+    if not data_dir.exists():
+        for row in dev_rows():
+            if row["identity"] not in HELD_OUT:
+                target = photos / row["path"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(DEV / row["path"], target)
+        cli(data_dir, "init", "admin")
+        print(cli(data_dir, "index", str(photos), "--legal-basis", "labelled test photographs (benchmark)")
+              .strip().splitlines()[-1])
+    by_person: dict[str, list[Path]] = {}
+    for row in dev_rows():
+        by_person.setdefault(row["identity"], []).append(DEV / row["path"])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FACETRAIL_")},
+           "FACETRAIL_OPT_OUT_PER_HOUR": "100000"}
+    server = subprocess.Popen([*FACETRAIL, "--data-dir", str(data_dir), "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    times: dict[str, list[float]] = {"indexed": [], "held out": []}
+    bodies = set()
+    try:
+        for _ in range(1200):
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        unknown = next(DEV / row["path"] for row in dev_rows() if row["identity"] == "unknown")
+        httpx.post(f"{url}/api/v1/opt-out", files=[("image", ("w.jpg", unknown.read_bytes()))],  # warm up
+                   data={"statement": "yes"}, timeout=120)
+        for n in range(rounds):
+            for group, person in (("indexed", INDEXED[n % len(INDEXED)]), ("held out", HELD_OUT[n % len(HELD_OUT)])):
+                start = (n // len(INDEXED)) * 3
+                files = [("image", (p.name, p.read_bytes())) for p in by_person[person][start:start + 3]]
+                began = time.perf_counter()
+                answer = httpx.post(f"{url}/api/v1/opt-out", files=files, data={"statement": "yes"}, timeout=120)
+                times[group].append(time.perf_counter() - began)
+                bodies.add((answer.status_code, answer.content))
+                time.sleep(4)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    print(f"opt-out answers, 3 photos each, {rounds} per group; distinct answers: {len(bodies)}")
+    print("| person | n | min ms | median ms | max ms |")
+    print("| --- | --- | --- | --- | --- |")
+    for group, values in times.items():
+        print(f"| {group} | {len(values)} | {min(values) * 1000:.0f} | {statistics.median(values) * 1000:.0f} | "
+              f"{max(values) * 1000:.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--timing", type=Path, help="measure the public answer's time with a data folder here")
+    parser.add_argument("--rounds", type=int, default=6, help="opt-outs per group (--timing)")
     parser.add_argument("--cache", type=Path, help="keep the dev descriptors in this .npz file")
     parser.add_argument("--chain", default="0,1,2", help="chaining depths to measure (comma-separated)")
     args = parser.parse_args()
+    if args.timing:
+        timing(args.timing, args.rounds)
+        return
     settings = Settings()
     radius = radii(settings)
     who, vectors = descriptors(args.cache)
