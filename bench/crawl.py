@@ -155,10 +155,21 @@ def serve(site: Site) -> ThreadingHTTPServer:
         def do_GET(self) -> None:
             kind, body = site.routes.get(self.path, ("text/plain", b"not found"))
             is_image = kind.startswith("image/")
+            etag = f'"{zlib.crc32(body):08x}"'
+            if is_image and self.headers.get("If-None-Match") == etag:  # conditional re-crawl: unchanged
+                with site.lock:
+                    site.served["not_modified"] += 1
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                self.end_headers()
+                return
             with site.lock:
                 site.served["page" if kind.startswith("text/html") else "image" if is_image else "other"] += 1
+                site.served["bytes"] += len(body)
             try:
                 self.send_response(200 if self.path in site.routes else 404)
+                if is_image:
+                    self.send_header("ETag", etag)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 if is_image and site.noindex_images:
@@ -231,6 +242,82 @@ def huge_page(images: int) -> Site:
     return site
 
 
+def realistic(pages: int) -> tuple[Site, int]:
+    """A site of `pages` article pages written the ways real sites show images (a plain <img>, a
+    lazysizes data-src with a placeholder, a <picture> with data-srcset, a jQuery-lazyload
+    data-original with a <noscript> fallback, an inline-style background), the last tenth reachable
+    only through the sitemap (robots.txt names an index, which names a gzip file), the rest through
+    section pages. Each image is a distinct ~10 KB JPEG. Also returns the number of distinct images."""
+    import gzip
+
+    rng = random.Random(7)
+    site = Site()
+    linked, hidden = pages - pages // 10, pages // 10
+    site.routes["/robots.txt"] = ("text/plain", b"User-agent: *\nAllow: /\nSitemap: /maps/index.xml\n")
+    sections = (linked + PAGES_PER_SECTION - 1) // PAGES_PER_SECTION
+    site.routes["/"] = ("text/html; charset=utf-8", html("Home", "\n".join(
+        f'<p><a href="/s{s}/">Section {s}</a></p>' for s in range(sections))))
+    site.routes["/img/logo.png"] = ("image/png", banner(0))  # on every page (html())
+    images = 1
+
+    def photo() -> str:
+        nonlocal images
+        images += 1
+        picture = Image.effect_noise((96, 96), 60).convert("RGB")
+        out = io.BytesIO()
+        picture.save(out, "JPEG", quality=int(rng.uniform(80, 95)))
+        path = f"/img/{images}.jpg"
+        site.routes[path] = ("image/jpeg", out.getvalue())
+        return path
+
+    for n in range(pages):
+        body = [f'<img src="{photo()}" alt="plain">',
+                f'<img class="lazyload" src="/img/grey.gif" data-src="{photo()}" alt="lazy">',
+                f'<picture><source data-srcset="{photo()} 1x"><img class="lazyload" alt="picture"></picture>',
+                f'<img class="lazy" data-original="{(p := photo())}"><noscript><img src="{p}" alt="ns"></noscript>',
+                f'<div style="background-image: url(\'{photo()}\')" aria-label="hero"></div>']
+        site.routes[f"/a/{n}.html"] = ("text/html; charset=utf-8", html(f"Article {n}", "\n".join(body)))
+    for s in range(sections):
+        site.routes[f"/s{s}/"] = ("text/html; charset=utf-8", html(f"Section {s}", "\n".join(
+            f'<p><a href="/a/{n}.html">Article {n}</a></p>'
+            for n in range(s * PAGES_PER_SECTION, min(linked, (s + 1) * PAGES_PER_SECTION)))))
+    urls = "".join(f"<url><loc>/a/{n}.html</loc></url>" for n in range(linked, linked + hidden))
+    site.routes["/maps/a.xml.gz"] = ("application/gzip", gzip.compress(
+        f'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>'.encode()))
+    site.routes["/maps/index.xml"] = ("application/xml", b'<?xml version="1.0"?><sitemapindex xmlns="http://www.'
+                                      b'sitemaps.org/schemas/sitemap/0.9"><sitemap><loc>/maps/a.xml.gz</loc>'
+                                      b'</sitemap></sitemapindex>')
+    return site, images
+
+
+def site_child(url: str, present: int, pages: int, saved: str) -> None:
+    """Crawl the realistic site in this process, asking conditionally for the images whose validators
+    `saved` holds (JSON, as `facetrail crawl` keeps them in fetch_validators); save the new ones."""
+    import json
+    from facetrail.crawl import Scope, crawl
+    from facetrail.crawl.fetch import FetchPolicy, SafeFetcher, parse_allow
+
+    host = url.split("/")[2]
+    fetcher = SafeFetcher(FetchPolicy(allow=parse_allow(host)))
+    validators = {url: tuple(pair) for url, pair in json.loads(Path(saved).read_text() or "{}").items()}
+    listed: set[str] = set()
+
+    def on_image(image) -> None:
+        if image.etag:
+            validators[image.url] = (image.etag, image.last_modified)
+
+    for name in ("re-crawl" if validators else "first crawl",):
+        started = time.perf_counter()
+        summary = crawl([url], Scope(frozenset({host})), fetcher, delay=0, max_pages=pages + 100, max_depth=5,
+                        user_agent="facetrail-bench/0.1 (+http://127.0.0.1/)", validators=dict(validators),
+                        on_page=lambda page: listed.update(ref.url for ref in page.images), on_image=on_image)
+        seconds = time.perf_counter() - started
+        print(f"{name}: {seconds:.1f} s, {summary.pages} pages ({summary.pages / seconds:.1f}/s), "
+              f"{summary.images} images downloaded ({summary.images / seconds:.1f}/s), {summary.not_modified} "
+              f"not modified; images found {len(listed)} of {present}; skipped {dict(summary.skipped)}", flush=True)
+    Path(saved).write_text(json.dumps(validators))
+
+
 def crawl_child(url: str) -> None:
     """Crawl `url` in this process with the default limits; print what it cost as one line."""
     import resource
@@ -263,10 +350,42 @@ def main() -> None:
                         help="do not time the crawl without analysis")
     parser.add_argument("--huge-page", action="store_true", help="measure the crawl of one huge page instead")
     parser.add_argument("--huge-images", type=int, default=784_000, help="distinct images of the huge page")
+    parser.add_argument("--realistic", action="store_true", help="crawl a 1,000-page site with lazy images "
+                        "and a sitemap twice (crawler only), measuring the re-crawl")
     parser.add_argument("--crawl-child", help=argparse.SUPPRESS)
+    parser.add_argument("--site-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.crawl_child:
         crawl_child(args.crawl_child)
+        return
+    if args.site_child:
+        site_child(args.site_child[0], int(args.site_child[1]), int(args.site_child[2]), args.site_child[3])
+        return
+    if args.realistic:
+        pages = 1000 if args.pages == 300 else args.pages
+        site, present = realistic(pages)
+        server = serve(site)
+        try:
+            print(f"realistic site: {pages} articles ({pages // 10} only in the sitemap), {present} distinct "
+                  f"images (5 per article, 4 of them lazy or fallback), "
+                  f"{sum(len(body) for _, body in site.routes.values()) / 1e6:.1f} MB", flush=True)
+            served = []
+            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as saved:
+                pass
+            try:
+                for _ in range(2):
+                    site.reset(False)
+                    subprocess.run([sys.executable, __file__, "--site-child",
+                                    f"http://127.0.0.1:{server.server_address[1]}/", str(present), str(pages),
+                                    saved.name], check=True)
+                    served.append(dict(site.served))
+                    print(f"  served: {served[-1]}", flush=True)
+            finally:
+                os.unlink(saved.name)
+            print(f"re-crawl bytes: {served[1]['bytes'] / served[0]['bytes']:.1%} of the first crawl's", flush=True)
+        finally:
+            server.shutdown()
+            server.server_close()
         return
     if args.huge_page:
         site = huge_page(args.huge_images)

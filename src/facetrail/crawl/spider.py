@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urldefrag, urlsplit
+from urllib.parse import urldefrag, urljoin, urlsplit
 
 from scrapy import Request, Spider, signals
 from scrapy.exceptions import IgnoreRequest
@@ -235,7 +235,7 @@ class FacetrailSpider(Spider):
     def _robots_parsed(self, robotparser: Any, request: Request) -> None:
         """robots.txt of a host was read: its Sitemap: lines are read too (if in scope)."""
         for url in getattr(getattr(robotparser, "rp", None), "sitemaps", ()) if self.plan.sitemaps else ():
-            if sitemap := self._sitemap_request(url):
+            if sitemap := self._sitemap_request(urljoin(request.url, url)):  # relative: leniently resolved
                 self.crawler.engine.crawl(sitemap)
 
     def _sitemap_request(self, url: str, guessed: bool = False) -> Request | None:
@@ -260,7 +260,7 @@ class FacetrailSpider(Spider):
                 self.skip(url, "not_a_sitemap", f"{url} is not a sitemap (XML, or gzip-compressed XML)")
             return
         kind, locations = entries
-        for location in locations:
+        for location in (urljoin(response.url, location) for location in locations):
             request = self._sitemap_request(location) if kind == "sitemapindex" else self._page_request(location)
             if request is not None:
                 yield request
