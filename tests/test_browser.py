@@ -14,9 +14,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .support import PASSWORD, cli_base, pair_photo
+from .support import PASSWORD, ROOT, cli_base, pair_photo
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Screenshots for a reviewer to look at (not committed; .gitignore): FACETRAIL_TEST_ARTIFACTS or ./test-artifacts
+ARTIFACTS = Path(os.environ.get("FACETRAIL_TEST_ARTIFACTS") or ROOT / "test-artifacts")
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
 
 
 def start_server(settings, env=None):
@@ -121,15 +130,14 @@ def test_pick_the_second_face_and_find_that_person(page, server, dev_images, tmp
     page.click("#submit")
     cards = page.locator("#grid .card")
     cards.first.wait_for()
-    locations = [text for text in page.locator("#grid .appearances").all_inner_texts()]
+    locations = [text for text in page.locator("#grid .place").all_inner_texts()]
     assert locations and all("bill_gates" in text for text in locations[:3]), locations
     assert "audit entry" in page.locator("#status").inner_text()
     page.wait_for_function("() => document.querySelector('#grid .card img').naturalWidth > 0")  # crops load
-    page.locator("#grid .card button.small").first.click()  # confirm the top match
+    page.locator("#grid .card .verify button:not(.compare)").first.click()  # confirm the top match
     page.wait_for_function("() => document.querySelector('#grid .verify span').textContent.includes('Confirmed by')")
     assert "needs a second person" in page.locator("#grid .verify span").first.inner_text()
-    page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
-    assert (tmp_path / "results.png").stat().st_size > 10_000
+    assert screenshot(page, "results").stat().st_size > 10_000
     assert errors == []
 
 
@@ -161,7 +169,7 @@ def test_keyboard_and_phone_width(page, server, dev_images, tmp_path):
     page.locator("#grid .card").first.wait_for()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 375  # nothing overflows sideways on a phone
-    page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+    screenshot(page, "phone")
 
 
 def test_a_search_held_for_approval_is_approved_by_a_second_user(browser, dev_index, dev_images, tmp_path):
@@ -189,11 +197,11 @@ def test_a_search_held_for_approval_is_approved_by_a_second_user(browser, dev_in
         item.locator("input[name=reason]").fill("case file checked")
         item.locator("button[value=approve]").click()
         assert f"Search {search_id} approved" in supervisor.locator(".status").inner_text()
-        supervisor.screenshot(path=str(tmp_path / "approvals.png"), full_page=True)
+        screenshot(supervisor, "approvals")
 
         investigator.click("#check")
         investigator.locator("#grid .card").first.wait_for()
-        locations = investigator.locator("#grid .appearances").all_inner_texts()
+        locations = investigator.locator("#grid .place").all_inner_texts()
         assert locations and all("hugh_laurie" in text for text in locations[:2]), locations
     finally:
         process.terminate()
@@ -218,4 +226,47 @@ def test_find_copies_of_a_photo(page, server, dev_images, tmp_path):
     assert "madonna" in page.locator("#grid .appearances").first.inner_text()
     assert "bits apart" in page.locator("#grid .band").first.inner_text()
     page.wait_for_function("() => document.querySelector('#grid .card img').naturalWidth > 0")  # thumbnails load
+    assert errors == []
+
+
+def test_results_are_grouped_by_site_and_compared_side_by_side_from_the_keyboard(page, server, dev_images, tmp_path):
+    """Each result shows its image with the face marked, its site and page first and the band in
+    words; results are grouped by site and page; the keyboard moves between results and opens the
+    comparison, where the match is confirmed and the card shows it."""
+    photo = tmp_path / "query.png"
+    photo.write_bytes([d for d in dev_images if d.identity == "zhao_wei"][0].path.read_bytes())
+    errors = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.set_viewport_size({"width": 1100, "height": 900})
+    page.goto(server)
+    page.set_input_files("#image", str(photo))
+    page.locator(".face-box").first.wait_for()
+    fill_reasons(page)
+    page.click("#submit")
+    first = page.locator("#grid li.result").first
+    first.wait_for()
+    assert page.locator("#grid .group h3").count() >= 1
+    assert first.locator(".face-mark").count() == 1  # the face is marked on the image
+    assert first.locator(".band").inner_text().startswith("#1 · ") and "match" in first.locator(".band").inner_text()
+    assert first.locator(".seen").count() == 1 and "First seen" in first.locator(".seen").inner_text()
+    page.wait_for_function("() => document.querySelector('#grid li.result .shot img').naturalWidth > 0")
+    screenshot(page, "results-grouped")
+
+    first.focus()
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate("document.activeElement.dataset.rank") == "2"
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("Enter")  # compare the first result
+    dialog = page.locator("#compare")
+    dialog.wait_for()
+    assert dialog.locator("canvas.face-large").count() == 1  # the query face, large
+    page.wait_for_function("() => document.querySelector('#compare img.face-large').naturalWidth > 0")
+    assert "zhao_wei" in dialog.locator(".provenance").nth(1).inner_text()
+    screenshot(page, "compare")
+    dialog.locator("#compare-actions button").click()  # confirm the match here
+    page.wait_for_function("() => document.querySelector('#compare-actions span').textContent.includes('Confirmed by')")
+    page.keyboard.press("Escape")
+    assert dialog.is_hidden()
+    assert page.evaluate("document.activeElement.dataset.rank") == "1"  # focus returns to the card
+    assert "Confirmed by ivan" in first.locator(".verify span").inner_text()
     assert errors == []

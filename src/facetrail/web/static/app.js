@@ -41,7 +41,7 @@ function verificationText(verification) {
   return "Lead only: not confirmed";
 }
 
-function confirmButton(result, searchId) {
+function confirmButton(result, searchId, onConfirmed = null) {
   const wrap = document.createElement("div");
   wrap.className = "verify";
   const note = document.createElement("span");
@@ -60,6 +60,7 @@ function confirmButton(result, searchId) {
     const body = await response.json();
     note.textContent = verificationText(body);
     button.hidden = true;
+    if (onConfirmed) onConfirmed(body);
   });
   wrap.append(note, button);
   return wrap;
@@ -213,26 +214,200 @@ function domainSummary(groups) {
   $("by-domain").hidden = !groups.length;
 }
 
-function resultCard(result, searchId) {
+const BAND_WORDS = {
+  "very strong": "Very strong match",
+  strong: "Strong match",
+  possible: "Possible match",
+  weak: "Weak: probably someone else",
+};
+
+function bandWords(band) {
+  return BAND_WORDS[band] || band;
+}
+
+function firstPlace(result) {
+  const first = (result.image.appearances || [])[0];
+  if (!first) return { domain: "local files", url: null, title: result.image.location || "a stored file" };
+  return { domain: first.domain || "local files", url: first.page_url || first.location,
+           title: first.page_title || first.page_url || first.location };
+}
+
+// The image with the face marked: the box is in the image's own pixels, placed in percent.
+function markedImage(src, box, width, height, alt) {
+  const figure = document.createElement("figure");
+  figure.className = "shot";
+  const img = document.createElement("img");
+  img.src = src;
+  img.alt = alt;
+  img.loading = "lazy";
+  const mark = document.createElement("span");
+  mark.className = "face-mark";
+  const [left, top, right, bottom] = box;
+  mark.style.left = `${(100 * left) / width}%`;
+  mark.style.top = `${(100 * top) / height}%`;
+  mark.style.width = `${(100 * (right - left)) / width}%`;
+  mark.style.height = `${(100 * (bottom - top)) / height}%`;
+  figure.append(img, mark);
+  return figure;
+}
+
+function seenLine(image) {
+  const line = document.createElement("div");
+  line.className = "seen";
+  line.textContent = `First seen ${formatDate(image.first_seen)} · last seen ${formatDate(image.last_seen)}`;
+  return line;
+}
+
+function resultCard(result, searchId, rank) {
   const item = document.createElement("li");
-  item.className = "card";
-  const crop = document.createElement("img");
-  crop.src = result.crop_url;
-  crop.alt = `Matching face, ${result.band} similarity`;
-  crop.loading = "lazy";
+  item.className = "card result";
+  item.tabIndex = 0;
+  item.dataset.rank = String(rank);
+  item.dataset.faceId = String(result.face_id);
+  item.setAttribute("aria-label", `Result ${rank}: ${bandWords(result.band)}`);
+  const shot = markedImage(result.thumb_url, result.box, result.image.width, result.image.height,
+                           `Image holding the matching face (result ${rank})`);
   const meta = document.createElement("div");
   meta.className = "meta";
+  const place = firstPlace(result);
+  const where = document.createElement("div");
+  where.className = "place";
+  const site = document.createElement("strong");
+  site.textContent = place.domain;
+  where.append(site, " · ", place.url && /^https?:\/\//i.test(place.url) ? link(place.url, place.title)
+                                                                       : document.createTextNode(place.title));
   const band = document.createElement("div");
   band.className = `band band-${result.band.replace(" ", "-")}`;
-  band.textContent = `${result.band} · ${Math.round(result.similarity * 100)}%`;
-  const where = appearanceList(result.image.appearances || []);
-  const details = document.createElement("div");
-  details.textContent =
-    `${result.image.width}×${result.image.height} · distance ${result.distance.toFixed(3)} · ` +
-    `first seen ${formatDate(result.image.first_seen)} · last seen ${formatDate(result.image.last_seen)}`;
-  meta.append(band, where, details, confirmButton(result, searchId));
-  item.append(crop, meta);
+  band.textContent = `#${rank} · ${bandWords(result.band)}`;
+  band.title = `distance ${result.distance.toFixed(3)}` + (result.band_meaning ? ` · ${result.band_meaning}` : "");
+  const others = (result.image.appearances || []).slice(1);
+  meta.append(band, where);
+  if (result.band_meaning) {
+    const meaning = document.createElement("div");
+    meaning.className = "meaning";
+    meaning.textContent = result.band_meaning;
+    meta.append(meaning);
+  }
+  if (others.length) meta.append(appearanceList(others));
+  meta.append(seenLine(result.image));
+  const compare = document.createElement("button");
+  compare.type = "button";
+  compare.className = "small secondary compare";
+  compare.textContent = "Compare";
+  compare.addEventListener("click", () => openCompare(result, searchId, item));
+  const verify = confirmButton(result, searchId);
+  verify.prepend(compare);
+  meta.append(verify);
+  item.append(shot, meta);
+  item.result = result;
   return item;
+}
+
+// Results grouped by the site and page they were first found on; groups in the order of their best result.
+function groupedCards(results, searchId) {
+  const groups = new Map();
+  results.forEach((result, i) => {
+    const place = firstPlace(result);
+    const key = `${place.domain}\n${place.url || place.title}`;
+    if (!groups.has(key)) groups.set(key, { place, cards: [] });
+    groups.get(key).cards.push(resultCard(result, searchId, i + 1));
+  });
+  return [...groups.values()].map(({ place, cards }) => {
+    const group = document.createElement("li");
+    group.className = "group";
+    const heading = document.createElement("h3");
+    heading.append(`${place.domain} · `, place.url && /^https?:\/\//i.test(place.url) ? link(place.url, place.title)
+                                                                                     : document.createTextNode(place.title));
+    const list = document.createElement("ol");
+    list.className = "grid";
+    list.append(...cards);
+    group.append(heading, list);
+    return group;
+  });
+}
+
+// The side-by-side comparison: the query face and the result face, large, with both images' provenance.
+function queryPanel() {
+  const panel = document.createElement("section");
+  const face = state.faces[state.selected];
+  const title = document.createElement("h3");
+  title.textContent = "Your photo";
+  panel.append(title);
+  if (face && state.photoUrl) {
+    const canvas = document.createElement("canvas");
+    canvas.className = "face-large";
+    const [left, top, right, bottom] = face.box;
+    const margin = 0.25 * Math.max(right - left, bottom - top);
+    const photo = $("photo");
+    const x = Math.max(0, left - margin), y = Math.max(0, top - margin);
+    const w = Math.min(photo.naturalWidth - x, right - left + 2 * margin);
+    const h = Math.min(photo.naturalHeight - y, bottom - top + 2 * margin);
+    canvas.width = 320;
+    canvas.height = Math.round((320 * h) / w);
+    canvas.getContext("2d").drawImage(photo, x, y, w, h, 0, 0, canvas.width, canvas.height);
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", "The face you searched for");
+    panel.append(canvas);
+  }
+  const about = document.createElement("p");
+  about.className = "provenance";
+  about.textContent = `Uploaded by you for this search (not stored; sha256 ${(state.querySha || "").slice(0, 16)}…)`;
+  panel.append(about);
+  return panel;
+}
+
+function resultPanel(result) {
+  const panel = document.createElement("section");
+  const title = document.createElement("h3");
+  title.textContent = bandWords(result.band);
+  const crop = document.createElement("img");
+  crop.className = "face-large";
+  crop.src = result.crop_url;
+  crop.alt = "The matching face";
+  const shot = markedImage(result.thumb_url, result.box, result.image.width, result.image.height,
+                           "The image the matching face is in");
+  const about = document.createElement("div");
+  about.className = "provenance";
+  const place = firstPlace(result);
+  about.append(`${place.domain} · `, place.url && /^https?:\/\//i.test(place.url) ? link(place.url, place.title)
+                                                                               : document.createTextNode(place.title));
+  about.append(seenLine(result.image));
+  const facts = document.createElement("div");
+  facts.textContent = `${result.image.width}×${result.image.height} · distance ${result.distance.toFixed(3)} · ` +
+    `sha256 ${result.image.sha256.slice(0, 16)}…`;
+  about.append(facts);
+  if ((result.image.appearances || []).length > 1) about.append(appearanceList(result.image.appearances.slice(1)));
+  panel.append(title, crop, shot, about);
+  return panel;
+}
+
+function openCompare(result, searchId, card) {
+  const dialog = $("compare");
+  const body = $("compare-body");
+  const verify = confirmButton(result, searchId, (answer) => {
+    result.verification = answer;
+    const note = card.querySelector(".verify span");
+    if (note) note.textContent = verificationText(answer);
+    const button = card.querySelector(".verify button:not(.compare)");
+    if (button) button.hidden = true;
+  });
+  body.replaceChildren(queryPanel(), resultPanel(result));
+  $("compare-actions").replaceChildren(verify);
+  dialog.returnFocus = card;
+  dialog.showModal();
+}
+
+// Keyboard: arrow keys (or j/k) move between results, Enter or c compares, Escape closes.
+function onResultKey(event) {
+  const card = event.target.closest && event.target.closest("li.result");
+  if (!card || event.target !== card) return;
+  const cards = [...document.querySelectorAll("#grid li.result")];
+  const at = cards.indexOf(card);
+  if (["ArrowDown", "ArrowRight", "j"].includes(event.key)) cards[Math.min(at + 1, cards.length - 1)].focus();
+  else if (["ArrowUp", "ArrowLeft", "k"].includes(event.key)) cards[Math.max(at - 1, 0)].focus();
+  else if (event.key === "Enter" || event.key === "c") card.querySelector("button.compare").click();
+  else return;
+  event.preventDefault();
 }
 
 async function search(event, mode = "faces") {
@@ -328,7 +503,9 @@ function showResults(body) {
   const copies = body.mode === "copies";
   const items = copies ? body.copies : body.results;
   $("results-title").textContent = copies ? "Copies of this photo" : "Where this person appears";
-  grid.replaceChildren(...items.map((result) => (copies ? copyCard(result) : resultCard(result, body.audit_id))));
+  state.querySha = body.query && body.query.sha256;
+  grid.replaceChildren(...(copies ? items.map(copyCard) : groupedCards(items, body.audit_id)));
+  grid.classList.toggle("grouped", !copies);
   domainSummary(body.by_domain || []);
   $("results").hidden = false;
   $("more").hidden = items.length < state.topK;
@@ -356,6 +533,9 @@ function init() {
   $("more").addEventListener("click", () => { state.topK += PAGE; search(null, state.mode); });
   $("copies").addEventListener("click", () => { state.topK = PAGE; search(null, "copies"); });
   $("check").addEventListener("click", checkWithheld);
+  $("grid").addEventListener("keydown", onResultKey);
+  $("compare-close").addEventListener("click", () => $("compare").close());
+  $("compare").addEventListener("close", () => $("compare").returnFocus && $("compare").returnFocus.focus());
 }
 
 document.addEventListener("DOMContentLoaded", init);
