@@ -123,3 +123,21 @@ def test_reembed_killed_mid_run_keeps_its_batches_and_a_rerun_finishes_the_switc
     assert _count(db, Face, Face.model == "sface_2021dec") >= total - 1  # at most a face SFace cannot find
     with db.session() as session:
         assert len(session.scalars(select(AuditEntry).where(AuditEntry.action == "model.switch")).all()) == 1
+
+
+def test_an_ingest_running_across_the_switch_is_refused_until_reembed_runs_again(tmp_path, db_url, dev_images):
+    dlib = settings_for(tmp_path / "data", database_url=db_url)
+    sface = dlib.model_copy(update={"face_model": "sface_2021dec"})
+    db = Database(dlib.db_url)
+    _ingest(dlib, db, [photo_of(dev_images, "madonna", 1)])
+    late = [photo_of(dev_images, "bill_gates")]
+    running = folder_ingestor(dlib, db, open_index(dlib, db), *late)  # started before the switch
+    runner.invoke(app, [*cli_base(dlib), "reembed", "--model", "sface_2021dec"], catch_exceptions=False)
+    running.run(walk(late))  # stores a dlib face after the switch
+    with pytest.raises(Refused) as refused:
+        Searcher.open(sface, db)
+    assert refused.value.code == "model_mismatch"
+    result = runner.invoke(app, [*cli_base(dlib), "reembed", "--model", "sface_2021dec"], catch_exceptions=False)
+    assert result.exit_code == 0 and "1 faces described" in result.output  # just the late one
+    assert _count(db, Face, Face.model == "sface_2021dec") == 2
+    assert len(Searcher.open(sface, db).index) == 2
