@@ -399,3 +399,16 @@ def test_earlier_searches_their_crops_and_thumbnails_show_nothing_of_them_afterw
             assert client.get(r["crop_url"], headers=auth[user]).status_code == 404
             thumb = client.get(r["thumb_url"], headers=auth[user])
             assert thumb.status_code == 404 or nearest(engine, thumb.content, madonna) > 0.6
+
+
+def test_an_ingest_already_running_when_the_opt_out_arrives_leaves_them_out(site, dev_images, engine):
+    _, settings, db, folder, _ = site
+    later = folder.parent / "later"
+    later.mkdir()
+    for n in (9, 10, 11):
+        shutil.copy(of(dev_images, "madonna")[n], later / f"madonna-new-{n}.jpg")
+    running = folder_ingestor(settings, db, open_index(settings, db), later)  # started before the opt-out
+    searcher = Searcher(settings, db, open_index(settings, db), engine)
+    opt_outs.take(searcher, [p.read_bytes() for p in of(dev_images, "madonna")[6:9]])
+    summary = running.run(walk([later]))
+    assert summary.images == 3 and summary.faces == 0 and summary.opted_out == 3

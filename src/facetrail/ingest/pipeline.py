@@ -26,7 +26,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..config import Settings
-from ..governance.optout import OptOutFilter, radii
+from ..governance.optout import OptOutCache, OptOutFilter, radii
 from ..images.previews import blur_faces
 from ..index import VectorIndex
 from ..store import Appearance, Database, Face, Image, Location, Source
@@ -92,8 +92,7 @@ class Ingestor:
         self.source_id = source.id
         self.summary = Summary()
         self.media = MediaStore(settings.media_dir)
-        with db.session() as session:
-            self.opt_outs = OptOutFilter.load(session, radii(settings).block)
+        self.opt_outs = OptOutCache(radii(settings).block)  # read again per batch when the opt-outs changed
         self._pending: dict[str, list[Item]] = {}  # sha256 in flight or not yet stored -> files with those bytes
         self._finished: list[Analysis] = []  # analysed, waiting to be stored (STORE_BATCH at a time)
         self.waiting = Waiting()  # appearances of images whose bytes are not stored yet
@@ -239,7 +238,10 @@ class Ingestor:
 
     def _store_finished(self, tick: Callable[[], None]) -> None:
         """Write the analysed images waiting in `_finished`, in one transaction."""
-        batch = [(self._without_opted_out(result), self._pending.pop(result.sha256)) for result in self._finished]
+        with self.db.session() as session:
+            opt_outs = self.opt_outs.get(session)
+        batch = [(self._without_opted_out(result, opt_outs), self._pending.pop(result.sha256))
+                 for result in self._finished]
         self._finished = []
         self._last_store = time.monotonic()
         if not batch:
@@ -263,12 +265,12 @@ class Ingestor:
             for _ in entries:
                 tick()
 
-    def _without_opted_out(self, result: Analysis) -> Analysis:
+    def _without_opted_out(self, result: Analysis, opt_outs: OptOutFilter) -> Analysis:
         """The analysis without faces that match an opt-out (blocking radius): never stored, nor their
         crops; blurred in the thumbnail; the image left out of copy search."""
         if not result.faces:
             return result
-        blocked = self.opt_outs.blocked(np.stack([f.embedding for f in result.faces]))
+        blocked = opt_outs.blocked(np.stack([f.embedding for f in result.faces]))
         if not blocked.any():
             return result
         self.summary.opted_out += int(blocked.sum())
