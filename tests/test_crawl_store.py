@@ -83,3 +83,34 @@ def test_an_unreadable_robots_txt_is_named_as_the_reason_nothing_was_crawled(dat
     assert crawled.exit_code == 1
     assert "robots.txt could not be read" in crawled.output and "not public" not in crawled.output
     assert web.paths() == ["/robots.txt"]
+
+
+def test_the_resume_marker_lasts_until_the_crawl_is_stored(data, monkeypatch) -> None:
+    """A crawl killed after its fetching ended but before the pipeline stored what it fetched must
+    be resumed next time: the marker was removed when fetching ended. Now only `stored()` (called
+    by `facetrail crawl` after the ingest) removes it."""
+    from facetrail.ingest.remote import crawl_feed
+    from facetrail.ingest.sources import get_source
+
+    from .support import settings_for
+
+    with serve("") as (web,):
+        web.routes["/"] = Route.html("<title>Home</title>")
+        monkeypatch.setenv("FACETRAIL_FETCH_ALLOW", f"127.0.0.1:{web.port}")
+        monkeypatch.setenv("FACETRAIL_CRAWL_DELAY", "0")
+        assert cli(data, "source", "add", "news", "--url", web.url("/"), "--legal-basis", LEGAL,
+                   user="ada").exit_code == 0
+        settings = settings_for(data)
+        db = Database(settings.db_url)
+        with db.session() as session:
+            source = get_source(session, "news")
+        marker = settings.data_dir / "crawls" / "news.json"
+        feed = crawl_feed(settings, db, source)
+        produced = [element for element in feed if element is not None]  # fetched; nothing stored
+        assert produced and feed.result is not None and feed.result.pages == 1
+        assert marker.exists()  # a kill now: the next crawl resumes
+        feed.stored()
+        assert not marker.exists()
+        crawled = cli(data, "crawl", "news", "--workers", "1")  # through the CLI: stored, then removed
+    assert crawled.exit_code == 0, crawled.output
+    assert not marker.exists()

@@ -132,6 +132,7 @@ def crawl_command(
     source = _source(ctx, db, name, "site", None)
     feed = crawl_feed(settings, db, source, max_pages, max_depth)
     summary = _ingest(settings, db, source, feed, None, verbose)
+    feed.stored()  # fetched and stored (an interrupted ingest exits above): no resume marker
     if feed.result is not None and feed.result.resumed:
         out.print(f"Resumed an interrupted crawl: {feed.result.resumed} images stored by it were not fetched again.")
     if feed.result is not None and feed.result.limit_reached:

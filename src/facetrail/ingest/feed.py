@@ -25,14 +25,22 @@ class Feed(Generic[R]):
 
     `put` blocks while the queue is full (so a fast producer waits for the face analysis) and
     raises `Stopped` once the consumer has gone away. An exception in the producer is raised by
-    the iteration, after what was produced before it."""
+    the iteration, after what was produced before it. `stored()`, called by the consumer once
+    everything produced is stored, runs `on_stored` (a crawl then forgets its resume marker)."""
 
-    def __init__(self, produce: Callable[[Callable[[object], None]], R], maxsize: int = 64) -> None:
+    def __init__(self, produce: Callable[[Callable[[object], None]], R], maxsize: int = 64,
+                 on_stored: Callable[[], None] | None = None) -> None:
         self._produce = produce
+        self._on_stored = on_stored
         self._queue: queue.Queue = queue.Queue(maxsize)
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self.result: R | None = None
+
+    def stored(self) -> None:
+        """Everything produced is stored (not merely produced, nor consumed)."""
+        if self._on_stored is not None and self._error is None:
+            self._on_stored()
 
     def _put(self, element: object) -> None:
         while not self._stop.is_set():

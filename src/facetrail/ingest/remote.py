@@ -94,8 +94,10 @@ def crawl_feed(settings: Settings, db: Database, source: Source, max_pages: int 
                max_depth: int | None = None) -> Feed[CrawlSummary]:
     """Crawl a site source within its scope (see `facetrail.crawl.crawl` for the rules).
 
-    A crawl leaves a marker in the data folder until it ends; the next crawl after an
-    interruption resumes it: the images the interrupted crawl stored are not fetched again.
+    A crawl leaves a marker in the data folder until what it fetched is stored (`Feed.stored`,
+    called by the caller after the ingest); the next crawl after an interruption, even one
+    after the fetching ended, resumes it: the images the interrupted crawl stored are not
+    fetched again.
     Images stored by earlier crawls are asked for conditionally (their ETag / Last-Modified): an
     unchanged one is not downloaded, only seen again (first/last seen updated)."""
     scope = site_scope(source)
@@ -135,10 +137,9 @@ def crawl_feed(settings: Settings, db: Database, source: Source, max_pages: int 
                             on_error=lambda url, reason, message: put(skip(url, reason, message)))
         finally:
             _save_validators(db, source, answered)
-        marker.unlink(missing_ok=True)  # finished: the next crawl starts afresh
         return summary
 
-    return Feed(produce)
+    return Feed(produce, on_stored=lambda: marker.unlink(missing_ok=True))  # the next crawl starts afresh
 
 
 def read_url_list(path: Path) -> list[str]:
