@@ -412,3 +412,29 @@ def test_an_ingest_already_running_when_the_opt_out_arrives_leaves_them_out(site
     opt_outs.take(searcher, [p.read_bytes() for p in of(dev_images, "madonna")[6:9]])
     summary = running.run(walk([later]))
     assert summary.images == 3 and summary.faces == 0 and summary.opted_out == 3
+
+
+def test_opt_outs_from_before_the_upgrade_keep_working_and_lose_their_per_person_count(db_url, dev_images, engine):
+    """Migration 0014: an opt-out stored earlier (one descriptor, a per-person faces_removed) is
+    marked applied, its count moves into the day's total and leaves the row; it still blocks."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from facetrail.governance.optout import OptOutFilter
+    from facetrail.store.db import alembic_config, make_engine
+
+    vector = descriptors(engine, of(dev_images, "madonna")[6:7])[0]
+    made = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)
+    engine_ = make_engine(db_url)
+    command.upgrade(alembic_config(engine_), "0013")
+    with engine_.begin() as conn:
+        conn.execute(text("INSERT INTO opt_outs (created_at, embedding, contact, faces_removed) "
+                          "VALUES (:at, :e, NULL, 4)"), {"at": made, "e": vector.tobytes()})
+    engine_.dispose()
+    db = Database(db_url)  # migrates to the newest revision
+    with db.session() as session:
+        row = session.scalars(select(OptOut)).one()
+        assert (row.photos, row.faces_removed) == (1, 0) and row.applied_at is not None
+        day = session.get(OptOutDay, "2026-03-14")
+        assert (day.opt_outs, day.faces_removed, day.faces_hidden) == (1, 4, 0)
+        assert OptOutFilter.load(session, 0.6).blocked(descriptors(engine, of(dev_images, "madonna")[7:8])).all()
