@@ -146,6 +146,41 @@ def crawl_command(
         raise typer.Exit(1)
 
 
+@commands.command("scheduler")
+def scheduler_command(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Crawl the sources due now, then stop.")] = False,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
+) -> None:
+    """Crawl site sources declared with --every when they are due (each crawl in the audit log)."""
+    import time
+
+    from ..index import open_index
+    from ..ingest.pool import start_pool
+    from ..ingest.schedule import run_due
+
+    settings = with_workers(ctx.obj.settings, workers)
+    db = open_db(settings)
+    pool = start_pool(settings)
+    index = open_index(settings, db)
+
+    def report(run) -> None:
+        summary = run.summary
+        out.print(f"{literal(run.source)}: {summary.pages} pages, {summary.files} files, {summary.images} new "
+                  f"images, {summary.faces} faces, {summary.unchanged} unchanged", soft_wrap=True)
+
+    try:
+        while True:
+            run_due(settings, db, index, pool=pool, on_run=report)
+            if once:
+                return
+            time.sleep(60)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 @ingest_app.command("urls")
 def ingest_urls(
     ctx: typer.Context,

@@ -35,13 +35,21 @@ def source_add(
     ignore_robots: Annotated[str | None, typer.Option(
         metavar="REASON", help="A URL list only: fetch its URLs whatever robots.txt says, for this reason "
         "(recorded in the audit log).")] = None,
+    every: Annotated[str | None, typer.Option(
+        help="A site only: crawl it again on its own this often (e.g. 1d, 6h; at least 10m), run by "
+        "`facetrail scheduler`.")] = None,
 ) -> None:
     """Declare a source with its scope and legal basis (audited)."""
+    from ..ingest.schedule import parse_every
     from ..ingest.sources import SourceSpec, add_source
 
+    try:
+        seconds = parse_every(every) if every is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--every") from None
     db = open_db(ctx.obj.settings)
     options = {k: v for k, v in {"max_pages": max_pages, "max_depth": max_depth,
-                                 "ignore_robots": ignore_robots}.items() if v is not None}
+                                 "ignore_robots": ignore_robots, "every": seconds}.items() if v is not None}
     spec = SourceSpec(name, kind, legal_basis, start_urls=tuple(url or ()), hosts=tuple(host or ()),
                       prefixes=tuple(prefix or ()), paths=tuple(map(str, path or ())), options=options)
     with db.session() as session, session.begin():
