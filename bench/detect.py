@@ -1,8 +1,9 @@
-"""Detector benchmark: how the HOG scan size (FACETRAIL_DETECT_MAX_SIDE) trades speed for recall.
+"""Detector benchmark: how the scan size (FACETRAIL_DETECT_MAX_SIDE) trades speed for recall.
 
-    .venv/bin/python bench/detect.py [--sizes 640,800,1024,1280]
+    .venv/bin/python bench/detect.py [--sizes 640,800,1024,1280] [--model sface_2021dec]
 
-For each size it runs facetrail's detector (HOG with the CNN fallback, as ingest does) over
+For each size it runs the model's detector (default: dlib's HOG with the CNN fallback, as
+ingest does; `--model sface_2021dec`: YuNet) over
 - the dev set: labelled photos with a face found, distractors with none, ms per image;
 - large photos with small faces: 12 synthetic 4000x3000 photos, each with one dev portrait
   pasted in at a face size of 40 to 120 px, on a noisy background: faces found, ms per image.
@@ -56,6 +57,7 @@ def inside(box, region) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="640,800,1024,1280")
+    parser.add_argument("--model", default="dlib_resnet_v1", help="whose detector (faces/registry.py)")
     args = parser.parse_args()
     dev = dev_set()
     large = small_faces_in_large_photos()
@@ -64,7 +66,7 @@ def main() -> None:
     print(f"dev set: {labelled} labelled photos, {empty} without people; {len(large)} large photos with small faces")
     print(f"{'max side':>8}  {'dev found':>10}  {'no-face ok':>10}  {'dev ms/img':>10}  {'small faces':>11}  {'large ms/img':>12}")
     for size in map(int, args.sizes.split(",")):
-        detector = load_engine(Settings(detect_max_side=size)).detector
+        detector = load_engine(Settings(detect_max_side=size), args.model).detector
         started = time.perf_counter()
         found = clean = 0
         for pixels, who in dev:

@@ -45,10 +45,11 @@ class YunetDetector:
         longest = max(image.shape[:2])
         small = longest < self.min_side
         scale = self.min_side / longest if small else min(1.0, self.max_side / longest)
-        work = image[:, :, ::-1]
-        if scale != 1.0:
+        work = image
+        if scale != 1.0:  # resized before turning BGR: a contiguous array resizes twice as fast
             size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
             work = cv2.resize(work, size, interpolation=cv2.INTER_LINEAR if small else cv2.INTER_AREA)
+        work = work[:, :, ::-1]
         pad = round(max(work.shape[:2]) * self.pad) if small else 0
         if pad:
             work = cv2.copyMakeBorder(work, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
