@@ -229,7 +229,8 @@ def test_find_copies_of_a_photo(page, server, dev_images, tmp_path):
     assert errors == []
 
 
-def test_results_are_grouped_by_site_and_compared_side_by_side_from_the_keyboard(page, server, dev_images, tmp_path):
+def test_results_are_grouped_by_site_and_compared_side_by_side_from_the_keyboard(page, server, browser, dev_images,
+                                                                                 tmp_path):
     """Each result shows its image with the face marked, its site and page first and the band in
     words; results are grouped by site and page; the keyboard moves between results and opens the
     comparison, where the match is confirmed and the card shows it."""
@@ -270,3 +271,21 @@ def test_results_are_grouped_by_site_and_compared_side_by_side_from_the_keyboard
     assert page.evaluate("document.activeElement.dataset.rank") == "1"  # focus returns to the card
     assert "Confirmed by ivan" in first.locator(".verify span").inner_text()
     assert errors == []
+
+    # a second person (a supervisor, in a browser of their own) opens the search and verifies the match
+    search_id = page.locator("#status").inner_text().split("audit entry ")[1].split(")")[0]
+    supervisor = browser.new_context().new_page()
+    sign_in(supervisor, server, "sue")
+    supervisor.goto(f"{server}/searches/{search_id}")
+    card = supervisor.locator("#grid li.result").first
+    card.wait_for()
+    assert "Confirmed by ivan" in card.locator(".verify span").inner_text()
+    card.locator("button.compare").click()
+    assert "not kept" in supervisor.locator("#compare .provenance").first.inner_text()
+    supervisor.locator("#compare-actions button").click()
+    supervisor.wait_for_function(
+        "() => document.querySelector('#compare-actions span').textContent.includes('Verified by')")
+    screenshot(supervisor, "verified")
+    supervisor.keyboard.press("Escape")
+    assert card.locator(".verify span").inner_text() == "Verified by ivan and sue"
+    supervisor.context.close()

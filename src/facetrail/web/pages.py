@@ -62,6 +62,16 @@ def search_page(request: Request, web: SignedIn):
     return templates.TemplateResponse(request, "search.html", context)
 
 
+@router.get("/searches/{search_id}")
+def search_results_page(request: Request, search_id: int, web: SignedIn):
+    """An earlier search's results (the page loads them from /api/v1/searches/{id}, under the same
+    rules: its requester or a supervisor, once they may be seen), e.g. for a second person to
+    compare and verify a match."""
+    context = {"user": web.user, "csrf_token": web.csrf_token, "search_id": search_id,
+               "bands": [], "threshold": deps.settings(request).match_threshold}
+    return templates.TemplateResponse(request, "results.html", context)
+
+
 # Signing in and out, passwords
 
 

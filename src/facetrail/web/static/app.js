@@ -351,7 +351,9 @@ function queryPanel() {
   }
   const about = document.createElement("p");
   about.className = "provenance";
-  about.textContent = `Uploaded by you for this search (not stored; sha256 ${(state.querySha || "").slice(0, 16)}…)`;
+  const sha = `sha256 ${(state.querySha || "").slice(0, 16)}…`;
+  about.textContent = state.photoUrl ? `Uploaded by you for this search (not stored; ${sha})`
+                                     : `The photo searched with is not kept (${sha}): compare with the case file.`;
   panel.append(about);
   return panel;
 }
@@ -466,7 +468,7 @@ async function checkWithheld() {
     return;
   }
   const body = await response.json();
-  if (body.approval && body.approval.state === "pending") {
+  if (body.approval && body.approval.policy === "prior" && body.approval.state === "pending") {
     setStatus(`Search ${state.withheld} is still waiting for a supervisor.`);
   } else if (body.approval && body.approval.state === "denied") {
     $("check").hidden = true;
@@ -508,7 +510,7 @@ function showResults(body) {
   grid.classList.toggle("grouped", !copies);
   domainSummary(body.by_domain || []);
   $("results").hidden = false;
-  $("more").hidden = items.length < state.topK;
+  $("more").hidden = !$("search-form") || items.length < state.topK;
   setStatus(
     items.length
       ? `${items.length} result(s). This search was recorded (audit entry ${body.audit_id}).`
@@ -517,8 +519,19 @@ function showResults(body) {
   );
 }
 
-function init() {
-  if (!$("search-form")) return; // this role may not search
+function initResults() {
+  $("check").addEventListener("click", checkWithheld);
+  $("grid").addEventListener("keydown", onResultKey);
+  $("compare-close").addEventListener("click", () => $("compare").close());
+  $("compare").addEventListener("close", () => $("compare").returnFocus && $("compare").returnFocus.focus());
+  const earlier = $("earlier");
+  if (earlier) { // /searches/{id}: an earlier search's results, e.g. for a second person to verify
+    state.withheld = Number(earlier.dataset.searchId);
+    checkWithheld();
+  }
+}
+
+function initSearch() {
   const input = $("image");
   const drop = $("drop");
   input.addEventListener("change", () => input.files.length && choosePhoto(input.files[0]));
@@ -532,10 +545,11 @@ function init() {
   $("search-form").addEventListener("submit", search);
   $("more").addEventListener("click", () => { state.topK += PAGE; search(null, state.mode); });
   $("copies").addEventListener("click", () => { state.topK = PAGE; search(null, "copies"); });
-  $("check").addEventListener("click", checkWithheld);
-  $("grid").addEventListener("keydown", onResultKey);
-  $("compare-close").addEventListener("click", () => $("compare").close());
-  $("compare").addEventListener("close", () => $("compare").returnFocus && $("compare").returnFocus.focus());
+}
+
+function init() {
+  if ($("grid")) initResults();
+  if ($("search-form")) initSearch(); // absent when the role may not search, and on an earlier search's page
 }
 
 document.addEventListener("DOMContentLoaded", init);
