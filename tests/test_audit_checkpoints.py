@@ -281,6 +281,23 @@ def test_a_checkpoint_signed_with_another_key_or_edited_is_refused(log, tmp_path
     assert "signature does not verify" in verify(log, tmp_path / "edited.cp").stdout
 
 
+def test_the_trigger_check_catches_a_guard_replaced_by_one_that_lets_changes_through(log):
+    with log.db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # the shared function made harmless, every trigger kept
+            conn.execute(text("CREATE OR REPLACE FUNCTION facetrail_audit_append_only() RETURNS trigger "
+                              "LANGUAGE plpgsql AS $$ BEGIN RETURN OLD; END $$"))
+        else:  # the same name, a body that does nothing
+            conn.execute(text("DROP TRIGGER audit_log_no_delete"))
+            conn.execute(text("CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT 1; END"))
+    with log.db.session() as session:
+        gone = auditguards.missing(session)
+    assert gone == (auditguards.expected("postgresql") if log.db.engine.dialect.name == "postgresql"
+                    else ["audit_log_no_delete"])
+    assert "AUDIT LOG UNGUARDED" in verify(log).stderr
+    with log.db.engine.begin() as conn:  # and the replaced guard does let a deletion through
+        assert conn.execute(text("DELETE FROM audit_log WHERE id = (SELECT MAX(id) FROM audit_log)")).rowcount == 1
+
+
 def test_the_trigger_check_catches_a_disabled_trigger_on_postgresql(log):
     if log.db.engine.dialect.name != "postgresql":
         pytest.skip("PostgreSQL can disable a trigger without dropping it")
