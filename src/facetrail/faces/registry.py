@@ -21,6 +21,7 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import Refused
 from .engine import FaceEngine
+from .tail import Tail
 
 
 class ModelError(Refused):
@@ -45,23 +46,6 @@ class WeightFile:
 class Band:
     name: str
     max_distance: float  # exclusive upper bound
-
-
-@dataclass(frozen=True)
-class Tail:
-    """The lower tail of the model's different-person (impostor) distance distribution, fitted on
-    labelled photos by bench/bands.py: below `u` (the `rate` quantile) the excesses u - d follow a
-    generalised Pareto distribution (`shape`, `scale`); above it, a normal (`mean`, `std`)
-    stands in. search/bands.py turns it into false-positive identification rates at any
-    gallery size."""
-
-    u: float
-    rate: float
-    shape: float
-    scale: float
-    mean: float
-    std: float
-    pairs: int
 
 
 @dataclass(frozen=True)

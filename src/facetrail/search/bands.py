@@ -13,9 +13,9 @@ means fewer than 1 search in 1,000 for an absent person would show a face this c
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 
-from ..faces.registry import DEFAULT, Band, Tail, model_info
+from ..faces.registry import DEFAULT, Band, model_info
+from ..faces.tail import Tail, distance_at_pair_rate, pair_rate
 
 __all__ = ["BANDS", "Band", "FPIR_BANDS", "band", "bands_at", "bands_for", "distance_at", "fpir", "meaning"]
 
@@ -35,36 +35,17 @@ def band(distance: float, model: str = DEFAULT) -> str:
     return next(b.name for b in bands_for(model) if distance < b.max_distance)
 
 
-def _impostor_cdf(distance: float, tail: Tail) -> float:
-    """Share of different-person pairs closer than `distance`."""
-    if distance >= tail.u:
-        return max(tail.rate, NormalDist(tail.mean, tail.std).cdf(distance))
-    excess = tail.u - distance
-    if tail.shape < 0 and excess >= -tail.scale / tail.shape:
-        return 0.0  # beyond the fitted tail's end: no stranger is that close
-    if abs(tail.shape) < 1e-9:
-        return tail.rate * math.exp(-excess / tail.scale)
-    return tail.rate * (1 + tail.shape * excess / tail.scale) ** (-1 / tail.shape)
-
-
 def fpir(distance: float, gallery: int, tail: Tail) -> float:
     """How often a search for an absent person returns some face closer than `distance` in a
     gallery of `gallery` faces."""
-    single = _impostor_cdf(distance, tail)
+    single = pair_rate(distance, tail)
     return 1.0 if single >= 1 else -math.expm1(max(1, gallery) * math.log1p(-single))
 
 
 def distance_at(rate: float, gallery: int, tail: Tail) -> float:
     """The distance under which a search for an absent person returns a face with probability
     `rate`, in a gallery of `gallery` faces."""
-    single = -math.expm1(math.log1p(-rate) / max(1, gallery))
-    if single >= tail.rate:
-        return NormalDist(tail.mean, tail.std).inv_cdf(min(single, 1 - 1e-12))
-    ratio = single / tail.rate
-    excess = -tail.scale * math.log(ratio) if abs(tail.shape) < 1e-9 else tail.scale / tail.shape * (ratio ** -tail.shape - 1)
-    if tail.shape < 0:
-        excess = min(excess, -tail.scale / tail.shape)
-    return tail.u - excess
+    return distance_at_pair_rate(-math.expm1(math.log1p(-rate) / max(1, gallery)), tail)
 
 
 def _tail(model: str) -> Tail:
