@@ -38,6 +38,10 @@ def source_add(
     every: Annotated[str | None, typer.Option(
         help="A site only: crawl it again on its own this often (e.g. 1d, 6h; at least 10m), run by "
         "`facetrail scheduler`.")] = None,
+    render_js: Annotated[bool, typer.Option(
+        "--render-js", help="A site only: render its pages in Chromium (their scripts run) before reading "
+        "them; the browser fetches only what the crawler may (needs: pip install 'facetrail[js]', "
+        "apt-get install chromium).")] = False,
 ) -> None:
     """Declare a source with its scope and legal basis (audited)."""
     from ..ingest.schedule import parse_every
@@ -49,7 +53,8 @@ def source_add(
         raise typer.BadParameter(str(exc), param_hint="--every") from None
     db = open_db(ctx.obj.settings)
     options = {k: v for k, v in {"max_pages": max_pages, "max_depth": max_depth,
-                                 "ignore_robots": ignore_robots, "every": seconds}.items() if v is not None}
+                                 "ignore_robots": ignore_robots, "every": seconds,
+                                 "render_js": render_js or None}.items() if v is not None}
     spec = SourceSpec(name, kind, legal_basis, start_urls=tuple(url or ()), hosts=tuple(host or ()),
                       prefixes=tuple(prefix or ()), paths=tuple(map(str, path or ())), options=options)
     with db.session() as session, session.begin():

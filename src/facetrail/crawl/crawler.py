@@ -62,7 +62,8 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
           fetched: frozenset[str] = frozenset(),
           max_images_per_page: int = MAX_IMAGES_PER_PAGE, max_images: int = MAX_IMAGES_PER_CRAWL,
           max_seconds: float = 3600.0, sitemaps: bool = True,
-          validators: Mapping[str, tuple[str | None, str | None]] | None = None) -> CrawlSummary:
+          validators: Mapping[str, tuple[str | None, str | None]] | None = None,
+          render_js: bool = False) -> CrawlSummary:
     """Crawl `scope` from `start_urls`; blocks until done and returns a summary.
 
     * Links are followed breadth first up to `max_depth` links away from a start URL, and at most
@@ -102,6 +103,9 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
       conditionally (If-None-Match / If-Modified-Since): a 304 answer is reported to on_image with
       status 304 and no body (counted in `not_modified`, not in `images`). Each image reported
       carries the validators of its answer.
+    * With `render_js`, each HTML page is rendered by Chromium (Playwright) and the DOM its scripts
+      built is read instead of its HTML; every request the browser makes goes through the same
+      fetcher, scope and robots.txt rules or is refused (see `render.py`).
     * The crawl stops after `max_seconds`: the URLs waiting for their host are reported as deadline,
       those not handed to the downloader yet are dropped; fetches under way end (within the
       fetcher's own deadline) and are reported as usual.
@@ -119,7 +123,7 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
         raise ValueError("max_pages and concurrency must be >= 1, the other limits >= 0")
     plan = Plan(tuple(start_urls), scope, fetcher, max_pages, max_depth, retry_backoff,
                 on_page, on_image, on_error, frozenset(fetched), max_images_per_page, max_images,
-                max_seconds, sitemaps, dict(validators or {}))
+                max_seconds, sitemaps, dict(validators or {}), render_js)
     settings = {
         "TWISTED_REACTOR_ENABLED": False,
         "DOWNLOAD_HANDLERS": {"http": _HANDLER, "https": _HANDLER,

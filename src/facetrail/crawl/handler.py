@@ -29,6 +29,7 @@ against a configured 2, the size of the thread pool, in the test that found it).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import weakref
 from ipaddress import ip_address
@@ -42,7 +43,8 @@ from scrapy.responsetypes import responsetypes
 from scrapy.utils.httpobj import urlparse_cached
 
 from .fetch import FetchError
-from .robots import DISALLOW_ALL, MAX_PARSED, Unreadable, pacer, read_robots
+from .render import Rules, renderer
+from .robots import DISALLOW_ALL, MAX_PARSED, Unreadable, pacer, read_robots, robots_allows
 
 if TYPE_CHECKING:
     from .spider import FacetrailSpider
@@ -88,7 +90,22 @@ class SafeFetchHandler(BaseDownloadHandler):
                 request.meta["download_latency"] = time.monotonic() - start  # AutoThrottle reads it
         if isinstance(fetched, Response):  # robots.txt could not be fetched: disallow all
             return fetched
+        if spider.plan.render_js and _is_page(request, fetched):
+            fetched = await self._rendered(spider, request, fetched)
         return self._answer(spider, request, fetched, robots_txt)
+
+    async def _rendered(self, spider: FacetrailSpider, request: Request, fetched: Any) -> Any:
+        """The page as the browser leaves it after its scripts ran (`render.py`), in place of its HTML."""
+        rules = Rules(spider.scope, lambda url: robots_allows(self.crawler, url))
+        user_agent = (request.headers.get("User-Agent") or b"").decode("latin-1")
+        html = await renderer(self.crawler).render(fetched, spider.fetcher, rules, user_agent,
+                                                   spider.fetcher.policy.deadline)
+        headers = {k: v for k, v in fetched.headers.items() if k not in ("content-encoding", "content-length")}
+        return dataclasses.replace(fetched, body=html.encode("utf-8"),
+                                   headers={**headers, "content-type": "text/html; charset=utf-8"})
+
+    async def close(self) -> None:
+        await renderer(self.crawler).close()
 
     async def _fetch(self, spider: FacetrailSpider, request: Request) -> Any:
         robots_txt = bool(request.meta.get("dont_obey_robotstxt"))
@@ -126,6 +143,14 @@ def _disallow_all(spider: FacetrailSpider, request: Request, why: str) -> Respon
     spider.skip(request.url, "robots_unreachable", f"robots.txt unreachable or unreadable ({why}): the "
                 "whole host is treated as disallowed (RFC 9309)")
     return Response(url=request.url, status=200, body=DISALLOW_ALL, request=request)
+
+
+def _is_page(request: Request, fetched: Any) -> bool:
+    """A 2xx HTML answer to a page request (not an image, robots.txt or a sitemap)."""
+    meta = request.meta
+    if meta.get("image") or meta.get("sitemap") or meta.get("dont_obey_robotstxt"):
+        return False
+    return 200 <= fetched.status < 300 and "html" in fetched.headers.get("content-type", "").lower()
 
 
 _SLOTS: weakref.WeakKeyDictionary[Any, dict[str, asyncio.Semaphore]] = weakref.WeakKeyDictionary()

@@ -223,12 +223,27 @@ class RobotsCache:
         return HostRules(rules, delay, None)
 
 
+_MIDDLEWARES: weakref.WeakKeyDictionary[Any, RobotsMiddleware] = weakref.WeakKeyDictionary()
+
+
+def robots_allows(crawler: Crawler, url: str) -> bool | None:
+    """The crawl's robots.txt verdict on `url` (None: its host's robots.txt has not been read)."""
+    middleware = _MIDDLEWARES.get(crawler)
+    return None if middleware is None else middleware.allows(url)
+
+
 class RobotsMiddleware(RobotsTxtMiddleware):
     """Scrapy's robots.txt middleware, failing closed and honouring `Crawl-delay` (module docstring)."""
 
     def __init__(self, crawler: Crawler) -> None:
         super().__init__(crawler)
         self._urls: dict[str, str] = {}  # netloc -> its robots.txt URL, for reports
+        _MIDDLEWARES[crawler] = self
+
+    def allows(self, url: str) -> bool | None:
+        """Whether the robots.txt read for `url`'s host allows it; None if it has not been read."""
+        rules = self._parsers.get(urlsplit(url).netloc)
+        return rules.allowed(url, "") if isinstance(rules, RobotsRules) else None
 
     def _report(self, netloc: str, message: str) -> None:
         spider: Any = self.crawler.spider

@@ -77,6 +77,7 @@ class Plan:
     sitemaps: bool = True  # read /sitemap.xml and robots.txt's Sitemap: lines
     # image URL -> (ETag, Last-Modified) of the answer stored before: asked for conditionally
     validators: Mapping[str, tuple[str | None, str | None]] = dataclasses.field(default_factory=dict)
+    render_js: bool = False  # pages rendered by a browser (render.py)
 
 
 class FacetrailSpider(Spider):

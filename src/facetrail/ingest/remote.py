@@ -133,7 +133,7 @@ def crawl_feed(settings: Settings, db: Database, source: Source, max_pages: int 
                             max_images_per_page=settings.crawl_max_images_per_page,
                             max_images=settings.crawl_max_images, max_seconds=settings.crawl_max_seconds,
                             on_page=lambda page: put(page_record(page)),
-                            on_image=on_image, validators=validators,
+                            on_image=on_image, validators=validators, render_js=bool(options.get("render_js")),
                             on_error=lambda url, reason, message: put(skip(url, reason, message)))
         finally:
             _save_validators(db, source, answered)
