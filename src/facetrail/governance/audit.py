@@ -30,9 +30,8 @@ if TYPE_CHECKING:
 GENESIS = "0" * 64
 
 
-def canonical(entry: AuditEntry) -> str:
-    """The hashed content of an entry: every field except id and the hashes, as canonical JSON."""
-    body = {
+def _body(entry: AuditEntry) -> dict:
+    return {
         "created_at": entry.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
         "actor": entry.actor,
         "actor_kind": entry.actor_kind,
@@ -40,7 +39,15 @@ def canonical(entry: AuditEntry) -> str:
         "purpose": entry.purpose,
         "details": entry.details,
     }
+
+
+def _json(body: dict) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical(entry: AuditEntry) -> str:
+    """The hashed content of an entry: every field except id and the hashes, as canonical JSON."""
+    return _json(_body(entry))
 
 
 def entry_hash(prev_hash: str, entry: AuditEntry) -> str:
@@ -50,8 +57,7 @@ def entry_hash(prev_hash: str, entry: AuditEntry) -> str:
 def leaf_data(entry: AuditEntry) -> bytes:
     """What an entry's Merkle leaf hashes: its canonical JSON with its id, i.e. an exported line
     (`as_record`) without prev_hash and hash, as canonical UTF-8 JSON."""
-    body = {"id": entry.id, **json.loads(canonical(entry))}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _json({"id": entry.id, **_body(entry)}).encode()
 
 
 def leaf(entry: AuditEntry) -> bytes:
