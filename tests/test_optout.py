@@ -438,3 +438,52 @@ def test_opt_outs_from_before_the_upgrade_keep_working_and_lose_their_per_person
         day = session.get(OptOutDay, "2026-03-14")
         assert (day.opt_outs, day.faces_removed, day.faces_hidden) == (1, 4, 0)
         assert OptOutFilter.load(session, 0.6).blocked(descriptors(engine, of(dev_images, "madonna")[7:8])).all()
+
+
+def test_deletion_chains_one_round_and_stops_at_its_budget(tmp_path):
+    """Faces in a line 0.28 apart from the opt-out descriptor: the first is within the deletion
+    radius, the second within it of the first (chained), the third only within it of the second
+    (a second round: not taken), the fourth beyond everything. With a budget of one descriptor
+    (the photo itself) nothing is chained and the second face is only hidden."""
+    from facetrail.governance.optout import Radii, apply, record
+
+    rng = np.random.default_rng(7)
+    origin = rng.normal(0, 0.1, 128).astype(np.float32)
+    step = rng.normal(size=128).astype(np.float32)
+    step *= 0.28 / np.linalg.norm(step)
+    line = [origin + (i + 1) * step for i in range(4)]
+
+    def run(radius: Radii) -> tuple[list[int], list[int]]:
+        """(faces left, images out of copy search), by their place on the line."""
+        folder = tmp_path / f"{radius.chain}-{radius.seeds}"
+        settings = settings_for(folder, database_url=f"sqlite:///{tmp_path / folder.name}.db")
+        db = Database(settings.db_url)
+        index = open_index(settings, db)
+        now = datetime.now(UTC)
+        with db.session() as session, session.begin():
+            ids, image_ids = [], []
+            for n, vector in enumerate(line):
+                image = Image(sha256=f"{n:064d}", bytes=1, width=100, height=100, format="JPEG", copy_hash=n,
+                              first_seen=now, last_seen=now)
+                session.add(image)
+                session.flush()
+                image_ids.append(image.id)
+                face = Face(image_id=image.id, idx=0, left=10, top=10, right=60, bottom=60, score=1.0, detector="test",
+                            landmarks=[], model="test", embedding=vector.tobytes())
+                session.add(face)
+                session.flush()
+                ids.append(face.id)
+        index.add(np.array(ids, np.int64), np.stack(line))
+        with db.session() as session, session.begin():
+            apply(session, index, MediaStore(tmp_path / "media"), record(session, origin, None, "test"), radius)
+        with db.session() as session:
+            left = session.scalars(select(Face.id).order_by(Face.id)).all()
+            cleared = session.scalars(select(Image.id).where(Image.copy_hash.is_(None))).all()
+        return [ids.index(i) for i in left], [image_ids.index(i) for i in cleared]
+
+    # 1st deleted, 2nd chained; both images out of copy search
+    assert run(Radii(block=0.6, delete=0.35, chain=1, seeds=18)) == ([2, 3], [0, 1])
+    # no budget: the 2nd only hidden (still out of copy search)
+    assert run(Radii(block=0.6, delete=0.35, chain=1, seeds=1)) == ([1, 2, 3], [0, 1])
+    # a second round reaches the 3rd (which is beyond the blocking radius of the photo)
+    assert run(Radii(block=0.6, delete=0.35, chain=2, seeds=18)) == ([3], [0, 1, 2])
