@@ -49,3 +49,20 @@ def test_an_sface_index_finds_the_same_person_with_sface_distances(tmp_path, db_
     assert "madonna" in first.image["location"] and "bill_gates" in second.image["location"]
 
     assert first.distance < 1.1 < second.distance  # SFace's match threshold lies between them
+
+
+def test_facetrail_models_says_what_the_bands_mean_at_this_indexs_size(tmp_path, db_url, photos):
+    from typer.testing import CliRunner
+
+    from facetrail.cli import app
+    from facetrail.search.bands import bands_at
+
+    from .support import cli_base
+
+    settings = settings_for(tmp_path / "data", database_url=db_url)
+    _ingest(settings, photos)
+    result = CliRunner().invoke(app, [*cli_base(settings), "models"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    very_strong = bands_at(3, "dlib_resnet_v1")[0].max_distance
+    assert f"At this index's size (3 faces)" in result.output
+    assert f"very strong < {very_strong:.3f} (1 in 1,000)" in result.output

@@ -30,6 +30,22 @@ def models(ctx: typer.Context) -> None:
                   f"  {info.dim}-d, {info.metric}; match threshold {calibration.match_threshold:g}, "
                   f"deletion radius {calibration.deletion_radius:g}; bands: {bands}", soft_wrap=True, highlight=False)
     out.print("sha256 of each weight file: docs/models.md; checked before a model is loaded.")
+    _bands_at_this_size(settings)
+
+
+def _bands_at_this_size(settings: Settings) -> None:
+    """What the bands mean at the size of this data folder's index (docs/models.md)."""
+    from ..search.bands import FPIR_BANDS, bands_at
+    from ..search.stats import face_count
+
+    size = face_count(open_db(settings))
+    if not size:
+        return
+    bands = bands_at(size, settings.face_model)[:-1]
+    words = ", ".join(f"{b.name} < {b.max_distance:.3f} (1 in {round(1 / rate):,})"
+                      for b, (_, rate) in zip(bands, FPIR_BANDS))
+    out.print(f"At this index's size ({size:,} faces), a search for someone not in it shows a face closer than: "
+              f"{words}.", soft_wrap=True, highlight=False)
 
 
 @commands.command()
