@@ -313,7 +313,7 @@ def test_the_trigger_check_catches_a_disabled_trigger_on_postgresql(log):
 def standalone_verifier(tmp_path: Path) -> Path:
     """The program docs/audit-verification.md gives outsiders, taken from the page itself."""
     page = (ROOT / "docs" / "audit-verification.md").read_text()
-    code = re.search(r"Save it as `verify_audit.py`:\n\n```python\n(.*?)```", page, re.S).group(1)
+    code = re.search(r"Save it\s+as `verify_audit.py`:\n\n```python\n(.*?)```", page, re.S).group(1)
     path = tmp_path / "verify_audit.py"
     path.write_text(code)
     return path
@@ -344,6 +344,26 @@ def test_inclusion_proofs_of_old_and_new_entries_verify_outside_facetrail(log, t
         changed["entry"]["details"]["case_ref"] = "C-other"
         proof.write_text(json.dumps(changed))
         assert outsider(tmp_path, "proof", proof, vkey).returncode == 1
+
+
+def test_an_outsider_with_an_old_checkpoint_checks_that_the_log_only_grew(log, tmp_path):
+    kept = tmp_path / "kept.checkpoint"  # what the outsider kept a while ago
+    kept.write_text(checkpoint(log))
+    searches(log.db, 7, start=800)
+    checkpoint(log)
+    vkey = tmp_path / "vkey"
+    vkey.write_text(cli(log.settings, "audit", "key", user=None).stdout)
+    proof = tmp_path / "grew.json"
+    proof.write_text(cli(log.settings, "audit", "prove", "--from", str(kept)).stdout)
+    checked = outsider(tmp_path, "consistency", proof, vkey)
+    assert checked.returncode == 0 and "extends the one of" in checked.stdout, checked.stderr
+
+    unguard(log.db)  # the log rewritten under the kept checkpoint, then a fresh checkpoint signed
+    rewrite_one(log)
+    checkpoint(log)
+    proof.write_text(cli(log.settings, "audit", "prove", "--from", str(kept)).stdout)
+    caught = outsider(tmp_path, "consistency", proof, vkey)
+    assert caught.returncode == 1 and "does not extend" in caught.stderr
 
 
 def test_the_standalone_verifier_agrees_with_facetrail_on_an_export(log, tmp_path):

@@ -181,17 +181,26 @@ def audit_checkpoint(ctx: typer.Context) -> None:
 @audit_app.command("prove")
 def audit_prove(
     ctx: typer.Context,
-    entry_id: Annotated[int, typer.Argument(help="The audit entry's id.")],
+    entry_id: Annotated[int | None, typer.Argument(help="The audit entry's id.")] = None,
+    since: Annotated[
+        Path | None,
+        typer.Option("--from", help="Instead: a consistency proof from this checkpoint (a file holding it) "
+                                    "to the latest one."),
+    ] = None,
 ) -> None:
-    """Print an inclusion proof of one entry against the latest checkpoint, as JSON: the entry,
-    its leaf, the proof and the signed checkpoint (docs/audit-verification.md checks it)."""
+    """Print, as JSON, an inclusion proof of one entry against the latest checkpoint (the entry,
+    its leaf, the proof, the signed checkpoint), or with --from a consistency proof between two
+    checkpoints; docs/audit-verification.md checks either without facetrail."""
     from ..governance import checkpoints
 
+    if (entry_id is None) == (since is None):
+        refuse("give an entry id, or --from CHECKPOINT_FILE")
     db = open_db(ctx.obj.settings)
     acting(ctx, db, "audit.read")
+    old = _checkpoints_in(since)[-1] if since is not None else None
     with db.session() as session:
-        proof = checkpoints.prove(session, entry_id)
-    print(json.dumps(proof.as_json(), indent=2))
+        answer = checkpoints.consistency(session, old) if old else checkpoints.prove(session, entry_id).as_json()
+    print(json.dumps(answer, indent=2))
 
 
 @audit_app.command("key")

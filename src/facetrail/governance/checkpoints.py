@@ -322,3 +322,13 @@ def prove(session: Session, entry_id: int) -> InclusionProof:
                       "(`facetrail audit checkpoint`)", code="not_checkpointed")
     proof = audittree.inclusion_proof(session, index, last.size)
     return InclusionProof(audit.as_record(entry), index, audit.leaf(entry), proof, last.note)
+
+
+def consistency(session: Session, old: Checkpoint) -> dict:
+    """A consistency proof from a checkpoint someone kept to the latest one: what an outsider
+    holding both checks to know the log only grew in between (docs/audit-verification.md)."""
+    last = latest(session)
+    if last is None or last.size < old.size:
+        raise Refused(f"no checkpoint of at least {old.size} entries to prove against", code="not_checkpointed")
+    proof = audittree.consistency_proof(session, old.size, last.size)
+    return {"old": old.note, "new": last.note, "proof": [p.hex() for p in proof]}
