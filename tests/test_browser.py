@@ -289,3 +289,34 @@ def test_results_are_grouped_by_site_and_compared_side_by_side_from_the_keyboard
     supervisor.keyboard.press("Escape")
     assert card.locator(".verify span").inner_text() == "Verified by ivan and sue"
     supervisor.context.close()
+
+
+def test_a_supervisor_opens_a_case_and_adds_a_member_in_the_browser(browser, server):
+    supervisor = browser.new_context().new_page()
+    errors = []
+    supervisor.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    sign_in(supervisor, server, "sue")
+    supervisor.click("text=Cases")
+    supervisor.fill("#ref", "BROWSER-1")
+    supervisor.fill("#title", "Impersonation accounts")
+    supervisor.select_option("#purpose", "trust-and-safety")
+    supervisor.fill("#authority", "Head of trust and safety")
+    supervisor.check("input[name=urgent]")
+    supervisor.fill("#expires_on", "2099-01-01")  # beyond a year: refused with the reason, nothing lost
+    supervisor.click("text=Open the case")
+    assert "at most" in supervisor.locator(".status.error").inner_text()
+    assert supervisor.input_value("#title") == "Impersonation accounts"  # what was typed is kept
+    assert supervisor.input_value("#purpose") == "trust-and-safety" and supervisor.is_checked("input[name=urgent]")
+    supervisor.evaluate("document.querySelector('#expires_on').valueAsDate = new Date(Date.now() + 30 * 864e5)")
+    supervisor.click("text=Open the case")
+    supervisor.wait_for_url(f"{server}/cases/*")
+    assert "authorisation due by" in supervisor.locator(".record").inner_text()
+    supervisor.fill("#username", "iris")
+    supervisor.click("text=Add member")
+    assert "iris added" in supervisor.locator(".status").inner_text()
+    assert "add member" in supervisor.locator(".case-lines").inner_text()
+    screenshot(supervisor, "case")
+    supervisor.click("text=All cases")
+    assert "BROWSER-1" in supervisor.locator("table.cases").inner_text()
+    assert [e for e in errors if "status of 422" not in e] == []  # the refused form answered 422, on purpose
+    supervisor.context.close()

@@ -141,11 +141,12 @@ def _page(request: Request, web, name: str, context: dict, status: int = 200):
     return templates.TemplateResponse(request, name, context, status_code=status)
 
 
-def _listing(request: Request, web, error: str | None = None, status: int = 200):
+def _listing(request: Request, web, error: str | None = None, status: int = 200, form: dict | None = None):
     actor = actor_of(web)
     listed = _run(request, cases.listing, actor) if actor.can("cases.read") else []
     return _page(request, web, "cases.html", {"cases": listed, "purposes": deps.settings(request).purposes,
-                                               "error": error, "today": date.today().isoformat()}, status)
+                                               "error": error, "today": date.today().isoformat(),
+                                               "form": form or {}}, status)
 
 
 @pages.get("")
@@ -166,8 +167,8 @@ def open_case_form(
                                   urgent=urgent, expires_on=expires_on or date.today(), members=[])
     try:
         opened = open_case(request, body, actor)
-    except Refused as exc:
-        return _listing(request, web, error=str(exc), status=422)
+    except Refused as exc:  # shown with the form as it was sent: nothing typed is lost
+        return _listing(request, web, error=str(exc), status=422, form=body.model_dump() | {"expires_on": expires_on})
     return RedirectResponse(f"/cases/{opened['id']}", status_code=303)
 
 
