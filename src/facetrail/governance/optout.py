@@ -90,15 +90,11 @@ def radii(settings) -> Radii:
 
 
 def safe_radius(tail, rate: float) -> float | None:
-    """The distance below which a fraction `rate` of different-person pairs fall, from a fitted lower
-    tail (generalised Pareto below `tail.u`: P(d < u - x) = tail.rate (1 + shape x / scale)^(-1/shape))."""
-    if tail is None or rate >= tail.rate:
-        return None
-    if abs(tail.shape) < 1e-9:
-        excess = -tail.scale * np.log(rate / tail.rate)
-    else:
-        excess = tail.scale / tail.shape * ((rate / tail.rate) ** -tail.shape - 1)
-    return float(tail.u - excess)
+    """The distance below which a fraction `rate` of different-person pairs fall, from the model's
+    fitted lower tail (faces/tail.py); None without a fitted tail."""
+    from ..faces.tail import distance_at_pair_rate
+
+    return None if tail is None else float(distance_at_pair_rate(rate, tail))
 
 
 @dataclass
