@@ -241,3 +241,56 @@ def test_sitemap_pages_count_against_the_page_limit(guard: Guard) -> None:
         c.routes.update({f"/{n}.html": Route.html("page") for n in range(50)})
         result = run([c.url("/")], scope_of(c), fetcher_for(guard, c), max_pages=5, sitemaps=True)
     assert result.summary.pages == 5 and result.summary.limit_reached
+
+
+def test_image_requests_are_made_as_earlier_ones_finish(guard: Guard, monkeypatch) -> None:
+    """A page's images wait as plain data and become requests a few at a time (MAX_IMAGE_REQUESTS,
+    3 here), as earlier ones finish, failed ones included; none is lost or requested twice. Before,
+    every image of every page was a queued request at once."""
+    from facetrail.crawl import spider
+
+    made: list[str] = []
+
+    class Counted(spider.Request):
+        def __init__(self, url, *args, **kwargs) -> None:
+            super().__init__(url, *args, **kwargs)
+            if (kwargs.get("meta") or {}).get("image"):
+                made.append(url)
+
+    monkeypatch.setattr(spider, "Request", Counted)
+    monkeypatch.setattr(spider, "MAX_IMAGE_REQUESTS", 3)
+    photo = image_bytes("red")
+    with serve("c.test") as (c,):
+        c.routes["/"] = Route.html("".join(f'<img src="/i/{n}.jpg">' for n in range(40)))
+        c.routes.update({f"/i/{n}.jpg": Route.image(photo) for n in range(0, 40, 2)})  # odd ones: 404
+        result = run([c.url("/")], scope_of(c), fetcher_for(guard, c), concurrency=1)
+    assert sorted(made) == sorted(c.url(f"/i/{n}.jpg") for n in range(40))  # each once
+    assert len(result.images) == 20 and result.summary.skipped == {"http_status": 20}
+    assert sorted(path for path in c.paths() if path.startswith("/i/")) == sorted(f"/i/{n}.jpg" for n in range(40))
+
+
+def test_at_most_a_few_image_requests_exist_at_once(guard: Guard, monkeypatch) -> None:
+    """When the n-th image is fetched, at most n - 1 + 3 image requests have been made."""
+    from facetrail.crawl import spider
+
+    made: list[str] = []
+    seen_when_fetched: list[int] = []
+
+    class Counted(spider.Request):
+        def __init__(self, url, *args, **kwargs) -> None:
+            super().__init__(url, *args, **kwargs)
+            if (kwargs.get("meta") or {}).get("image"):
+                made.append(url)
+
+    monkeypatch.setattr(spider, "Request", Counted)
+    monkeypatch.setattr(spider, "MAX_IMAGE_REQUESTS", 3)
+    photo = image_bytes("red")
+    with serve("c.test") as (c,):
+        c.routes["/"] = Route.html("".join(f'<img src="/i/{n}.jpg">' for n in range(40)))
+        c.routes.update({f"/i/{n}.jpg": Route.image(photo) for n in range(40)})
+        from facetrail.crawl import crawl
+
+        crawl([c.url("/")], scope_of(c), fetcher_for(guard, c), delay=0, concurrency=1, sitemaps=False,
+              on_image=lambda image: seen_when_fetched.append(len(made)))
+    assert len(made) == 40 and len(seen_when_fetched) == 40
+    assert max(made_then - done for done, made_then in enumerate(seen_when_fetched)) <= 3

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 from scrapy import Request, Spider, signals
-from scrapy.exceptions import IgnoreRequest
+from scrapy.exceptions import DontCloseSpider, IgnoreRequest
 from scrapy.http import HtmlResponse, Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
@@ -34,6 +34,9 @@ MAX_LINKS_PER_PAGE = 10_000
 # Sitemap files (robots.txt Sitemap: lines, /sitemap.xml, and the files sitemap indexes list) read at
 # most by one crawl, and entries read at most from one file (the protocol's own limit).
 MAX_SITEMAPS = 50
+# Image requests handed to Scrapy at a time; the others wait as plain (image, page) pairs and become
+# requests as these finish, so a crawl's queue holds this many requests, not every image found.
+MAX_IMAGE_REQUESTS = 64
 MAX_SITEMAP_ENTRIES = 50_000
 
 
@@ -106,6 +109,8 @@ class FacetrailSpider(Spider):
         self.skipped: Counter[str] = Counter()
         self.limit_reached = False
         self.resumed = 0  # images not fetched again: an interrupted crawl fetched them
+        self.backlog: deque[tuple[ImageRef, Page]] = deque()  # admitted images not yet requested
+        self.images_out = 0  # image requests handed to Scrapy and not finished
         self.not_modified = 0  # images answered 304 Not Modified
         self.failure: Exception | None = None
         self._closing: asyncio.Task[None] | None = None  # a reference keeps the task alive
@@ -114,6 +119,7 @@ class FacetrailSpider(Spider):
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> FacetrailSpider:
         spider = super().from_crawler(crawler, *args, **kwargs)
         crawler.signals.connect(spider._robots_parsed, signal=signals.robots_parsed)
+        crawler.signals.connect(spider._idle, signal=signals.spider_idle)
         return spider
 
     async def start(self) -> AsyncIterator[Request]:
@@ -200,7 +206,8 @@ class FacetrailSpider(Spider):
             page = dataclasses.replace(page, images=shown)
         self.pages += 1
         self._call(self.plan.on_page, page)
-        yield from self._image_requests(wanted, page)
+        self.backlog.extend((ref, page) for ref in wanted)
+        yield from self._release()
         if response.meta["depth"] < self.plan.max_depth:
             for link in page.links:
                 if next_request := self._page_request(link):
@@ -225,13 +232,26 @@ class FacetrailSpider(Spider):
             shown.append(ref)
         return shown, wanted
 
-    def _image_requests(self, refs: list[ImageRef], page: Page) -> Iterator[Request]:
-        for ref in refs:
+    def _release(self) -> Iterator[Request]:
+        """Requests for waiting images, while fewer than MAX_IMAGE_REQUESTS are out."""
+        while self.backlog and self.images_out < MAX_IMAGE_REQUESTS and self.failure is None \
+                and not self.deadline_reached:
+            ref, page = self.backlog.popleft()
+            self.images_out += 1
             meta: dict[str, Any] = {"image": True, "ref": ref, "page": page}
             if conditional := _conditional(self.plan.validators.get(ref.url)):
                 meta.update(conditional=conditional, handle_httpstatus_list=[304])
             yield Request(ref.url, callback=self.parse_image, errback=self.failed, dont_filter=True,
                           priority=IMAGE_PRIORITY, meta=meta)
+
+    def _idle(self) -> None:
+        """Nothing is under way: the images still waiting are requested (never left behind, even if a
+        request was lost without its callback or errback)."""
+        if self.backlog and self.failure is None and not self.deadline_reached:
+            self.images_out = 0
+            for request in self._release():
+                self.crawler.engine.crawl(request)
+            raise DontCloseSpider
 
     def _robots_parsed(self, robotparser: Any, request: Request) -> None:
         """robots.txt of a host was read: its Sitemap: lines are read too (if in scope)."""
@@ -266,7 +286,12 @@ class FacetrailSpider(Spider):
             if request is not None:
                 yield request
 
-    def parse_image(self, response: Response) -> None:
+    def parse_image(self, response: Response) -> Iterator[Request]:
+        self.images_out -= 1
+        self._image_answer(response)
+        yield from self._release()
+
+    def _image_answer(self, response: Response) -> None:
         ref: ImageRef = response.meta["ref"]
         page: Page = response.meta["page"]
         header = b", ".join(response.headers.getlist("X-Robots-Tag")).decode("latin-1")
@@ -285,8 +310,14 @@ class FacetrailSpider(Spider):
             content_type=headers.get("Content-Type", b"").decode("latin-1"),
             etag=_header(headers, b"ETag"), last_modified=_header(headers, b"Last-Modified")))
 
-    def failed(self, failure: Failure) -> None:
-        """Errback of every request: report why it was not fetched."""
+    def failed(self, failure: Failure) -> Iterator[Request]:
+        """Errback of every request: report why it was not fetched (and request waiting images)."""
+        if failure.request.meta.get("image"):  # type: ignore[attr-defined]
+            self.images_out -= 1
+        self._report_failure(failure)
+        yield from self._release()
+
+    def _report_failure(self, failure: Failure) -> None:
         url = failure.request.url  # type: ignore[attr-defined]
         error = failure.value
         if failure.request.meta.get("guessed"):  # type: ignore[attr-defined]
