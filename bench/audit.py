@@ -9,7 +9,7 @@ and proof size and time when the log is large. Prints figures; asserts nothing.
    their verification, and signing a checkpoint.
 
     .venv/bin/python bench/audit.py [SIZE ...]          # default: 1000000 10000000; 0: the appends only
-    FACETRAIL_DATABASE_URL=postgresql+psycopg://... .venv/bin/python bench/audit.py 1000000
+    FACETRAIL_BENCH_POSTGRES=postgresql+psycopg://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/audit.py 1000000
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
-from sqlalchemy import insert
+from sqlalchemy import create_engine, insert, text
 
 from facetrail.config import Settings
 from facetrail.governance import audit, audittree, checkpoints, merkle
@@ -36,8 +37,18 @@ BATCH = 50_000
 
 
 def fresh(prefix: str) -> tuple[Settings, Database]:
-    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix=f"facetrail-bench-audit-{prefix}-")),
-                        database_url=os.environ.get("FACETRAIL_DATABASE_URL") or None)
+    """A new database: SQLite in a temporary folder, or a new PostgreSQL database on the server of
+    FACETRAIL_BENCH_POSTGRES (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres)."""
+    server, url = os.environ.get("FACETRAIL_BENCH_POSTGRES"), None
+    if server:
+        name = f"facetrail_bench_audit_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        url = server.rsplit("/", 1)[0] + "/" + name
+        print(f"  (PostgreSQL database {name}; drop it afterwards)")
+    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix=f"facetrail-bench-audit-{prefix}-")), database_url=url)
     return settings, Database(settings.db_url)
 
 
@@ -112,6 +123,10 @@ def fill(db: Database, size: int) -> None:
             conn.execute(insert(AuditLeaf), leaves)
         if nodes:
             conn.execute(insert(AuditNode), nodes)
+    if db.engine.dialect.name == "postgresql":  # statistics, as autovacuum keeps them for a table grown slowly
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE audit_leaves"))
+            conn.execute(text("ANALYZE audit_nodes"))
     print(f"  filled {size:,} leaves in {time.perf_counter() - start:.0f} s")
 
 

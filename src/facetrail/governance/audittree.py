@@ -20,7 +20,8 @@ from . import merkle
 # Plain SQL, prepared once: an append is on every search's path, and building SQLAlchemy
 # statements per call cost more than running them (bench/audit.py).
 SIZE = text("SELECT max(position) FROM audit_leaves")
-ADD_LEAF = text("INSERT INTO audit_leaves (position, entry_id, hash) VALUES (:position, :entry_id, :hash)")
+ADD_LEAF = text("INSERT INTO audit_leaves (position, entry_id, hash) "  # at the end: one round trip, not two
+                "SELECT COALESCE(MAX(position) + 1, 0), :entry_id, :hash FROM audit_leaves RETURNING position")
 ADD_NODE = text("INSERT INTO audit_nodes (level, position, hash) VALUES (:level, :position, :hash)")
 
 
@@ -70,12 +71,12 @@ def run(session: Session, compute: Callable[[merkle.Get], object]):
 
 
 def append(session: Session, entry_id: int, leaf: bytes) -> int:
-    """Add entry `entry_id`'s leaf hash at the end; returns its position. The caller holds the
-    audit log's write lock (audit.record), so positions follow entry order."""
-    position = size(session)
-    made = run(session, lambda get: merkle.appended(position, leaf, get))
+    """Add entry `entry_id`'s leaf hash at the end, and the subtrees it completes; returns its
+    position. The caller holds the audit log's write lock (audit.record), so positions follow
+    entry order. One statement for every other leaf, three for the others."""
     conn = session.connection()
-    conn.execute(ADD_LEAF, {"position": position, "entry_id": entry_id, "hash": leaf.hex()})
+    position = conn.execute(ADD_LEAF, {"entry_id": entry_id, "hash": leaf.hex()}).scalar_one()
+    made = run(session, lambda get: merkle.appended(position, leaf, get))
     if len(made) > 1:
         conn.execute(ADD_NODE, [{"level": level, "position": pos, "hash": value.hex()}
                                 for level, pos, value in made[1:]])
