@@ -294,3 +294,22 @@ def test_at_most_a_few_image_requests_exist_at_once(guard: Guard, monkeypatch) -
               on_image=lambda image: seen_when_fetched.append(len(made)))
     assert len(made) == 40 and len(seen_when_fetched) == 40
     assert max(made_then - done for done, made_then in enumerate(seen_when_fetched)) <= 3
+
+
+def test_hostile_sitemaps_are_refused_or_harmless() -> None:
+    """A gzip bomb is refused once inflated past the size limit; an external entity is never read
+    (no /etc/passwd in a URL); HTML or garbage is no sitemap."""
+    import gzip
+
+    from facetrail.crawl.sitemaps import sitemap_entries
+
+    bomb = gzip.compress(b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">' + b" " * 50_000_000
+                         + b"</urlset>", 9)
+    assert sitemap_entries(bomb, 1_000_000) is None
+    xxe = (b'<?xml version="1.0"?><!DOCTYPE u [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+           b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>http://c.test/&x;</loc>'
+           b'</url></urlset>')
+    found = sitemap_entries(xxe, 1_000_000)
+    assert found is None or all("root:" not in location for location in found[1])
+    assert sitemap_entries(b"<html><body>not a sitemap</body></html>", 1000) is None
+    assert sitemap_entries(b"\x1f\x8bgarbage", 1000) is None

@@ -21,6 +21,7 @@ from .extract import ImageRef, Page, blocks_images, extract, robots_directives
 from .fetch import FetchError, SafeFetcher
 from .handler import Skipped
 from .scope import Scope
+from .sitemaps import MAX_SITEMAPS, sitemap_entries
 
 IMAGE_PRIORITY = 10  # images of a page are fetched before the crawl goes deeper
 # Images of one page indexed at most: real pages, galleries included, show far fewer; a page listing
@@ -31,13 +32,9 @@ MAX_IMAGES_PER_CRAWL = 20_000
 # Links of one page followed at most (or the crawl's page limit, if higher): a page listing more is a
 # trap or a generated index; its further links are reachable from other pages.
 MAX_LINKS_PER_PAGE = 10_000
-# Sitemap files (robots.txt Sitemap: lines, /sitemap.xml, and the files sitemap indexes list) read at
-# most by one crawl, and entries read at most from one file (the protocol's own limit).
-MAX_SITEMAPS = 50
 # Image requests handed to Scrapy at a time; the others wait as plain (image, page) pairs and become
 # requests as these finish, so a crawl's queue holds this many requests, not every image found.
 MAX_IMAGE_REQUESTS = 64
-MAX_SITEMAP_ENTRIES = 50_000
 
 
 @dataclass(frozen=True)
@@ -275,7 +272,7 @@ class FacetrailSpider(Spider):
         """Sitemap index: its sitemaps; sitemap: its pages, the most recently modified first
         (`lastmod`), each within scope and the crawl's page limit like any link."""
         url = response.request.url if response.request is not None else response.url
-        entries = _sitemap_entries(response, self.fetcher.policy.max_bytes)
+        entries = sitemap_entries(response.body, self.fetcher.policy.max_bytes)
         if entries is None:
             if not response.meta.get("guessed"):
                 self.skip(url, "not_a_sitemap", f"{url} is not a sitemap (XML, or gzip-compressed XML)")
@@ -353,28 +350,3 @@ def _header(headers: Any, name: bytes) -> str | None:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
-
-
-def _sitemap_entries(response: Response, max_bytes: int) -> tuple[str, list[str]] | None:
-    """(type, locations) of a sitemap answer, at most MAX_SITEMAP_ENTRIES, pages newest `lastmod`
-    first; None if it is not a sitemap. A gzip file is inflated up to `max_bytes`."""
-    from lxml.etree import XMLSyntaxError
-    from scrapy.utils.gz import gunzip
-    from scrapy.utils.sitemap import Sitemap
-
-    body = response.body
-    if body[:2] == b"\x1f\x8b":
-        try:
-            body = gunzip(body, max_size=max_bytes)
-        except (OSError, EOFError, ValueError):  # corrupt, or over max_bytes (a bomb)
-            return None
-    try:
-        sitemap = Sitemap(body)
-        if sitemap.type not in ("urlset", "sitemapindex"):
-            return None
-        entries = [entry for entry, _ in zip(sitemap, range(MAX_SITEMAP_ENTRIES), strict=False)]
-    except (XMLSyntaxError, StopIteration):
-        return None
-    if sitemap.type == "urlset":  # most recently modified first; no lastmod last
-        entries.sort(key=lambda entry: str(entry.get("lastmod") or ""), reverse=True)
-    return sitemap.type, [str(entry["loc"]) for entry in entries if entry.get("loc")]
