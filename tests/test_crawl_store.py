@@ -114,3 +114,33 @@ def test_the_resume_marker_lasts_until_the_crawl_is_stored(data, monkeypatch) ->
         crawled = cli(data, "crawl", "news", "--workers", "1")  # through the CLI: stored, then removed
     assert crawled.exit_code == 0, crawled.output
     assert not marker.exists()
+
+
+def test_waiting_appearances_on_both_databases(settings, dev_images) -> None:
+    """The pipeline alone, on SQLite and PostgreSQL: a page shown before its images is stored with
+    the one whose bytes were stored (arriving after the page, and again on a second page), never
+    with one whose bytes are unusable or one that was never fetched (a skip, or nothing at all)."""
+    from facetrail.governance.actors import Actor
+    from facetrail.index import open_index
+    from facetrail.ingest import Ingestor, Item, PageRecord, Skip
+    from facetrail.ingest.sources import SourceSpec, add_source
+
+    db = Database(settings.db_url)
+    with db.session() as session, session.begin():
+        source = add_source(session, Actor("ada", "admin", "test"), SourceSpec(
+            "site", "site", LEGAL, start_urls=("https://site.example/",)))
+    face = dev_images[0].path.read_bytes()
+    page = "https://site.example/"
+    images = {name: f"https://site.example/{name}.jpg" for name in ("good", "broken", "missing", "never")}
+    stream = [
+        PageRecord(page, None, "Home", 200, tuple((url, name) for name, url in images.items())),
+        Item(images["good"], len(face), data=face, status=200),
+        Item(images["broken"], 100, data=face[:100], status=200),
+        Skip(images["missing"], "http_status", "404", 404),
+        PageRecord(page + "two", None, "Two", 200, ((images["good"], "again"),)),
+    ]
+    summary = Ingestor(settings, db, open_index(settings, db), source).run(stream)
+    assert summary.images == 1 and summary.pages == 2
+    with db.session() as session:
+        shown = {(row.page_url, row.image_url, row.alt) for row in session.scalars(select(Appearance))}
+    assert shown == {(page, images["good"], "good"), (page + "two", images["good"], "again")}
