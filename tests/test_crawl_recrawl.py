@@ -6,18 +6,20 @@ it sends."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 from sqlalchemy import select
 
 from facetrail.store import Appearance, Database, Image, Location
 
+from .support import add_accounts
 from .test_crawl_store import LEGAL, cli
-from .test_crawl_store import data as data  # noqa: PLC0414 - the data folder fixture
 
 MODIFIED = "Wed, 01 May 2024 10:00:00 GMT"
 
@@ -72,7 +74,18 @@ def conditional_server() -> Iterator[Conditional]:
         server.server_close()
 
 
-def test_an_unchanged_site_is_recrawled_without_downloading_its_images(data, dev_images, monkeypatch) -> None:
+@pytest.fixture
+def data(tmp_path, db_url, monkeypatch) -> Path:
+    """A data folder whose database is SQLite or PostgreSQL (FACETRAIL_DATABASE_URL), with accounts."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    monkeypatch.setenv("FACETRAIL_DATABASE_URL", db_url)
+    add_accounts(Database(db_url))
+    return data_dir
+
+
+def test_an_unchanged_site_is_recrawled_without_downloading_its_images(data, db_url, dev_images,
+                                                                        monkeypatch) -> None:
     photos = [image.path.read_bytes() for image in dev_images[:3]]
     with conditional_server() as site:
         site.routes.update({
@@ -90,7 +103,7 @@ def test_an_unchanged_site_is_recrawled_without_downloading_its_images(data, dev
         first = cli(data, "crawl", "news", "--workers", "1")
         assert first.exit_code == 0, first.output
         first_bytes = sum(site.sent.values())
-        db = Database(f"sqlite:///{data / 'facetrail.db'}")
+        db = Database(db_url)
         with db.session() as session:
             seen_before = {row.location: row.last_seen
                            for row in session.execute(select(Location.location, Location.last_seen))}
