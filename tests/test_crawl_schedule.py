@@ -13,8 +13,8 @@ from facetrail.ingest.schedule import due, parse_every
 from facetrail.store import AuditEntry, Database, Source
 
 from .support import Route, serve
+from .test_crawl_recrawl import data as data  # noqa: PLC0414 - a data folder on SQLite or PostgreSQL
 from .test_crawl_store import LEGAL, cli
-from .test_crawl_store import data as data  # noqa: PLC0414 - the data folder fixture
 
 
 def test_intervals() -> None:
@@ -24,7 +24,7 @@ def test_intervals() -> None:
             parse_every(bad)
 
 
-def test_a_scheduled_site_is_crawled_when_due_and_audited(data, dev_images, monkeypatch) -> None:
+def test_a_scheduled_site_is_crawled_when_due_and_audited(data, db_url, dev_images, monkeypatch) -> None:
     with serve("", "") as (web, other):
         for site in (web, other):
             site.routes["/"] = Route.html("<title>Home</title><img src='/a.jpg'>")
@@ -45,7 +45,7 @@ def test_a_scheduled_site_is_crawled_when_due_and_audited(data, dev_images, monk
         requests = len(web.log)
         second = cli(data, "scheduler", "--once", "--workers", "1")  # ran just now: not due for a day
         assert second.exit_code == 0 and len(web.log) == requests
-    db = Database(f"sqlite:///{data / 'facetrail.db'}")
+    db = Database(db_url)
     with db.session() as session:
         entries = list(session.scalars(select(AuditEntry).where(AuditEntry.action == "source.crawl")))
         assert len(entries) == 1 and entries[0].details["source"] == "news"
