@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from facetrail.store import Appearance, Database, Image, Location
+from facetrail.store.models import FetchValidator
 
 from .support import add_accounts
 from .test_crawl_store import LEGAL, cli
@@ -124,3 +125,9 @@ def test_an_unchanged_site_is_recrawled_without_downloading_its_images(data, db_
     assert all(seen_after[url] > seen_before[url] for url in seen_before)  # still seen, and now
     assert shown == {(site.url("/"), site.url("/a.jpg")), (site.url("/"), site.url("/b.jpg")),
                      (site.url("/two.html"), site.url("/a.jpg")), (site.url("/two.html"), site.url("/c.jpg"))}
+    with db.session() as session:
+        assert len(session.scalars(select(FetchValidator)).all()) == 3
+    removed = cli(data, "source", "remove", "news", "--yes", user="ada")
+    assert removed.exit_code == 0, removed.output
+    with db.session() as session:  # a removed source leaves no trace of its URLs
+        assert session.scalars(select(FetchValidator)).all() == []
