@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from facetrail.cli import app
 from facetrail.config import Settings
+from facetrail.errors import Refused
 from facetrail.governance import audit, auditguards, audittree, checkpoints, merkle
 from facetrail.governance.actors import Actor
 from facetrail.store import AuditEntry, Database
@@ -434,3 +435,18 @@ def test_a_log_from_before_the_tree_is_put_into_it_on_upgrade(tmp_path, db_url):
         first = [entry_id for _, entry_id, _ in audittree.leaves(session)][:12]
     assert result.problem is None and result.count > 12
     assert first == list(range(1, 13))
+
+
+def test_after_the_newest_entries_are_deleted_nothing_more_is_done_until_it_is_checked(log):
+    """SQLite numbers a new row after the highest id left, so a deletion of the newest entries
+    brings their ids back: facetrail refuses to record (and so to act) rather than fork the tree."""
+    if log.db.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's sequences never give an id twice")
+    unguard(log.db)
+    with log.db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE id > (SELECT MAX(id) - 3 FROM audit_log)"))
+    with pytest.raises(Refused) as refused, log.db.session() as session, session.begin():
+        audit.record(session, IVAN, "search", "trust-and-safety", case_ref="after")
+    assert refused.value.code == "audit_log_broken"
+    checked = verify(log)
+    assert checked.exit_code == 1 and "entries deleted" in checked.stdout, checked.output

@@ -79,7 +79,7 @@ def audit_verify(
     Prints OK, or what is wrong and exits 1."""
     from ..governance import audit, auditguards, checkpoints
 
-    db = open_db(ctx.obj.settings)
+    db = _open_to_check(ctx.obj.settings)
     acting(ctx, db, "audit.read")
     notes = [c for path in checkpoint or [] for c in _checkpoints_in(path)]
     with db.session() as session, session.begin():
@@ -97,6 +97,21 @@ def audit_verify(
         err.print(f"[red]WARNING:[/] {literal(auditguards.warning(unguarded))}", soft_wrap=True)
     if failed or unguarded:
         raise typer.Exit(1)
+
+
+def _open_to_check(settings):
+    """The database, even when the log is too broken to record the settings change that opening
+    it records: checking it is what the refusal asks for."""
+    from ..errors import Refused
+    from ..store import Database
+
+    try:
+        return open_db(settings)
+    except Refused as exc:
+        if exc.code != "audit_log_broken":
+            raise
+        err.print(f"[red]WARNING:[/] {literal(exc)}", soft_wrap=True)
+        return Database(settings.db_url)
 
 
 def _checkpoints_in(path: Path) -> list:

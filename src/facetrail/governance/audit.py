@@ -18,7 +18,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+
+from ..errors import Refused
 
 from ..store import AuditEntry
 from ..store.db import write_lock
@@ -103,7 +106,12 @@ def record(session: Session, actor: Actor | None, action: str, purpose: str | No
     session.add(entry)
     session.flush()
     catch_up(session, before=entry.id)
-    audittree.append(session, entry.id, leaf(entry))
+    try:
+        audittree.append(session, entry.id, leaf(entry))
+    except IntegrityError:  # an entry id the tree already holds: entries were deleted behind our back
+        raise Refused("the audit log was changed behind facetrail's back (an entry id its Merkle tree already "
+                      "holds came back): nothing is recorded, so nothing is done, until it is checked: "
+                      "facetrail audit verify --checkpoint WITNESS_FILE", code="audit_log_broken") from None
     return entry
 
 
