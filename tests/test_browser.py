@@ -320,3 +320,31 @@ def test_a_supervisor_opens_a_case_and_adds_a_member_in_the_browser(browser, ser
     assert "BROWSER-1" in supervisor.locator("table.cases").inner_text()
     assert [e for e in errors if "status of 422" not in e] == []  # the refused form answered 422, on purpose
     supervisor.context.close()
+
+
+def test_one_search_with_several_photos_of_the_person(page, server, dev_images, tmp_path):
+    """Photos added to the same search before submitting: one without a face is turned away with
+    the reason; the results say which photo each matched."""
+    from .support import image_bytes
+
+    paths = [d.path for d in dev_images if d.identity == "bill_gates"][:3]
+    blank = tmp_path / "blank.png"
+    blank.write_bytes(image_bytes("white", "PNG", (64, 64)))
+    errors = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.goto(server)
+    page.set_input_files("#image", str(paths[0]))
+    page.locator(".face-box").first.wait_for()
+    page.set_input_files("#more-photos", [str(p) for p in paths[1:]])
+    page.locator("#extra-list li").nth(1).wait_for()
+    page.set_input_files("#more-photos", str(blank))
+    page.locator("#status.error").wait_for()
+    assert "no face" in page.locator("#status").inner_text()
+    assert page.locator("#extra-list li").count() == 2
+    fill_reasons(page)
+    page.click("#submit")
+    page.locator("#grid li.result").first.wait_for()
+    matched = {text.split("matched photo ")[1] for text in page.locator("#grid .band").all_inner_texts()}
+    assert matched <= {"1", "2", "3"} and len(matched) >= 2
+    screenshot(page, "several-photos")
+    assert [e for e in errors if "status of 4" not in e] == []

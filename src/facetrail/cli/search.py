@@ -22,13 +22,17 @@ commands = typer.Typer()
 @commands.command()
 def search(
     ctx: typer.Context,
-    photos: Annotated[list[Path], typer.Argument(help="Query photo(s); each is searched separately.")],
+    photos: Annotated[list[Path], typer.Argument(help="Query photo(s); each is searched separately, unless "
+                                                      "--one-person.")],
     purpose: Annotated[str, typer.Option(help="Purpose category (see FACETRAIL_PURPOSES); recorded.")] = "",
     justification: Annotated[str, typer.Option(help="Why this search is needed; recorded.")] = "",
     case: Annotated[str, typer.Option("--case", help="Case reference; recorded.")] = "",
     face: Annotated[int | None, typer.Option(help="Which face in the photo (index; default the largest).")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=1000, help="Number of results.")] = None,
-    threshold: Annotated[float | None, typer.Option(help="Largest distance reported [default 0.6].")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Largest distance reported [default: the model's "
+                                                         "calibrated threshold].")] = None,
+    one_person: Annotated[bool, typer.Option("--one-person", help="The photos (1-10) show one person: one search, "
+                                             "each result matched against the nearest photo.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo (JSON Lines).")] = False,
     urgent: Annotated[bool, typer.Option(help="Urgent: results at once, approval due within 48 h.")] = False,
     mode: Annotated[
@@ -51,6 +55,18 @@ def search(
     actor = acting(ctx, db, "search")
     check_request(settings, actor, purpose, justification, case, urgent)  # before loading the model
     searcher = Searcher.open(settings, db)
+    if one_person:
+        if mode == "copies":
+            err.print("[red]error:[/] --one-person is for face searches, not --mode copies")
+            raise typer.Exit(2)
+        result = searcher.search([p.read_bytes() for p in photos], actor=actor, purpose=purpose,
+                                 justification=justification, case_ref=case, face=face if len(photos) == 1 else None,
+                                 top_k=top_k, threshold=threshold, name=[str(p) for p in photos], urgent=urgent)
+        if as_json:
+            sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        else:
+            _print_result(photos[0] if len(photos) == 1 else Path(f"{len(photos)} photos of one person"), result)
+        raise typer.Exit(1 if result.error else 0)
     failures = 0
     for photo in photos:
         if mode == "copies":
@@ -118,7 +134,8 @@ def _print_result(photo: Path, result) -> None:
     if not result.results:
         out.print("No match within the threshold.")
         return
-    table = Table("#", "face", "distance", "similarity", "checked")
+    several = len(result.query.get("photos") or []) > 1
+    table = Table("#", "face", "distance", "similarity", "checked", *(["photo"] if several else []))
     table.add_column("where (page or file)", overflow="fold")
     for rank, m in enumerate(result.results, 1):
         places = [literal(a["page_url"] or a["location"]) + (" (gone)" if a["gone"] else "")
@@ -126,7 +143,7 @@ def _print_result(photo: Path, result) -> None:
         more = f"\n(+{len(places) - 3} more)" if len(places) > 3 else ""
         table.add_row(
             str(rank), str(m.face_id), f"{m.distance:.3f}", f"{m.similarity:.2f}", m.verification.get("state", ""),
-            "\n".join(places[:3]) + more,
+            *([str(m.query_photo + 1)] if several else []), "\n".join(places[:3]) + more,
         )
     out.print(table)
     out.print(f"(search {result.audit_id}; confirm a match with `facetrail confirm {result.audit_id} FACE`)")

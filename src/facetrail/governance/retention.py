@@ -17,6 +17,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ..config import Settings
+from ..faces.registry import calibration
 from ..store import QueryEmbedding, WebSession
 from . import audit
 from .actors import Actor
@@ -30,11 +31,18 @@ def similar_searches(session: Session, settings: Settings, username: str, vector
             QueryEmbedding.username == username, QueryEmbedding.created_at >= since
         )
     ).all()
-    if not rows:
-        return []
-    earlier = np.frombuffer(b"".join(r.embedding for r in rows), np.float32).reshape(len(rows), -1)
-    close = np.linalg.norm(earlier - np.asarray(vector, np.float32), axis=1) <= settings.match_threshold
-    return [r.case_ref for r, hit in zip(rows, close) if hit]
+    vector = np.asarray(vector, np.float32).ravel()
+    threshold = calibration(settings).match_threshold
+    return [r.case_ref for r in rows if _near(r.embedding, vector, threshold)]
+
+
+def _near(stored: bytes, vector: np.ndarray, threshold: float) -> bool:
+    """Whether any of a search's query descriptors (one per photo, stored one after another) is
+    within `threshold` of `vector` (descriptors of another model, another length, never are)."""
+    earlier = np.frombuffer(stored, np.float32)
+    if earlier.size % vector.size:
+        return False
+    return bool((np.linalg.norm(earlier.reshape(-1, vector.size) - vector, axis=1) <= threshold).any())
 
 
 def repeat_subject_note(session: Session, settings: Settings, username: str, case_ref: str, vector) -> str | None:
@@ -49,6 +57,7 @@ def repeat_subject_note(session: Session, settings: Settings, username: str, cas
 
 
 def remember(session: Session, search_id: int, username: str, case_ref: str, vector) -> None:
+    """Keep a search's query descriptor(s) (one per photo) for the repeat-subject window."""
     session.add(
         QueryEmbedding(
             search_id=search_id,

@@ -31,6 +31,7 @@ class Match:
     box: tuple[int, int, int, int]
     image: dict
     verification: dict = field(default_factory=dict)  # state and who confirmed it, in this case
+    query_photo: int = 0  # which of the search's photos it matched best (0: the first)
 
 
 @dataclass

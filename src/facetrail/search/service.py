@@ -18,6 +18,7 @@ from sqlalchemy.orm import selectinload
 from ..config import Settings
 from ..faces import Face as FaceData
 from ..faces import FaceEngine
+from ..faces.registry import calibration
 from ..governance import approvals, art12, audit, retention, verification
 from ..governance import limits as rate_limits
 from ..governance.actors import Actor
@@ -41,6 +42,41 @@ from .subject_access import SubjectAccess, request_details
 # Query photos of at least twice this long side are decoded reduced (a 12 MP phone photo at half
 # size: 3x faster to decode, 4x fewer pixels to scan); boxes are given in the photo's own pixels.
 QUERY_SIDE = 1600
+
+
+MAX_QUERY_PHOTOS = 10  # photos of one person in one search
+
+
+@dataclass(frozen=True)
+class _Query:
+    """One query photo as the search sees it: what the result says about it, its descriptor."""
+
+    query: dict  # sha256, name, faces (boxes), selected
+    vector: np.ndarray | None
+    error: str | None = None
+    error_code: str | None = None
+
+
+def _per_photo(photo, face, name) -> tuple[list[bytes], list[int | None], list[str | None]]:
+    """The photos of a search with the face and name of each (single values for one photo)."""
+    photos = [photo] if isinstance(photo, bytes | bytearray) else list(photo)
+    if not 1 <= len(photos) <= MAX_QUERY_PHOTOS:
+        raise SearchRefused(f"a search takes 1 to {MAX_QUERY_PHOTOS} photos of one person, not {len(photos)}",
+                            "too_many_photos")
+    faces = list(face) if isinstance(face, list | tuple) else [face] * len(photos)
+    names = list(name) if isinstance(name, list | tuple) else [name] * len(photos)
+    if len(faces) != len(photos) or len(names) != len(photos):
+        raise SearchRefused("give one face number per photo", "no_such_face")
+    return photos, faces, names
+
+
+def _first_error(queries: list[_Query]) -> tuple[str | None, str | None]:
+    """The first photo's problem, naming the photo when there are several."""
+    for n, query in enumerate(queries, 1):
+        if query.error:
+            prefix = f"photo {n}: " if len(queries) > 1 else ""
+            return prefix + query.error, query.error_code
+    return None, None
 
 
 @dataclass(frozen=True)
@@ -71,60 +107,55 @@ class Searcher(SubjectAccess):
         self._opt_outs = OptOutCache(radii(settings).block)
         self._copy_hashes = CopyHashes()
 
+    @property
+    def match_threshold(self) -> float:
+        """The largest distance reported as a match: the active model's calibrated threshold
+        (faces/registry.py), unless FACETRAIL_MATCH_THRESHOLD sets one."""
+        return calibration(self.settings).match_threshold
+
     def search(
         self,
-        photo: bytes,
+        photo: bytes | list[bytes],
         *,
         actor: Actor,
         purpose: str,
         justification: str,
         case_ref: str,
-        face: int | None = None,
+        face: int | None | list[int | None] = None,
         top_k: int | None = None,
         threshold: float | None = None,
-        name: str | None = None,
+        name: str | None | list[str | None] = None,
         urgent: bool = False,
     ) -> SearchResult:
-        """Search for the person in `photo`. Raises SearchRefused unless the actor may search and
-        gives a purpose category, a justification and a case reference. Under a `prior` approval
-        policy the results are withheld until a supervisor approves (see `decide`)."""
+        """Search for the person in `photo`, or in several photos of the same person (a list, 1 to
+        MAX_QUERY_PHOTOS; `face` and `name` then per photo): each photo's chosen face (default:
+        its largest) is a query descriptor, every result is ranked by its nearest one and says
+        which photo matched it (`query_photo`). Raises SearchRefused unless the actor may search
+        and gives a purpose category, a justification and a case reference. Under a `prior`
+        approval policy the results are withheld until a supervisor approves (see `decide`)."""
+        photos, chosen, names = _per_photo(photo, face, name)
         policy = check_request(self.settings, actor, purpose, justification, case_ref, urgent)
         justification, case_ref = justification.strip(), case_ref.strip()
         self._check_rate(actor)
         top_k = top_k or self.settings.top_k
-        threshold = self.settings.match_threshold if threshold is None else threshold
+        threshold = self.match_threshold if threshold is None else threshold
         use = art12.Use()  # Art. 12(3): the period of each use
-        sha = hashlib.sha256(photo).hexdigest()
-        result = SearchResult(query={"sha256": sha, "name": name, "faces": [], "selected": None})
-        try:
-            _, faces = self.faces_in(photo)
-        except DecodeError as exc:
-            faces = []
-            result.error, result.error_code = f"not a usable image: {exc}", exc.reason
-        result.query["faces"] = [
-            asdict(QueryFace(i, f.box, round(f.score, 4), f.size)) for i, f in enumerate(faces)
-        ]
-        if faces:
-            selected = 0 if face is None else face
-            if not 0 <= selected < len(faces):
-                result.error_code = "no_such_face"
-                result.error = f"face {selected} does not exist: the photo has {len(faces)} face(s), 0-{len(faces) - 1}"
-            else:
-                result.query["selected"] = selected
-        elif not result.error:
-            result.error, result.error_code = "no face found in the photo", "no_face"
+        queries = [self._query(p, f, n) for p, f, n in zip(photos, chosen, names)]
+        result = SearchResult(query={**queries[0].query, "photos": [q.query for q in queries]})
+        result.error, result.error_code = _first_error(queries)
+        vectors = [] if result.error else [q.vector for q in queries]
+        sha = queries[0].query["sha256"]
 
         note = None
         with self.db.session() as session, session.begin():
-            if result.query["selected"] is not None:
-                vector = faces[result.query["selected"]].embedding
-                note = retention.repeat_subject_note(session, self.settings, actor.username, case_ref, vector)
-                if note:
-                    policy = "prior"  # held for a supervisor, whatever the role's policy
-            withheld = policy == "prior" and result.query["selected"] is not None
-            blocked = result.query["selected"] is not None and self._query_blocked(session, vector)
-            if result.query["selected"] is not None and not withheld:
-                found = self._neighbours(session, vector, top_k, threshold, case_ref)
+            for vector in vectors:
+                note = note or retention.repeat_subject_note(session, self.settings, actor.username, case_ref, vector)
+            if note:
+                policy = "prior"  # held for a supervisor, whatever the role's policy
+            withheld = policy == "prior" and bool(vectors)
+            blocked = any(self._query_blocked(session, vector) for vector in vectors)
+            if vectors and not withheld:
+                found = self._nearest_of(session, vectors, top_k, threshold, case_ref)
                 result.results = [] if blocked else found  # the searcher is told only that nothing was found
             entry = audit.record(
                 session,
@@ -133,7 +164,9 @@ class Searcher(SubjectAccess):
                 purpose,
                 **{
                     **request_details(actor, justification, case_ref, sha),
-                    "faces_found": len(faces),
+                    "query_photos": [{"sha256": q.query["sha256"], "faces_found": len(q.query["faces"]),
+                                      "selected_face": q.query["selected"]} for q in queries],
+                    "faces_found": len(queries[0].query["faces"]),
                     "selected_face": result.query["selected"],
                     "top_k": top_k,
                     "threshold": threshold,
@@ -149,13 +182,47 @@ class Searcher(SubjectAccess):
                 },
             )
             result.audit_id = entry.id
-            if result.query["selected"] is not None:
-                retention.remember(session, entry.id, actor.username, case_ref, vector)
+            if vectors:
+                stacked = np.stack([np.asarray(v, np.float32) for v in vectors])
+                retention.remember(session, entry.id, actor.username, case_ref, stacked)
                 if policy != "none":
-                    held = vector if withheld else None
+                    held = stacked if withheld else None
                     approval = approvals.open_approval(session, self.settings, entry, actor, policy, held, note)
                     result.approval = approvals.describe(approval)
         return result
+
+    def _query(self, photo: bytes, face: int | None, name: str | None) -> _Query:
+        """One query photo: its faces, the chosen one (default the largest) and its descriptor,
+        or why it cannot be used."""
+        query = {"sha256": hashlib.sha256(photo).hexdigest(), "name": name, "faces": [], "selected": None}
+        try:
+            _, faces = self.faces_in(photo)
+        except DecodeError as exc:
+            return _Query(query, None, f"not a usable image: {exc}", exc.reason)
+        query["faces"] = [asdict(QueryFace(i, f.box, round(f.score, 4), f.size)) for i, f in enumerate(faces)]
+        if not faces:
+            return _Query(query, None, "no face found in the photo", "no_face")
+        selected = 0 if face is None else face
+        if not 0 <= selected < len(faces):
+            return _Query(query, None, f"face {selected} does not exist: the photo has {len(faces)} face(s), "
+                                       f"0-{len(faces) - 1}", "no_such_face")
+        query["selected"] = selected
+        return _Query(query, faces[selected].embedding)
+
+    def _nearest_of(self, session, vectors: list, top_k: int, threshold: float, case_ref: str) -> list[Match]:
+        """The top_k faces nearest to any of the query descriptors, each at its distance to the
+        nearest one, which `query_photo` names."""
+        best: dict[int, tuple[float, int]] = {}
+        for photo, vector in enumerate(vectors):
+            distances, ids = self.index.search(vector, top_k)
+            for i, d in zip(ids[0], distances[0]):
+                if i >= 0 and d <= threshold and (int(i) not in best or d < best[int(i)][0]):
+                    best[int(i)] = (float(d), photo)
+        hits = sorted(((face_id, d) for face_id, (d, _) in best.items()), key=lambda hit: hit[1])[:top_k]
+        matches = self._matches(session, hits, case_ref)
+        for match in matches:
+            match.query_photo = best[match.face_id][1]
+        return matches
 
     def decide(self, actor: Actor, approval_id: int, approve: bool, reason: str) -> dict:
         """A supervisor's decision on a search. Approving a prior search runs it now, with the
@@ -165,13 +232,11 @@ class Searcher(SubjectAccess):
             if approval.held_embedding is not None:
                 if approve:
                     search = session.get(AuditEntry, approval.search_id)
-                    vector = np.frombuffer(approval.held_embedding, np.float32)
-                    distances, ids = self.index.search(vector, search.details["top_k"])
-                    approval.results = [
-                        [int(i), round(float(d), 6)]
-                        for i, d in zip(ids[0], distances[0])
-                        if i >= 0 and d <= search.details["threshold"]
-                    ] if not self._query_blocked(session, vector) else []  # the query matches an opt-out
+                    vectors = list(np.frombuffer(approval.held_embedding, np.float32).reshape(-1, self.index.dim))
+                    found = self._nearest_of(session, vectors, search.details["top_k"], search.details["threshold"],
+                                             search.details["case_ref"])
+                    blocked = any(self._query_blocked(session, vector) for vector in vectors)
+                    approval.results = [] if blocked else [[m.face_id, round(m.distance, 6)] for m in found]
                 approval.held_embedding = None
             approvals.record_decision(session, actor, approval, overdue)
             return approvals.describe(approval)
@@ -303,11 +368,6 @@ class Searcher(SubjectAccess):
         """True if a query face matches an opt-out (blocking radius): its search returns nothing."""
         return bool(self._opt_outs.get(session).blocked(vector)[0])
 
-    def _neighbours(self, session, vector: np.ndarray, top_k: int, threshold: float, case_ref: str) -> list[Match]:
-        distances, ids = self.index.search(vector, top_k)
-        hits = [(int(i), float(d)) for i, d in zip(ids[0], distances[0]) if i >= 0 and d <= threshold]
-        return self._matches(session, hits, case_ref)
-
     def _matches(self, session, hits: list[tuple[int, float]], case_ref: str) -> list[Match]:
         """Result rows for (face id, distance) hits: deleted and opted-out faces left out."""
         if not hits:
@@ -336,7 +396,7 @@ class Searcher(SubjectAccess):
                     face_id=face_id,
                     distance=round(distance, 6),
                     similarity=similarity(distance),
-                    band=band(distance),
+                    band=band(distance, self.engine.model_name),
                     box=row.box,
                     image=image_dict(image, where.get(image.id, [])),
                 )

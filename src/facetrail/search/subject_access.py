@@ -62,7 +62,7 @@ class SubjectAccess:
                     "faces_found": len(faces),
                     "selected_face": 0,
                     "top_k": SUBJECT_REPORT_SIZE,
-                    "threshold": self.settings.match_threshold,
+                    "threshold": self.match_threshold,
                     "model": self.engine.model_name,
                     "index": {"kind": self.index.kind, "size": len(self.index), "version": self.index.version},
                     "results": [],
@@ -111,7 +111,7 @@ class SubjectAccess:
             "made_by": actor.username,
             "approved_by": approved_by,
             "audit_id": audit_id,
-            "threshold": self.settings.match_threshold,
+            "threshold": self.match_threshold,
             "images": [
                 {
                     "sha256": m.image["sha256"],

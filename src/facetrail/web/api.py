@@ -16,6 +16,7 @@ from ..errors import Refused
 from ..images.previews import make_crop
 from ..search import check_request
 from ..search.opt_out import RECEIVED as OPT_OUT_RECEIVED
+from ..search.service import MAX_QUERY_PHOTOS
 from ..search.service import confirm_match as confirm
 from ..search.stats import counts
 from . import cpu, deps
@@ -82,12 +83,14 @@ def faces_of(searcher, data: bytes) -> dict:
 @router.post("/api/v1/search", tags=["search"])
 async def search(
     request: Request,
-    image: Annotated[UploadFile, File(description="The query photo")],
+    image: Annotated[list[UploadFile], File(description="The query photo; repeated (1-10): photos of one person, "
+                                                        "each result matched against the nearest")],
     actor: MaySearch,
     purpose: Annotated[str, Form(description="Purpose category, one of the configured list (recorded)")] = "",
     justification: Annotated[str, Form(description="Why this search is needed (recorded)")] = "",
     case_ref: Annotated[str, Form(description="Case reference (recorded)")] = "",
-    face: Annotated[int | None, Form(description="Which face of the photo; default the largest")] = None,
+    face: Annotated[list[int] | None, Form(description="Which face of each photo (repeated, in the photos' "
+                                                          "order); default the largest")] = None,
     top_k: Annotated[int | None, Form(ge=1, le=1000, description="Number of results")] = None,
     threshold: Annotated[float | None, Form(gt=0, le=2, description="Largest distance reported")] = None,
     urgent: Annotated[bool, Form(description="Urgent: results at once, approval due within 48 h")] = False,
@@ -100,15 +103,23 @@ async def search(
     object as `facetrail search --json`, plus `crop_url` and `thumb_url` for each result (copies:
     `thumb_url`). Every search is written to the audit log."""
     check_request(deps.settings(request), actor, purpose, justification, case_ref, urgent)  # before the upload
-    data = await deps.read_upload(request, image)
+    if not 1 <= len(image) <= MAX_QUERY_PHOTOS or (mode == "copies" and len(image) > 1):
+        raise Refused(f"Send 1 to {MAX_QUERY_PHOTOS} photos of one person (a copy search takes one).",
+                      "too_many_photos")
+    if face is not None and len(face) not in (1, len(image)):
+        raise Refused("Give one face number per photo.", "no_such_face")
+    photos = await deps.read_uploads(request, image)
     searcher = deps.searcher(request)
     if mode == "copies":  # decode, detect, embed, index search and the audit entry: in the CPU pool
-        result = await cpu.run(request, searcher.copies, data, actor=actor, purpose=purpose,
-                               justification=justification, case_ref=case_ref, top_k=top_k, name=image.filename)
+        result = await cpu.run(request, searcher.copies, photos[0], actor=actor, purpose=purpose,
+                               justification=justification, case_ref=case_ref, top_k=top_k, name=image[0].filename)
     else:
-        result = await cpu.run(request, searcher.search, data, actor=actor, purpose=purpose,
-                               justification=justification, case_ref=case_ref, face=face, top_k=top_k,
-                               threshold=threshold, name=image.filename, urgent=urgent)
+        one = len(photos) == 1
+        result = await cpu.run(request, searcher.search, photos[0] if one else photos, actor=actor, purpose=purpose,
+                               justification=justification, case_ref=case_ref,
+                               face=(face[0] if face else None) if one else (face or None), top_k=top_k,
+                               threshold=threshold, name=image[0].filename if one else [i.filename for i in image],
+                               urgent=urgent)
     if result.error_code == "no_face":
         raise Refused("No face was found in this photo. Try a clearer, larger photo of the face.", "no_face")
     if result.error:

@@ -203,15 +203,32 @@ def set_cookie(response, request: Request, name: str, value: str, max_age: int) 
 # Shared by pages and API
 
 
-async def read_upload(request: Request, image: UploadFile) -> bytes:
+async def read_upload(request: Request, image: UploadFile, limit: int | None = None) -> bytes:
     """The uploaded bytes, refusing more than the configured limit without reading it all."""
-    limit = settings(request).upload_max_bytes
+    limit = settings(request).upload_max_bytes if limit is None else limit
     data = await image.read(limit + 1)
     if len(data) > limit:
         raise Refused(f"The photo is larger than the {limit // (1024 * 1024)} MB limit.", "too_large")
     if not data:
         raise Refused("The uploaded file is empty.", "empty")
     return data
+
+
+async def read_uploads(request: Request, images: list[UploadFile]) -> list[bytes]:
+    """Several uploaded photos, together within the one upload limit (what a server holds for one
+    request stays bounded however many photos it carries)."""
+    total = settings(request).upload_max_bytes
+    photos: list[bytes] = []
+    for image in images:
+        left = total - sum(map(len, photos))
+        try:
+            photos.append(await read_upload(request, image, left))
+        except Refused as exc:
+            if exc.code != "too_large" or len(images) == 1:
+                raise
+            raise Refused(f"The photos together are larger than the {total // (1024 * 1024)} MB limit: send fewer "
+                          "or smaller photos.", "too_large") from None
+    return photos
 
 
 def approval_queue(request: Request) -> list[dict]:
@@ -230,6 +247,6 @@ async def take_opt_out(request: Request, images: list[UploadFile], statement: st
         raise Refused("Too many requests from here; please try again later.", "rate_limited", retry)
     opt_outs.check_statement(statement)
     opt_outs.check_photo_count(len(images))
-    photos = [await read_upload(request, image) for image in images]
+    photos = await read_uploads(request, images)
     await cpu.run(request, opt_outs.take, searcher(request), photos, contact)  # detect, embed
     later.add_task(opt_outs.finish, searcher(request), media(request))

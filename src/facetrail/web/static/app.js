@@ -2,7 +2,8 @@
 "use strict";
 
 const PAGE = 12;
-const state = { file: null, faces: [], selected: null, topK: PAGE, photoUrl: null, mode: "faces" };
+const state = { file: null, faces: [], selected: null, topK: PAGE, photoUrl: null, mode: "faces", extra: [] };
+const MAX_PHOTOS = 10; // photos of one person in one search
 const $ = (id) => document.getElementById(id);
 const csrfToken = () => document.querySelector('meta[name="csrf-token"]').content;
 
@@ -104,8 +105,61 @@ function drawBoxes(width, height) {
   });
 }
 
+// Other photos of the same person: each must hold a face; the largest is used.
+function drawExtra() {
+  const list = $("extra-list");
+  list.replaceChildren(...state.extra.map((photo, i) => {
+    const item = document.createElement("li");
+    const thumb = document.createElement("img");
+    thumb.src = photo.url;
+    thumb.alt = `Photo ${i + 2}`;
+    const label = document.createElement("span");
+    label.textContent = `Photo ${i + 2}: ${photo.faces} face(s)`;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "link";
+    remove.textContent = "Remove";
+    remove.addEventListener("click", () => {
+      URL.revokeObjectURL(photo.url);
+      state.extra.splice(i, 1);
+      drawExtra();
+    });
+    item.append(thumb, label, remove);
+    return item;
+  }));
+  $("more-photos").disabled = state.extra.length + 1 >= MAX_PHOTOS;
+}
+
+async function addPhotos(files) {
+  for (const file of files) {
+    if (state.extra.length + 1 >= MAX_PHOTOS) {
+      setStatus(`A search takes at most ${MAX_PHOTOS} photos.`, true);
+      break;
+    }
+    const form = new FormData();
+    form.append("image", file);
+    const response = await post("/api/v1/faces", form);
+    if (!response.ok) {
+      setStatus(`${file.name}: ${await apiError(response)}`, true);
+      continue;
+    }
+    const body = await response.json();
+    if (!body.faces.length) {
+      setStatus(`${file.name}: no face was found in this photo, so it was not added.`, true);
+      continue;
+    }
+    state.extra.push({ file, url: URL.createObjectURL(file), faces: body.faces.length });
+    setStatus("");
+  }
+  $("more-photos").value = "";
+  drawExtra();
+}
+
 async function choosePhoto(file) {
   state.file = file;
+  state.extra.forEach((photo) => URL.revokeObjectURL(photo.url));
+  state.extra = [];
+  drawExtra();
   state.faces = [];
   state.selected = null;
   state.topK = PAGE;
@@ -135,6 +189,7 @@ async function choosePhoto(file) {
   }
   drawBoxes(body.width, body.height);
   selectFace(0);
+  $("add-photos").hidden = false;
   setStatus("");
 }
 
@@ -278,7 +333,8 @@ function resultCard(result, searchId, rank) {
                                                                        : document.createTextNode(place.title));
   const band = document.createElement("div");
   band.className = `band band-${result.band.replace(" ", "-")}`;
-  band.textContent = `#${rank} · ${bandWords(result.band)}`;
+  band.textContent = `#${rank} · ${bandWords(result.band)}` +
+    (state.photoCount > 1 ? ` · matched photo ${result.query_photo + 1}` : "");
   band.title = `distance ${result.distance.toFixed(3)}` + (result.band_meaning ? ` · ${result.band_meaning}` : "");
   const others = (result.image.appearances || []).slice(1);
   meta.append(band, where);
@@ -433,10 +489,14 @@ async function search(event, mode = "faces") {
   }
   const form = new FormData();
   form.append("image", state.file);
+  if (mode === "faces") state.extra.forEach((photo) => form.append("image", photo.file));
   form.append("purpose", $("purpose").value);
   form.append("justification", $("justification").value.trim());
   form.append("case_ref", $("case-ref").value.trim());
-  if (mode === "faces") form.append("face", String(state.selected));
+  if (mode === "faces") {
+    form.append("face", String(state.selected));
+    state.extra.forEach(() => form.append("face", "0")); // the largest face of each other photo
+  }
   form.append("mode", mode);
   form.append("top_k", String(state.topK));
   $("submit").disabled = true;
@@ -506,6 +566,7 @@ function showResults(body) {
   const items = copies ? body.copies : body.results;
   $("results-title").textContent = copies ? "Copies of this photo" : "Where this person appears";
   state.querySha = body.query && body.query.sha256;
+  state.photoCount = (body.query && body.query.photos && body.query.photos.length) || 1;
   grid.replaceChildren(...(copies ? items.map(copyCard) : groupedCards(items, body.audit_id)));
   grid.classList.toggle("grouped", !copies);
   domainSummary(body.by_domain || []);
@@ -542,6 +603,7 @@ function initSearch() {
     drop.classList.remove("over");
     if (e.dataTransfer.files.length) choosePhoto(e.dataTransfer.files[0]);
   });
+  $("more-photos").addEventListener("change", (e) => e.target.files.length && addPhotos([...e.target.files]));
   $("search-form").addEventListener("submit", search);
   $("more").addEventListener("click", () => { state.topK += PAGE; search(null, state.mode); });
   $("copies").addEventListener("click", () => { state.topK = PAGE; search(null, "copies"); });
