@@ -34,7 +34,7 @@ from facetrail.store import AuditEntry
 from facetrail.web import create_app
 from facetrail.web.cpu import CpuPool
 
-from .support import PASSWORD, SEARCH_FORM, pair_photo, photo_of, upload
+from .support import PASSWORD, SEARCH_FORM, image_bytes, pair_photo, photo_of, upload
 
 # Other modules search the same dev index as the same users: their searches must not rate-limit or
 # hold (repeat subject) these.
@@ -140,6 +140,21 @@ def test_a_held_search_leaves_health_pages_and_results_answering_and_refuses_mor
         again = client.post("/api/v1/search", files=upload(keanu), data=SEARCH_FORM, headers=bearer(iris))
         assert again.status_code == 200  # the pool is free again
         assert [r["face_id"] for r in again.json()["results"]] == [r["face_id"] for r in earlier["results"]]
+
+
+def test_opt_outs_the_server_was_too_busy_to_take_do_not_count_against_the_person(dev_index, dev_images):
+    """A person whose opt-outs met a full pool was turned away by the server, not by the rate
+    limit: trying again when it is free is not refused as too many requests."""
+    keanu = photo_of(dev_images, "keanu_reeves", 2).read_bytes()
+    blank = image_bytes("white", "PNG", (64, 64))  # no face: taken and answered, removes nothing
+    with serving(dev_index.settings, cpu_workers=1, cpu_queue=0, opt_out_per_hour=2) as (app, client):
+        with held_search(app, client, dev_index.tokens["ivan"], keanu) as running:
+            for _ in range(3):
+                assert_busy(client.post("/api/v1/opt-out", files=upload(blank), data={"statement": "yes"}))
+        assert running.result().status_code == 200
+        after = [client.post("/api/v1/opt-out", files=upload(blank), data={"statement": "yes"}) for _ in range(3)]
+        assert [a.json().get("code") for a in after][:2] != ["rate_limited"] * 2
+        assert [a.status_code == 429 for a in after] == [False, False, True]  # the limit itself still holds
 
 
 def test_a_busy_pool_refuses_the_opt_out_and_sign_in_forms_with_retry_after(dev_index, dev_images):

@@ -242,11 +242,17 @@ async def take_opt_out(request: Request, images: list[UploadFile], statement: st
     """An opt-out (1-10 photos) from the page or the API: raises Refused, or returns once it is
     recorded; the matching faces are removed after the answer (`later`), so it takes the same time
     whether or not the person was indexed. Rate-limited per client address, before anything is read."""
-    retry = request.app.state.opt_out_limit.hit(client_address(request))
+    limit, client = request.app.state.opt_out_limit, client_address(request)
+    retry = limit.hit(client)
     if retry is not None:
         raise Refused("Too many requests from here; please try again later.", "rate_limited", retry)
     opt_outs.check_statement(statement)
     opt_outs.check_photo_count(len(images))
     photos = await read_uploads(request, images)
-    await cpu.run(request, opt_outs.take, searcher(request), photos, contact)  # detect, embed
+    try:
+        await cpu.run(request, opt_outs.take, searcher(request), photos, contact)  # detect, embed
+    except Refused as exc:
+        if exc.code == "busy":  # the server could not take it: the person's try does not count
+            limit.give_back(client)
+        raise
     later.add_task(opt_outs.finish, searcher(request), media(request))

@@ -37,6 +37,7 @@ STATUS = {
     "too_much_memory": 413,
     "rate_limited": 429,
     "busy": 503,  # the CPU pool is full (web/cpu.py): try again after Retry-After
+    "audit_log_broken": 503,  # nothing can be recorded, so nothing is done, until the log is checked
     "not_an_image": 400,
     "unsupported_format": 400,
     "truncated": 400,

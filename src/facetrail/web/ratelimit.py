@@ -25,3 +25,9 @@ class RateLimiter:
                 return hits[0] + self.window - now
             hits.append(now)
             return None
+
+    def give_back(self, key: str) -> None:
+        """Uncount `key`'s newest request: one the server itself could not take (busy)."""
+        with self._lock:
+            if self._hits[key]:
+                self._hits[key].pop()
