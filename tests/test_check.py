@@ -47,6 +47,7 @@ def test_check_reports_then_repairs(tmp_path, dev_images):
     assert "missing from index: 1, stale in index: 1" in broken.stdout
     assert "images found nowhere: 1, media files of no image: 1" in broken.stdout
     assert "INCONSISTENT" in broken.stdout
+    assert "next command that opens the index" in broken.stdout  # what will happen, said (issue 13 item 5)
 
     assert "REPAIRED" in run(data_dir, "check", "--repair").stdout
     again = run(data_dir, "check")

@@ -67,6 +67,11 @@ def check(
         f"images without a thumbnail: {report.missing_media}",
         soft_wrap=True,
     )
+    if (report.missing_from_index or report.stale_in_index) and not report.repaired:
+        out.print("The vector index is not in step with the database, as after an interrupted ingest or a "
+                  "killed process: the database is the truth, and the next command that opens the index "
+                  "(search, index, serve, ...) or `facetrail check --repair` brings the index in step from it.",
+                  soft_wrap=True)
     if report.ok:
         out.print("OK: consistent")
     elif report.repaired:
