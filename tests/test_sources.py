@@ -242,3 +242,13 @@ def test_the_per_page_image_cap_is_a_setting(site, accounts, monkeypatch):
     assert crawled.exit_code == 0, crawled.output
     assert "1 too_many_images" in crawled.stdout, crawled.stdout
     assert "/img/a1.jpg" in web.paths() and "/img/gates.jpg" not in web.paths()
+
+
+def test_the_crawl_says_when_its_image_budget_stopped_it(site, accounts, monkeypatch):
+    web, _ = site
+    monkeypatch.setenv("FACETRAIL_CRAWL_MAX_IMAGES", "1")
+    assert cli(accounts, "source", "add", "news", "--url", web.url("/"), "--legal-basis", LEGAL,
+               user="ada").exit_code == 0
+    crawled = cli(accounts, "crawl", "news", "--workers", "1")
+    assert crawled.exit_code == 0, crawled.output
+    assert "image budget was reached" in crawled.stdout and "FACETRAIL_CRAWL_MAX_IMAGES" in crawled.stdout

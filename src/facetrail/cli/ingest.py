@@ -137,6 +137,12 @@ def crawl_command(
         out.print(f"Resumed an interrupted crawl: {feed.result.resumed} images stored by it were not fetched again.")
     if feed.result is not None and feed.result.limit_reached:
         out.print("The page limit was reached: raise --max-pages to crawl further.")
+    if "image_budget" in summary.skipped:
+        out.print("The crawl's image budget was reached (FACETRAIL_CRAWL_MAX_IMAGES): images beyond it were neither "
+                  "fetched nor listed.", soft_wrap=True)
+    if "deadline" in summary.skipped:
+        out.print("The crawl reached its deadline (FACETRAIL_CRAWL_MAX_SECONDS): what was still queued was not "
+                  "fetched; crawl again to go on.", soft_wrap=True)
     if summary.pages == 0:
         hint = (" Its address is not public: a local or private site must be listed in FACETRAIL_FETCH_ALLOW "
                 "(host:port)." if "refused_address" in summary.skipped else
