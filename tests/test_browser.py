@@ -250,6 +250,7 @@ def test_results_are_grouped_by_site_and_compared_side_by_side_from_the_keyboard
     assert first.locator(".face-mark").count() == 1  # the face is marked on the image
     assert first.locator(".band").inner_text().startswith("#1 · ") and "match" in first.locator(".band").inner_text()
     assert first.locator(".seen").count() == 1 and "First seen" in first.locator(".seen").inner_text()
+    assert first.locator(".meaning").inner_text().startswith("in an index of")  # the band at this size
     page.wait_for_function("() => document.querySelector('#grid li.result .shot img').naturalWidth > 0")
     screenshot(page, "results-grouped")
 

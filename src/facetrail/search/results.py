@@ -32,6 +32,7 @@ class Match:
     image: dict
     verification: dict = field(default_factory=dict)  # state and who confirmed it, in this case
     query_photo: int = 0  # which of the search's photos it matched best (0: the first)
+    band_meaning: str = ""  # what the distance means at the index's size (search/bands.meaning)
 
 
 @dataclass

@@ -27,7 +27,7 @@ from ..images.copies import MAX_DISTANCE, nearest, probe
 from ..images.decode import DecodedImage, DecodeError, Limits, decode
 from ..index import VectorIndex
 from ..store import AuditEntry, Database, Face, Image
-from .bands import band
+from .bands import band, meaning
 from .copy_hashes import CopyHashes
 from .provenance import appearances_of
 from .results import Match, QueryFace, SearchResult, image_dict, similarity
@@ -368,6 +368,14 @@ class Searcher(SubjectAccess):
         """True if a query face matches an opt-out (blocking radius): its search returns nothing."""
         return bool(self._opt_outs.get(session).blocked(vector)[0])
 
+    def _meaning(self, distance: float) -> str:
+        """What `distance` means at the index's current size, for the model in use ("" for a model
+        without a fitted impostor tail)."""
+        try:
+            return meaning(distance, max(1, len(self.index)), self.engine.model_name)
+        except ValueError:
+            return ""
+
     def _matches(self, session, hits: list[tuple[int, float]], case_ref: str) -> list[Match]:
         """Result rows for (face id, distance) hits: deleted and opted-out faces left out."""
         if not hits:
@@ -397,6 +405,7 @@ class Searcher(SubjectAccess):
                     distance=round(distance, 6),
                     similarity=similarity(distance),
                     band=band(distance, self.engine.model_name),
+                    band_meaning=self._meaning(distance),
                     box=row.box,
                     image=image_dict(image, where.get(image.id, [])),
                 )

@@ -1,0 +1,24 @@
+"""Each result says what its distance means at the index's current size (issue 16 item 3): how
+often a search for someone not in the index would show a face this close, from the model's fitted
+different-person tail, in the JSON the API, CLI and page share."""
+
+from __future__ import annotations
+
+from facetrail.index import open_index
+from facetrail.search import Searcher
+
+from .support import investigator, photo_of
+
+
+def test_results_say_what_their_distance_means_at_this_index_size(dev_index, engine, dev_images):
+    index = open_index(dev_index.settings, dev_index.db)
+    searcher = Searcher(dev_index.settings, dev_index.db, index, engine)
+    result = searcher.search(photo_of(dev_images, "madonna").read_bytes(), actor=investigator(),
+                             purpose="source-verification", justification="bands", case_ref="BAND-1", top_k=20)
+    assert result.results
+    size = f"in an index of {len(index):,} faces"
+    assert all(m.band_meaning.startswith(size) for m in result.results)
+    nearest, farthest = result.results[0], result.results[-1]
+    assert "practically never" in nearest.band_meaning or "1 search in" in nearest.band_meaning
+    assert result.to_dict()["results"][0]["band_meaning"] == nearest.band_meaning
+    assert farthest.distance >= nearest.distance
