@@ -54,3 +54,35 @@ def test_auditors_see_the_report_in_the_web_app(dev_index):
         client.cookies.clear()
         login(client, "ivan")
         assert client.get("/reports").status_code == 403
+
+
+def test_the_report_shows_the_latest_evaluation_of_each_model(settings, dev_images, tmp_path):
+    """`facetrail evaluate` runs are recorded; the report shows the newest per model, with the
+    people and gallery it was measured on and what the figures mean at that size."""
+    import shutil
+
+    from facetrail.governance import report as transparency
+    from facetrail.search.evaluate import evaluate
+    from facetrail.store import Database
+
+    folder = tmp_path / "labelled"
+    folder.mkdir()
+    rows = ["path,identity"]
+    for identity in ("madonna", "bill_gates", "zhao_wei"):
+        for n, d in enumerate([d for d in dev_images if d.identity == identity][:2]):
+            shutil.copy(d.path, folder / f"{identity}-{n}.jpg")
+            rows.append(f"{identity}-{n}.jpg,{identity}")
+    (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
+    db = Database(settings.db_url)
+    today = datetime.now(UTC).date()
+    with db.session() as session:
+        assert transparency.collect(session, today, today, 0.6)["evaluations"] == []
+    evaluate(settings, db, investigator(), folder)
+    second = evaluate(settings, db, investigator(), folder)
+    with db.session() as session:
+        data = transparency.collect(session, today, today, 0.6)
+    [row] = data["evaluations"]  # the newest run of the one model evaluated
+    assert row["model"] == second["model"] and row["people"] == 3 and row["gallery"] == 3
+    assert row["figures"]["rank_1"] == second["figures"]["all"]["rank_1"]["value"]
+    html = transparency.render(data, {})
+    assert "Face models: latest evaluation" in html and second["model"] in html and "says\n    little" in html

@@ -96,6 +96,7 @@ def collect(session: Session, start: date, end: date, threshold: float) -> dict:
         "opt_outs": by_action["opt_out"],
         **opt_out_totals(session, start, end),
         "subject_reports": by_action["subject_report"],
+        "evaluations": latest_evaluations(session),
         "index": {"images": count(Image), "faces": count(Face), "locations": count(Location)},
         "sources": [{"name": source.name, "kind": source.kind, "legal_basis": source.legal_basis,
                      "status": source.status, "locations": n}
@@ -103,6 +104,20 @@ def collect(session: Session, start: date, end: date, threshold: float) -> dict:
                         select(Source, func.count(Location.id)).outerjoin(Location, Location.source_id == Source.id)
                         .group_by(Source.id).order_by(Source.name))],
     }
+
+
+def latest_evaluations(session: Session) -> list[dict]:
+    """The newest `facetrail evaluate` run of each face model (whenever it was made): when, on how
+    many people and what gallery size, and its headline figures, from its audit entry."""
+    newest: dict[str, AuditEntry] = {}
+    for entry in session.scalars(select(AuditEntry).where(AuditEntry.action == "model.evaluate")
+                                 .order_by(AuditEntry.id)):
+        newest[entry.details.get("model", "?")] = entry
+    return [{"model": model, "at": entry.created_at.strftime("%Y-%m-%d"), "entry_id": entry.id,
+             "people": entry.details.get("people"),
+             "gallery": (entry.details.get("figures", {}).get("counts") or {}).get("gallery"),
+             "figures": {k: v for k, v in entry.details.get("figures", {}).items() if isinstance(v, int | float)}}
+            for model, entry in sorted(newest.items())]
 
 
 def opt_out_totals(session: Session, start: date, end: date) -> dict:
