@@ -22,3 +22,20 @@ def test_results_say_what_their_distance_means_at_this_index_size(dev_index, eng
     assert "practically never" in nearest.band_meaning or "1 search in" in nearest.band_meaning
     assert result.to_dict()["results"][0]["band_meaning"] == nearest.band_meaning
     assert farthest.distance >= nearest.distance
+
+
+def test_the_threshold_in_use_is_the_active_models_unless_set(tmp_path, monkeypatch):
+    """Search, subject access and repeat-subject checks read the active model's calibrated match
+    threshold (SFace's distances live on another scale than dlib's); an explicit setting wins."""
+    from facetrail.config import Settings
+    from facetrail.faces.registry import model_info
+    from facetrail.store import Database
+
+    def threshold(**extra) -> float:
+        settings = Settings(data_dir=tmp_path, **extra)
+        return Searcher(settings, Database(settings.db_url), None, None).match_threshold
+
+    assert threshold() == model_info("dlib_resnet_v1").calibration.match_threshold == 0.6
+    sface = model_info("sface_2021dec").calibration.match_threshold
+    assert threshold(face_model="sface_2021dec") == sface != 0.6
+    assert threshold(face_model="sface_2021dec", match_threshold=1.0) == 1.0
