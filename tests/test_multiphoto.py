@@ -54,6 +54,9 @@ def test_three_photos_find_more_of_the_person_than_one_and_say_which_photo_match
         entry = session.get(AuditEntry, three.audit_id)
     assert [p["sha256"] for p in entry.details["query_photos"]] == [q["sha256"] for q in three.query["photos"]]
     assert entry.details["result_count"] == len(three.results) and entry.details["outcome"] == "ok"
+    again = searcher.results_of(investigator(), three.audit_id)  # read back later: which photo matched, kept
+    assert [(m.face_id, m.query_photo) for m in again.results] == [(m.face_id, m.query_photo) for m in three.results]
+    assert len(again.query["photos"]) == 3
 
 
 def test_a_photo_without_a_face_fails_the_whole_search_naming_it(searcher, dev_index, dev_images):

@@ -174,6 +174,7 @@ class Searcher(SubjectAccess):
                     "index": art12.reference_database(session, self.index, self.engine.model_name),
                     "use": use.period(),
                     "results": [[m.face_id, round(m.distance, 6)] for m in result.results],
+                    **({"result_photos": [m.query_photo for m in result.results]} if len(queries) > 1 else {}),
                     "result_count": len(result.results),
                     "blocked_by_opt_out": blocked,
                     "approval_policy": policy,
@@ -248,7 +249,9 @@ class Searcher(SubjectAccess):
             seen = visible_search(session, actor, search_id)
             search = seen.entry
             result = SearchResult(
-                query={"sha256": search.details["query_sha256"], "selected": search.details["selected_face"]},
+                query={"sha256": search.details["query_sha256"], "selected": search.details["selected_face"],
+                       "photos": [{"sha256": p["sha256"], "selected": p["selected_face"]}
+                                  for p in search.details.get("query_photos", [])]},
                 audit_id=search_id,
                 approval=approvals.describe(seen.approval) if seen.approval else None,
             )
@@ -257,6 +260,10 @@ class Searcher(SubjectAccess):
                 result.copies = self._copy_rows(session, [list(c) for c in seen.copies])
                 return result
             result.results = self._matches(session, seen.hits, search.details["case_ref"])
+            photo_of = dict(zip((face_id for face_id, _ in search.details["results"]),
+                                search.details.get("result_photos", [])))
+            for match in result.results:
+                match.query_photo = photo_of.get(match.face_id, 0)  # a held search's: not recorded, the first
             return result
 
     def shown_media(self, actor: Actor, search_id: int) -> ShownMedia:
