@@ -254,7 +254,7 @@ def test_a_case_id_is_not_a_way_into_other_peoples_cases(web):
     case_id = client.post("/api/v1/cases", json={**CASE, "members": []}, headers=bearer(tokens, "sue")).json()["id"]
     for probe in (case_id, case_id + 1000, 99999999999999999999):
         answer = client.get(f"/api/v1/cases/{probe}", headers=bearer(tokens, "ivan"))
-        assert answer.status_code == 404 and answer.json()["code"] == "case_not_found", probe
+        assert answer.status_code == 404 and answer.json()["code"] == "not_found", probe
     assert client.get("/api/v1/cases", headers=bearer(tokens, "ivan")).json() == []
     assert client.get(f"/api/v1/cases/{case_id}").status_code == 401
 

@@ -44,7 +44,7 @@ class CaseRefused(Refused):
 class CaseNotFound(Refused):
     """No case by that reference (or none the caller may see: the same answer)."""
 
-    code = "case_not_found"
+    code = "not_found"  # the same answer as any other id or reference of nothing
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ..faces.registry import INDEX_DIM
 from ..store import AuditEntry, Face, Image, Location, QueryEmbedding, Source
 from . import audit
 from .optout import monthly_totals
@@ -72,7 +73,8 @@ def collect(session: Session, start: date, end: date, threshold: float) -> dict:
     descriptors = session.execute(
         select(QueryEmbedding.embedding).where(QueryEmbedding.created_at >= since, QueryEmbedding.created_at < until)
     ).scalars().all()
-    vectors = np.frombuffer(b"".join(descriptors), np.float32).reshape(len(descriptors), -1) if descriptors else None
+    # one descriptor per search: the first photo's (a search with several photos keeps one per photo)
+    vectors = np.stack([np.frombuffer(d, np.float32)[:INDEX_DIM] for d in descriptors]) if descriptors else None
     count = lambda model: session.scalar(select(func.count()).select_from(model))  # noqa: E731
     return {
         "from": start.isoformat(),

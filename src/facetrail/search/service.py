@@ -266,6 +266,16 @@ class Searcher(SubjectAccess):
                 match.query_photo = photo_of.get(match.face_id, 0)  # a held search's: not recorded, the first
             return result
 
+    def may_see(self, actor: Actor, search_id: int) -> bool:
+        """Whether `actor` may see search `search_id` now (rules.visible_search): for a page that
+        shows it, which answers 404 otherwise, like any id of nothing."""
+        with self.db.session() as session:
+            try:
+                visible_search(session, actor, search_id)
+            except SearchRefused:
+                return False
+        return True
+
     def shown_media(self, actor: Actor, search_id: int) -> ShownMedia:
         """The face crops and thumbnails search `search_id` shows `actor` now: its visible results
         that are still indexed and not opted out (the same faces `results_of` gives). Nothing for

@@ -29,7 +29,6 @@ STATUS = {
     "password_change_required": 403,
     "not_found": 404,
     "no_such_search": 404,
-    "case_not_found": 404,
     "already_decided": 409,
     "already_confirmed": 409,
     "too_large": 413,

@@ -67,8 +67,9 @@ def search_results_page(request: Request, search_id: int, web: SignedIn):
     """An earlier search's results (the page loads them from /api/v1/searches/{id}, under the same
     rules: its requester or a supervisor, once they may be seen), e.g. for a second person to
     compare and verify a match."""
-    context = {"user": web.user, "csrf_token": web.csrf_token, "search_id": search_id,
-               "bands": [], "threshold": deps.settings(request).match_threshold}
+    if not deps.searcher(request).may_see(actor_of(web), search_id):
+        return HTMLResponse("No such search.", status_code=404)  # one you may not see, or an id of nothing
+    context = {"user": web.user, "csrf_token": web.csrf_token, "search_id": search_id}
     return templates.TemplateResponse(request, "results.html", context)
 
 
