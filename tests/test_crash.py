@@ -124,7 +124,8 @@ def test_ten_kills_at_random_points_then_a_rerun_completes(tmp_path, folder):
             kills += 1
         process.wait(timeout=60)
     assert kills >= 10
-    subprocess.run(index_cmd(data_dir, folder), check=True, capture_output=True, text=True)
+    rerun = subprocess.run(index_cmd(data_dir, folder), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-3000:]
     assert snapshot(data_dir) == expected
     check = subprocess.run(
         [sys.executable, "-m", "facetrail", "--data-dir", str(data_dir), "check"], capture_output=True, text=True

@@ -143,3 +143,30 @@ def test_verify_finds_each_kind_of_tampering(db_url, statements, broken_at, reas
     tamper(db, *statements)
     count, problem = first_problem(db)
     assert problem is not None and problem.entry_id == broken_at and reason in problem.reason
+
+
+def test_migrations_on_sqlite_land_together_or_not_at_all(tmp_path):
+    """A migration that fails (or a process killed while migrating) leaves the database as it was,
+    not tables without the revision that made them (which made every later start fail with
+    'table audit_log already exists'; found by the crash test under load)."""
+    import shutil
+
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from facetrail.store.db import MIGRATIONS, alembic_config, newest_revision, transactional_sqlite
+
+    scripts = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    (scripts / "versions" / "9999_fails.py").write_text(
+        f"revision = '9999'\ndown_revision = '{newest_revision()}'\nbranch_labels = None\ndepends_on = None\n\n"
+        "def upgrade():\n    raise RuntimeError('killed half way')\n\ndef downgrade():\n    pass\n")
+    engine = transactional_sqlite(f"sqlite:///{tmp_path / 'half.db'}")
+    config = alembic_config(engine)
+    config.set_main_option("script_location", str(scripts))
+    with pytest.raises(RuntimeError, match="killed half way"):
+        command.upgrade(config, "head")
+    assert inspect(engine).get_table_names() == []  # every earlier migration of the run was undone too
+    engine.dispose()
+    db = Database(f"sqlite:///{tmp_path / 'half.db'}")  # and the real migrations then run cleanly
+    assert "audit_log" in inspect(db.engine).get_table_names()

@@ -63,14 +63,41 @@ def current_revision(engine: Engine) -> str | None:
         return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
+def transactional_sqlite(url) -> Engine:
+    """An SQLite engine whose transactions hold DDL too: the driver begins nothing itself and every
+    transaction is BEGIN IMMEDIATE (it takes the write lock at once). Python's sqlite3 would
+    otherwise commit before each CREATE or ALTER, so a process killed in the middle of a migration
+    left tables without the revision that made them, and every later start failed on them."""
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, record) -> None:
+        _sqlite_pragmas(dbapi_connection, record)  # before any transaction: WAL cannot change inside one
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema up to the newest migration (idempotent). Alembic (~0.4 s to import) is
-    only loaded when there is something to do."""
+    """Bring the schema up to the newest migration (idempotent), all pending migrations in one
+    transaction on either database: they land together or not at all. Alembic (~0.4 s to import)
+    is only loaded when there is something to do."""
     if current_revision(engine) == newest_revision():
         return
     from alembic import command
 
-    command.upgrade(alembic_config(engine), "head")
+    if engine.dialect.name != "sqlite":
+        command.upgrade(alembic_config(engine), "head")
+        return
+    migrating = transactional_sqlite(engine.url)
+    try:
+        command.upgrade(alembic_config(migrating), "head")
+    finally:
+        migrating.dispose()
 
 
 class Database:
