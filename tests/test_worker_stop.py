@@ -66,7 +66,9 @@ def test_a_stopped_worker_leaves_no_file_leased(queued, how):
         assert worker.returncode == 0, errors
         assert state["done"] >= 4 and "Done:" in out  # the files in hand were finished first
     else:
-        assert worker.returncode == 130 and "back in the queue" in errors
+        # 130, or ended by SIGINT itself (what a shell also reports as 130): CPython does the latter
+        # when the interrupt passed through code run by exec(), e.g. a dataclass being defined
+        assert worker.returncode in (130, -signal.SIGINT) and "back in the queue" in errors, errors
     assert state["queued"] + state["done"] + state["failed"] == 40
     finish = subprocess.run(cli(data, "worker", "--until-empty", "--workers", "1"), capture_output=True,
                             text=True, timeout=300)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from .. import interrupts
 from ..config import Settings
 from .common import err, literal, open_db, operator, out, progress, with_workers
 
@@ -23,6 +24,7 @@ def _ingest(settings: Settings, db, source, stream, total: int | None, verbose: 
     from ..ingest import Ingestor
     from ..ingest.sources import mark_run
 
+    interrupts.defer_while_in_session()
     index = open_index(settings, db)
     ingestor = Ingestor(settings, db, index, source, pool=pool)
     interrupted = False
@@ -242,6 +244,7 @@ def worker_command(
     from ..ingest.worker import DatabaseOnly, default_name, run_worker
 
     settings = with_workers(ctx.obj.settings, workers)
+    interrupts.defer_while_in_session()
     db = open_db(settings)
     # FAISS files belong to one process: workers then write the database only (the index follows it)
     index = open_index(settings, db) if settings.vector_uri else DatabaseOnly()

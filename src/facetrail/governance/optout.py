@@ -30,6 +30,8 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from ..faces.registry import calibration
+from ..faces.tail import distance_at_pair_rate
 from ..images.previews import blur_faces
 from ..index import VectorIndex
 from ..store import Face, Image, OptOut
@@ -81,8 +83,6 @@ def radii(settings) -> Radii:
     place they are read. Blocking: the model's match threshold. Deletion: the radius measured for
     the model, else the one where its fitted different-person tail reaches SAFE_RATE; never wider
     than the model's own deletion radius nor the blocking radius."""
-    from ..faces.registry import calibration
-
     calibrated = calibration(settings)
     delete = MEASURED_DELETE.get(settings.face_model) or safe_radius(calibrated.tail, SAFE_RATE)
     delete = min(delete or calibrated.deletion_radius, calibrated.deletion_radius, calibrated.match_threshold)
@@ -92,8 +92,6 @@ def radii(settings) -> Radii:
 def safe_radius(tail, rate: float) -> float | None:
     """The distance below which a fraction `rate` of different-person pairs fall, from the model's
     fitted lower tail (faces/tail.py); None without a fitted tail."""
-    from ..faces.tail import distance_at_pair_rate
-
     return None if tail is None else float(distance_at_pair_rate(rate, tail))
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from .. import interrupts
 from .private import create_private_file, make_private_dir, sqlite_path
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -100,6 +101,20 @@ def migrate(engine: Engine) -> None:
         migrating.dispose()
 
 
+class _Session(Session):
+    """A session that holds a Ctrl-C back while open, in commands that ask for it (interrupts.py)."""
+
+    def __enter__(self) -> _Session:
+        interrupts.session_opened()
+        return super().__enter__()
+
+    def __exit__(self, *exc) -> None:
+        try:
+            super().__exit__(*exc)
+        finally:
+            interrupts.session_closed()
+
+
 class Database:
     """An engine with its schema migrated, and a session factory."""
 
@@ -107,7 +122,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         migrate(self.engine)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.sessions = sessionmaker(self.engine, class_=_Session, expire_on_commit=False)
 
     def session(self) -> Session:
         return self.sessions()
