@@ -109,6 +109,22 @@ def add_accounts(db: Database) -> dict[str, str]:
     return tokens
 
 
+def open_case(db: Database, ref: str = "T-1", members=("ivan", "iris", "sue"),
+              purpose: str = "source-verification") -> None:
+    """Open case `ref` (authorised by a court, for a month) as the supervisor sue, with `members`
+    (accounts that exist already, e.g. from add_accounts). Searches name an open case their user
+    is a member of."""
+    from datetime import date, timedelta
+
+    from facetrail.governance import cases
+
+    with db.session() as session, session.begin():
+        cases.open_case(session, Actor("sue", "supervisor", "test"), ref=ref, title=f"test case {ref}",
+                        purpose=purpose, purposes=Settings().purposes,
+                        authorisation=cases.Authorisation("Test court", "TC-1", date.today()),
+                        expires_on=date.today() + timedelta(days=30), members=list(members))
+
+
 def folder_ingestor(settings, db, index, *paths) -> Ingestor:
     """An Ingestor for the folder source holding `paths` (declared by the admin if needed)."""
     with db.session() as session, session.begin():
