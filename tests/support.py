@@ -91,9 +91,10 @@ def postgres_database() -> Iterator[str]:
 # --- accounts, sources, signing in ------------------------------------------------------------
 
 
-def add_accounts(db: Database) -> dict[str, str]:
+def add_accounts(db: Database, case: str | None = "T-1") -> dict[str, str]:
     """ada (admin), sue (supervisor), ivan and iris (investigators), otto (auditor), all with
-    PASSWORD already set; returns an API token for each."""
+    PASSWORD already set, and an open case `case` (for source verification) with ivan, iris and
+    sue as members; returns an API token for each account."""
     from facetrail.governance.accounts import change_password, create_token, create_user
 
     tokens = {}
@@ -106,23 +107,32 @@ def add_accounts(db: Database) -> dict[str, str]:
         for name in ("ada", "sue", "ivan", "iris", "otto"):
             tokens[name] = create_token(session, admin, name, "tests")[1]
     ACCOUNT_TOKENS[db.url] = tokens
+    if case:
+        open_case(db, case)
     return tokens
 
 
 def open_case(db: Database, ref: str = "T-1", members=("ivan", "iris", "sue"),
               purpose: str = "source-verification") -> None:
     """Open case `ref` (authorised by a court, for a month) as the supervisor sue, with `members`
-    (accounts that exist already, e.g. from add_accounts). Searches name an open case their user
-    is a member of."""
+    (accounts that exist already, e.g. from add_accounts; if the case is open already, the members
+    missing are added). Searches name an open case their user is a member of."""
     from datetime import date, timedelta
 
     from facetrail.governance import cases
 
+    sue = Actor("sue", "supervisor", "test")
     with db.session() as session, session.begin():
-        cases.open_case(session, Actor("sue", "supervisor", "test"), ref=ref, title=f"test case {ref}",
-                        purpose=purpose, purposes=Settings().purposes,
-                        authorisation=cases.Authorisation("Test court", "TC-1", date.today()),
-                        expires_on=date.today() + timedelta(days=30), members=list(members))
+        try:
+            case = cases.get(session, ref)  # opened already (add_accounts opens T-1): add the members missing
+        except cases.CaseNotFound:
+            cases.open_case(session, sue, ref=ref, title=f"test case {ref}", purpose=purpose,
+                            purposes=Settings().purposes,
+                            authorisation=cases.Authorisation("Test court", "TC-1", date.today()),
+                            expires_on=date.today() + timedelta(days=30), members=list(members))
+            return
+        for name in set(members) - set(cases.members(session, case)):
+            cases.add_member(session, sue, ref, name)
 
 
 def folder_ingestor(settings, db, index, *paths) -> Ingestor:
