@@ -456,3 +456,52 @@ class CaseMember(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     added_at: Mapped[datetime] = mapped_column(UtcDateTime)
     added_by: Mapped[str] = mapped_column(String(255))
+
+
+class Watch(Base):
+    """A standing search bound to a case (governance/watches.py): the query template (descriptors of
+    1-10 photos, concatenated float32 rows; never the photos), who asked and who approved it, until
+    when, and who is notified. `status`: requested, approved, stopped."""
+
+    __tablename__ = "watches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    days: Mapped[int] = mapped_column(Integer)  # asked for (1-30); counted from the approval
+    template: Mapped[bytes] = mapped_column(LargeBinary)
+    photos: Mapped[int] = mapped_column(Integer)  # descriptors in `template`
+    photo_sha256: Mapped[list] = mapped_column(JSON)  # of the photos, for the record
+    model: Mapped[str] = mapped_column(String(64))  # the face model that made the descriptors
+    webhook_url: Mapped[str | None] = mapped_column(String(2000))
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    approved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    stopped_by: Mapped[str | None] = mapped_column(String(64))
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)  # checkers reload on a change
+
+    owner: Mapped[User] = relationship()
+    case: Mapped[Case] = relationship()
+
+
+class WatchHit(Base):
+    """A new face that matched a watch: the search it was recorded as (None while withheld by the
+    owner's rate limit), and how its notifications went."""
+
+    __tablename__ = "watch_hits"
+    __table_args__ = (UniqueConstraint("watch_id", "face_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id"), index=True)
+    face_id: Mapped[int] = mapped_column(Integer)  # no foreign key: the record outlives an opted-out face
+    image_id: Mapped[int] = mapped_column(Integer)
+    distance: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # shown, withheld
+    search_id: Mapped[int | None] = mapped_column(ForeignKey("audit_log.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    shown_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    delivery: Mapped[dict] = mapped_column(JSON)  # channel -> {state: pending|sent|failed, attempts, error}
