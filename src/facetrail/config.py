@@ -197,6 +197,14 @@ class Settings(BaseSettings):
     )
     fetch_max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest page or image fetched.")
     fetch_timeout: float = Field(30, gt=0, description="Seconds a fetch may take in all (slow servers are cut off).")
+    capture_max_bytes: int = Field(
+        1024 * 1024 * 1024, ge=1024, description="Capture (ingest/capture.py): a WARC file of captured HTTP "
+        "responses is closed and a new one started past this size."
+    )
+    capture_source_max_bytes: int = Field(
+        20 * 1024 * 1024 * 1024, ge=0, description="Capture: the WARC files of one source hold at most this "
+        "much; past it, its oldest files are deleted. 0 keeps no captures."
+    )
 
     # Verifiable audit log (docs/audit-verification.md)
     audit_key_file: Path | None = Field(
@@ -225,6 +233,14 @@ class Settings(BaseSettings):
         0, ge=0, description="Days audit entries are kept; 0 (the default): for ever. Facetrail deletes no "
         "audit entry; a value under 183 (six months, EU AI Act Art. 26(6)) is refused.",
     )
+
+    # Watches: notifications of their hits (docs/governance.md#watches)
+    smtp_host: str = Field("", description="SMTP server that sends watch notifications by email; empty: no email.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="Its port.")
+    smtp_from: str = Field("facetrail@localhost", description="The sender address of watch notifications.")
+    smtp_starttls: bool = Field(False, description="Use STARTTLS before sending (verifying the server's certificate).")
+    public_url: str = Field("", description="The web app's address as its users reach it (e.g. "
+                            "https://facetrail.example), for links in notifications; empty: paths only.")
 
     @property
     def audit_key_path(self) -> Path:

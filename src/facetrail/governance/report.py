@@ -23,6 +23,7 @@ from ..faces.registry import INDEX_DIM
 from ..store import AuditEntry, Face, Image, Location, QueryEmbedding, Source
 from . import audit
 from .optout import monthly_totals
+from .watches import totals as watch_totals
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # report.html, report_body.html (the web page includes the body)
 
@@ -98,6 +99,7 @@ def collect(session: Session, start: date, end: date, threshold: float) -> dict:
         "opt_outs": by_action["opt_out"],
         **opt_out_totals(session, start, end),
         "subject_reports": by_action["subject_report"],
+        **watch_totals(session, since, until),  # watches and their hits (each hit is also one of the searches)
         "evaluations": latest_evaluations(session),
         "index": {"images": count(Image), "faces": count(Face), "locations": count(Location)},
         "sources": [{"name": source.name, "kind": source.kind, "legal_basis": source.legal_basis,

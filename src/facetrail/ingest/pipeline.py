@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..config import Settings
 from ..governance.optout import OptOutCache, OptOutFilter, radii
+from ..governance.watches import WatchChecker
 from ..images.previews import blur_faces
 from ..index import VectorIndex
 from ..store import Appearance, Database, Face, Image, Location, Source
@@ -93,6 +94,7 @@ class Ingestor:
         self.summary = Summary()
         self.media = MediaStore(settings.media_dir)
         self.opt_outs = OptOutCache(radii(settings).block)  # read again per batch when the opt-outs changed
+        self.watches = WatchChecker(settings, db)  # new faces against the active watches, per batch
         self._pending: dict[str, list[Item]] = {}  # sha256 in flight or not yet stored -> files with those bytes
         self._finished: list[Analysis] = []  # analysed, waiting to be stored (STORE_BATCH at a time)
         self.waiting = Waiting()  # appearances of images whose bytes are not stored yet
@@ -306,6 +308,7 @@ class Ingestor:
         if face_ids:
             vectors = np.stack([f.embedding for result, _ in batch for f in result.faces]).astype(np.float32)
             self.index.add(np.array(face_ids, np.int64), vectors)
+            self.watches.check(face_ids, [row["image_id"] for row in face_rows], vectors)
         drop(orphans, self.index, self.media)
         self.summary.images += len(batch)
         self.summary.faces += len(face_ids)
