@@ -135,7 +135,8 @@ def source_remove(
     """Remove a source: its appearances go, and faces seen in no other source leave the index
     (an admin's decision: needs an account, not only local access)."""
     from ..index import open_index
-    from ..ingest.sources import remove_source
+    from ..ingest import capture
+    from ..ingest.sources import get_source, remove_source
     from ..store.cleanup import drop
     from ..store.media import MediaStore
 
@@ -146,7 +147,9 @@ def source_remove(
         raise typer.Exit(1)
     index = open_index(settings, db)
     with db.session() as session, session.begin():
+        source_id = get_source(session, name).id
         orphans = remove_source(session, actor, name)
     faces = drop(orphans, index, MediaStore(settings.media_dir))
     index.save()
+    capture.remove(settings, source_id)  # its WARC captures go with it
     out.print(f"Source {literal(repr(name))} removed: {len(orphans)} images and {faces} faces left the index.")

@@ -22,6 +22,7 @@ from typing import Any
 from scrapy.crawler import AsyncCrawlerRunner
 
 from .extract import Page
+from .fetch import Response as Fetched
 from .fetch import SafeFetcher
 from .handler import SafeFetchHandler, TransientFetchError
 from .robots import RobotsMiddleware, RobotsRules, product_token
@@ -63,7 +64,7 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
           max_images_per_page: int = MAX_IMAGES_PER_PAGE, max_images: int = MAX_IMAGES_PER_CRAWL,
           max_seconds: float = 3600.0, sitemaps: bool = True,
           validators: Mapping[str, tuple[str | None, str | None]] | None = None,
-          render_js: bool = False) -> CrawlSummary:
+          render_js: bool = False, on_capture: Callable[[Fetched], None] | None = None) -> CrawlSummary:
     """Crawl `scope` from `start_urls`; blocks until done and returns a summary.
 
     * Links are followed breadth first up to `max_depth` links away from a start URL, and at most
@@ -106,6 +107,10 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
     * With `render_js`, each HTML page is rendered by Chromium (Playwright) and the DOM its scripts
       built is read instead of its HTML; every request the browser makes goes through the same
       fetcher, scope and robots.txt rules or is refused (see `render.py`).
+    * `on_capture(fetch.Response)` (if given) for every page reported to on_page and every image
+      reported to on_image (not 304s), just before that call: the answer as the fetcher received it
+      (the HTML as served, not as rendered), with every hop's exchange, for archiving
+      (`facetrail.ingest.capture`).
     * The crawl stops after `max_seconds`: the URLs waiting for their host are reported as deadline,
       those not handed to the downloader yet are dropped; fetches under way end (within the
       fetcher's own deadline) and are reported as usual.
@@ -123,7 +128,7 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
         raise ValueError("max_pages and concurrency must be >= 1, the other limits >= 0")
     plan = Plan(tuple(start_urls), scope, fetcher, max_pages, max_depth, retry_backoff,
                 on_page, on_image, on_error, frozenset(fetched), max_images_per_page, max_images,
-                max_seconds, sitemaps, dict(validators or {}), render_js)
+                max_seconds, sitemaps, dict(validators or {}), render_js, on_capture)
     settings = {
         "TWISTED_REACTOR_ENABLED": False,
         "DOWNLOAD_HANDLERS": {"http": _HANDLER, "https": _HANDLER,

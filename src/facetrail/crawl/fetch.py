@@ -16,6 +16,8 @@ Rules, applied to the first request and again to every redirect hop:
   trickling bytes is stopped on time (DNS resolution is the one step the deadline cannot cut).
 * The body is returned as sent: `Accept-Encoding: identity` is asked for by default, and a
   Content-Encoding is never undone here (Scrapy's compression middleware does that, with its limits).
+* Every hop's exchange (the request headers sent, the status line and headers received, when) is
+  kept in `Response.exchanges`, so that the answer can be archived as seen (ingest/capture.py).
 * Non-2xx statuses are returned, for the caller to decide; with `image=True` they raise `http_status`.
 * `image=True` also requires a Content-Type of image/* or application/octet-stream (none counts as
   the latter), no Content-Encoding, and bytes `sniff_format` knows as an image; or, when the request
@@ -34,6 +36,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpcore
@@ -121,6 +124,19 @@ class FetchPolicy:
 
 
 @dataclass(frozen=True)
+class Exchange:
+    """One hop of a fetch as it went over the wire (for archiving: ingest/capture.py)."""
+
+    url: str  # the URL requested by this hop
+    request_headers: tuple[tuple[str, str], ...]  # as sent, in order (latin-1)
+    http_version: str  # "HTTP/1.1"
+    status: int
+    reason: str  # the reason phrase as received ("" if none)
+    headers: tuple[tuple[str, str], ...]  # as received: order, case and repeats kept (latin-1)
+    fetched_at: datetime  # when the response head arrived (aware, UTC)
+
+
+@dataclass(frozen=True)
 class Response:
     """A fetched response (any status unless `image=True`)."""
 
@@ -132,6 +148,7 @@ class Response:
     body: bytes  # as sent (Content-Encoding not undone)
     address: str  # the IP connected to for the final hop
     complete: bool = True  # False: the body was cut at the `prefix` asked for
+    exchanges: tuple[Exchange, ...] = ()  # every hop, redirects first; the last one sent `body`
 
 
 def _refusal(ip: _IP) -> str | None:
@@ -286,9 +303,10 @@ class SafeFetcher:
         """
         end = time.monotonic() + self.policy.deadline
         target = _parse(url)
+        exchanges: list[Exchange] = []
         for hops in range(self.policy.max_redirects + 1):
             try:
-                result = self._hop(url, target, end, image, headers or {}, prefix)
+                result = self._hop(url, target, end, image, headers or {}, prefix, exchanges)
             except FetchError as exc:
                 if not hops:
                     raise
@@ -327,7 +345,7 @@ class SafeFetcher:
         return addresses
 
     def _hop(self, url: str, target: httpx.URL, end: float, image: bool, extra: dict[str, str],
-             prefix: int | None = None) -> Response | httpx.URL:
+             prefix: int | None = None, exchanges: list[Exchange] | None = None) -> Response | httpx.URL:
         host, scheme = target.raw_host.decode("ascii"), target.scheme
         port = target.port or _DEFAULT_PORTS[scheme]
         backend = _PinnedBackend(self._vet(host, port), end)
@@ -343,6 +361,8 @@ class SafeFetcher:
                  conn.stream("GET", request_url, headers=list(headers.items()),
                              extensions={"timeout": timeouts}) as raw:
                 head = dict(httpx.Headers(raw.headers).items())
+                if exchanges is not None:
+                    exchanges.append(_exchange(target, headers, raw))
                 if raw.status in _REDIRECTS and "location" in head:
                     return _parse(head["location"], base=target)
                 not_modified = raw.status == 304 and bool(_CONDITIONAL & headers.keys())
@@ -366,7 +386,8 @@ class SafeFetcher:
         if image and not not_modified:
             _check_image_body(str(target), body)
         content_type = head.get("content-type", "")
-        return Response(url, str(target), raw.status, head, content_type, body, backend.connected, complete)
+        return Response(url, str(target), raw.status, head, content_type, body, backend.connected, complete,
+                        tuple(exchanges or ()))
 
     def _read(self, url: str, head: dict[str, str], chunks: Iterator[bytes]) -> bytes:
         limit = self.policy.max_bytes
@@ -379,6 +400,17 @@ class SafeFetcher:
             if len(body) > limit:
                 raise FetchError("too_large", f"{url}: body is over the limit of {limit} bytes")
         return bytes(body)
+
+
+def _exchange(target: httpx.URL, sent: dict[str, str], raw: httpcore.Response) -> Exchange:
+    def text(value: Any) -> str:
+        return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+
+    extensions = raw.extensions
+    return Exchange(str(target), tuple((k, text(v)) for k, v in sent.items()),
+                    text(extensions.get("http_version", b"HTTP/1.1")), raw.status,
+                    text(extensions.get("reason_phrase", b"")),
+                    tuple((text(k), text(v)) for k, v in raw.headers), datetime.now(UTC))
 
 
 def _read_prefix(chunks: Iterator[bytes], prefix: int) -> tuple[bytes, bool]:

@@ -90,6 +90,8 @@ class SafeFetchHandler(BaseDownloadHandler):
                 request.meta["download_latency"] = time.monotonic() - start  # AutoThrottle reads it
         if isinstance(fetched, Response):  # robots.txt could not be fetched: disallow all
             return fetched
+        if spider.plan.on_capture is not None and not robots_txt:
+            request.meta["fetched"] = fetched  # as sent, before any rendering: the spider captures it
         if spider.plan.render_js and _is_page(request, fetched):
             fetched = await self._rendered(spider, request, fetched)
         return self._answer(spider, request, fetched, robots_txt)

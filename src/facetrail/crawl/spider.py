@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 
 from .extract import ImageRef, Page, blocks_images, extract, robots_directives
 from .fetch import FetchError, SafeFetcher
+from .fetch import Response as Fetched
 from .handler import Skipped
 from .scope import Scope
 from .sitemaps import MAX_SITEMAPS, sitemap_entries
@@ -78,6 +79,8 @@ class Plan:
     # image URL -> (ETag, Last-Modified) of the answer stored before: asked for conditionally
     validators: Mapping[str, tuple[str | None, str | None]] = dataclasses.field(default_factory=dict)
     render_js: bool = False  # pages rendered by a browser (render.py)
+    # every page and image answer reported to on_page / on_image, as the fetcher received it (capture)
+    on_capture: Callable[[Fetched], None] | None = None
 
 
 class FacetrailSpider(Spider):
@@ -150,6 +153,12 @@ class FacetrailSpider(Spider):
             self._closing = asyncio.get_running_loop().create_task(
                 self.crawler.engine.close_spider_async(reason="callback_failed"))
 
+    def _capture(self, response: Response) -> None:
+        """Hand the answer as the fetcher received it (before any rendering) to `on_capture`."""
+        fetched = response.meta.pop("fetched", None)
+        if self.plan.on_capture is not None and fetched is not None:
+            self._call(self.plan.on_capture, fetched)
+
     def _admit(self, url: str, kind: str) -> bool:
         """True the first time `url` is met as a `kind` ("page", "image") if in scope; else reports it.
 
@@ -202,6 +211,7 @@ class FacetrailSpider(Spider):
                       f"{page.final_url} not indexed: the crawl has requested its {self.plan.max_images} images")
             page = dataclasses.replace(page, images=shown)
         self.pages += 1
+        self._capture(response)
         self._call(self.plan.on_page, page)
         self.backlog.extend((ref, page) for ref in wanted)
         yield from self._release()
@@ -299,6 +309,7 @@ class FacetrailSpider(Spider):
             self.not_modified += 1
         else:
             self.images += 1
+            self._capture(response)
         headers = response.headers
         self._call(self.plan.on_image, ImageFound(
             url=ref.url, final_url=response.url, page_url=ref.page_url, alt=ref.alt,

@@ -24,6 +24,7 @@ from ..crawl.scope import url_host
 from ..crawl.extract import blocks_images, robots_directives
 from ..store import Database, Location, Source
 from ..store.models import FetchValidator
+from .capture import CaptureWriter
 from .feed import Feed
 from ..crawl.fetch import FetchError, FetchPolicy, SafeFetcher, parse_allow
 from .files import Item, Skip
@@ -99,7 +100,8 @@ def crawl_feed(settings: Settings, db: Database, source: Source, max_pages: int 
     after the fetching ended, resumes it: the images the interrupted crawl stored are not
     fetched again.
     Images stored by earlier crawls are asked for conditionally (their ETag / Last-Modified): an
-    unchanged one is not downloaded, only seen again (first/last seen updated)."""
+    unchanged one is not downloaded, only seen again (first/last seen updated).
+    The answers of the pages and images reported are kept in the source's WARC files (capture.py)."""
     scope = site_scope(source)
     options = source.options or {}
     pages = max_pages or options.get("max_pages") or settings.crawl_max_pages
@@ -127,6 +129,7 @@ def crawl_feed(settings: Settings, db: Database, source: Source, max_pages: int 
                 answered[image.url] = (image.etag, image.last_modified)
             put(image_item(image))
 
+        capture = CaptureWriter(settings, source)
         try:
             summary = crawl(source.scope["start_urls"], scope, fetcher(settings), max_pages=pages, max_depth=depth,
                             user_agent=settings.user_agent, delay=settings.crawl_delay, fetched=fetched,
@@ -134,8 +137,10 @@ def crawl_feed(settings: Settings, db: Database, source: Source, max_pages: int 
                             max_images=settings.crawl_max_images, max_seconds=settings.crawl_max_seconds,
                             on_page=lambda page: put(page_record(page)),
                             on_image=on_image, validators=validators, render_js=bool(options.get("render_js")),
-                            on_error=lambda url, reason, message: put(skip(url, reason, message)))
+                            on_error=lambda url, reason, message: put(skip(url, reason, message)),
+                            on_capture=capture.fetched if capture.enabled else None)
         finally:
+            capture.close()
             _save_validators(db, source, answered)
         return summary
 
@@ -164,7 +169,8 @@ def urls_feed(settings: Settings, source: Source, urls: Iterable[str]) -> Feed[i
     """Fetch each image URL once, in order, waiting `crawl_delay` between requests to a host (or the
     host's robots.txt Crawl-delay, if longer). robots.txt is obeyed as by the crawler (an unreadable
     one disallows the host), unless the source was declared with `ignore_robots` (a recorded reason).
-    An image whose X-Robots-Tag forbids indexing (noimageindex, noai...) is skipped."""
+    An image whose X-Robots-Tag forbids indexing (noimageindex, noai...) is skipped. The answers of
+    the images reported are kept in the source's WARC files (capture.py)."""
     from ..crawl.robots import RobotsCache
 
     scope = site_scope(source)
@@ -173,6 +179,10 @@ def urls_feed(settings: Settings, source: Source, urls: Iterable[str]) -> Feed[i
     robots = None if ignore_robots else RobotsCache(safe, settings.user_agent)
 
     def produce(put: Callable[[object], None]) -> int:
+        with CaptureWriter(settings, source) as capture:
+            return fetch_all(put, capture)
+
+    def fetch_all(put: Callable[[object], None], capture: CaptureWriter) -> int:
         last: dict[str, float] = {}
         fetched = 0
         for url in urls:
@@ -209,6 +219,7 @@ def urls_feed(settings: Settings, source: Source, urls: Iterable[str]) -> Feed[i
                 put(Skip(url, "out_of_scope", f"{url}: redirected out of scope to {response.final_url}"))
                 continue
             fetched += 1
+            capture.fetched(response)
             put(Item(url, len(response.body), data=response.body, status=response.status))
         return fetched
 
@@ -217,17 +228,24 @@ def urls_feed(settings: Settings, source: Source, urls: Iterable[str]) -> Feed[i
 
 def warc_feed(settings: Settings, source: Source, paths: Iterable[Path]) -> Feed[int]:
     """Read web archives: archived HTML pages give appearances (dated by capture), archived image
-    responses give images; robots directives, the excluded domains and the source's hosts apply."""
+    responses give images; robots directives, the excluded domains and the source's hosts apply.
+    The records used are copied into the source's WARC files (capture.py)."""
     from .warc import ArchivedPage, read_warc
 
     scope = site_scope(source)
 
     def produce(put: Callable[[object], None]) -> int:
+        with CaptureWriter(settings, source) as capture:
+            return read_all(put, capture)
+
+    def read_all(put: Callable[[object], None], capture: CaptureWriter) -> int:
         records = 0
         for path in paths:
             for record in read_warc(path, max_bytes=settings.fetch_max_bytes, scope=scope,
                                     on_error=lambda url, reason, message: put(skip(url, reason, message))):
                 records += 1
+                if record.record_length and (isinstance(record, ArchivedPage) or len(record.url) <= MAX_URL):
+                    capture.copy(path, record.record_offset, record.record_length)
                 if isinstance(record, ArchivedPage):
                     put(PageRecord(record.url, record.canonical_url, record.title, record.status,
                                    tuple((ref.url, ref.alt) for ref in record.images if len(ref.url) <= MAX_URL),

@@ -74,6 +74,9 @@ class ArchivedPage:
     canonical_url: str | None  # <link rel=canonical>, absolute
     images: list[ImageRef]  # empty if `robots` forbids indexing the page's images
     robots: frozenset[str]  # directives of <meta name=robots> and the X-Robots-Tag header
+    # where the record is in the archive, as warcio delimits it (capture.py copies it); not compared
+    record_offset: int = dataclasses.field(default=0, compare=False)
+    record_length: int = dataclasses.field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,9 @@ class ArchivedImage:
     status: int  # HTTP status (200 for a `resource` record)
     content_type: str  # as archived ("" if none)
     body: bytes  # the HTTP body, transfer- and content-decoded
+    # where the record is in the archive, as warcio delimits it (capture.py copies it); not compared
+    record_offset: int = dataclasses.field(default=0, compare=False)
+    record_length: int = dataclasses.field(default=0, compare=False)
 
 
 def _ignore(location: str, reason: str, message: str) -> None:
@@ -137,11 +143,12 @@ def read_warc(path: str | os.PathLike[str], *, max_bytes: int, on_error: OnError
                 on_error(location, "corrupt_archive", f"{location}: the archive is truncated (or a "
                          f"record's Content-Length is wrong) in the record of {_target(record) or 'no URL'}")
                 return
+            where = _where(archive) if any(not isinstance(event, tuple) for event in events) else {}
             for event in events:
                 if isinstance(event, tuple):
                     on_error(*event)
                 else:
-                    yield event
+                    yield dataclasses.replace(event, **where)
 
 
 class _Records(WARCIterator):
@@ -168,6 +175,14 @@ class _Records(WARCIterator):
         if decompressor is not None and not getattr(decompressor, "eof", True) and self.fh.tell() > 0:
             self.cut_short = True
         super().close()
+
+
+def _where(archive: WARCIterator) -> dict[str, int]:
+    """Offset and length of the record just read (empty if warcio cannot tell)."""
+    try:
+        return {"record_offset": archive.get_record_offset(), "record_length": archive.get_record_length()}
+    except Exception:  # noqa: BLE001
+        return {}
 
 
 def _target(record: Any) -> str:
