@@ -239,7 +239,7 @@ def test_the_command_line_requests_approves_lists_and_stops_watches(settings, db
     assert made.exit_code == 0, made.output
     watch_id = int(re.search(r"Watch (\d+)", made.output).group(1))
     refused = runner.invoke(cli_app, [*base, *as_user(settings, "ivan"), "watch", "approve", str(watch_id)])
-    assert refused.exit_code == 2 and "supervisor" in refused.output
+    assert refused.exit_code == 2 and "may not do this (approve)" in refused.output
     approved = runner.invoke(cli_app, [*base, *as_user(settings, "sue"), "watch", "approve", str(watch_id)])
     assert approved.exit_code == 0 and "active until" in approved.output
     listed = runner.invoke(cli_app, [*base, *as_user(settings, "iris"), "watch", "list", "--case", "T-1"])
