@@ -107,6 +107,11 @@ class Captured:
             raise OSError(f"{self.path}: the capture at {self.offset} is truncated")
         return data
 
+    @property
+    def raw(self) -> bytes:
+        """`read()`: the record and its request record, as stored (reads the file)."""
+        return self.read()
+
     def read_response(self) -> bytes:
         """The response (or resource) record alone: one gzip member."""
         return self.read()[:self.response_length]

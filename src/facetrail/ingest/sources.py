@@ -163,7 +163,7 @@ def set_status(session: Session, actor: Actor, name: str, status: str) -> Source
 def remove_source(session: Session, actor: Actor, name: str) -> list[Orphan]:
     """Remove a source, its locations and appearances (audited as source.remove). Images seen in
     no other source are deleted with their faces; the caller drops the returned orphans from the
-    index and media after the commit."""
+    index and media after the commit, and deletes the source's captures (`capture.remove`)."""
     source = get_source(session, name)
     image_ids = set(session.scalars(
         select(Location.image_id).where(Location.source_id == source.id, Location.image_id.is_not(None))))
