@@ -102,6 +102,15 @@ def build(data_dir: Path) -> dict[str, str]:
         run_cli(data_dir, "user", "add", name, "--role", "investigator", token=admin)
         tokens[name] = token_in(run_cli(data_dir, "token", "create", "--user", name, "--name", "load", "--days", "30",
                                         token=admin))
+    run_cli(data_dir, "user", "add", "sue", "--role", "supervisor", token=admin)
+    supervisor = token_in(run_cli(data_dir, "token", "create", "--user", "sue", "--name", "load", "--days", "1",
+                                  token=admin))
+    today = time.strftime("%Y-%m-%d")
+    expires = time.strftime("%Y-%m-%d", time.localtime(time.time() + 30 * 86400))
+    members = [arg for name in [*CLIENT_ACCOUNTS, "mallory"] for arg in ("--member", name)]
+    run_cli(data_dir, "case", "open", SEARCH_FORM["case_ref"], "--title", "load benchmark", "--purpose",
+            SEARCH_FORM["purpose"], "--authority", "benchmark", "--authorisation-ref", "LOAD", "--authorised-on", today,
+            "--expires", expires, *members, token=supervisor)
     print(run_cli(data_dir, "index", str(DEV), "--legal-basis", LEGAL_BASIS).strip().splitlines()[-1])
     descriptor = os.open(saved, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:

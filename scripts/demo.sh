@@ -50,9 +50,12 @@ if "$BIN/facetrail" init admin --token > "$DEMO_DIR/.admin" 2>/dev/null; then
   chmod 600 "$DEMO_DIR/.admin"
   FACETRAIL_TOKEN=$(grep -o 'ft_[^ ]*' "$DEMO_DIR/.admin") "$BIN/facetrail" user bind-os-user admin "$me" > /dev/null
   "$BIN/facetrail" --as admin user add investigator --role investigator > "$DEMO_DIR/.investigator"
+  "$BIN/facetrail" --as admin user add supervisor --role supervisor > "$DEMO_DIR/.supervisor"
   admin_password=$(grep -o 'change it at first login): [^ ]*' "$DEMO_DIR/.admin" | grep -o '[^ ]*$')
 elif "$BIN/facetrail" --as admin user list > /dev/null 2>&1; then  # accounts from an earlier run: new passwords
   "$BIN/facetrail" --as admin user reset-password investigator > "$DEMO_DIR/.investigator"
+  "$BIN/facetrail" --as admin user add supervisor --role supervisor > /dev/null 2>&1 || true  # an older demo had none
+  "$BIN/facetrail" --as admin user reset-password supervisor > "$DEMO_DIR/.supervisor"
   admin_password=$("$BIN/facetrail" --as admin user reset-password admin | grep -o '[^ ]*$')
 else
   echo "Accounts exist in $FACETRAIL_DATA_DIR but the admin is not bound to your login ($me): acting as it" >&2
@@ -60,12 +63,24 @@ else
   exit 1
 fi
 investigator_password=$(grep -o '[^ ]*$' "$DEMO_DIR/.investigator")
-rm -f "$DEMO_DIR/.admin" "$DEMO_DIR/.investigator"
+supervisor_password=$(grep -o '[^ ]*$' "$DEMO_DIR/.supervisor")
+rm -f "$DEMO_DIR/.admin" "$DEMO_DIR/.investigator" "$DEMO_DIR/.supervisor"
 investigator_token=$("$BIN/facetrail" --as admin token create --user investigator --name demo --days 1 \
   | grep -o 'ft_[^ ]*')
+supervisor_token=$("$BIN/facetrail" --as admin token create --user supervisor --name demo --days 1 \
+  | grep -o 'ft_[^ ]*')
 echo "  admin         one-time password: $admin_password   (bound to your login $me: --as admin)"
-echo "  investigator  one-time password: $investigator_password   (searches)"
+echo "  supervisor    one-time password: $supervisor_password   (opens cases, approves)"
+echo "  investigator  one-time password: $investigator_password   (searches under case DEMO-1)"
 echo "  (each is asked to choose its own password at first sign-in)"
+
+echo
+echo "== A case to search under: opened by the supervisor, the investigator a member"
+if ! FACETRAIL_TOKEN=$supervisor_token "$BIN/facetrail" case show DEMO-1 > /dev/null 2>&1; then
+  FACETRAIL_TOKEN=$supervisor_token "$BIN/facetrail" case open DEMO-1 --title "Demo: where do these photos appear?" \
+    --purpose source-verification --authority "Demo data-protection officer" --authorisation-ref DPO-DEMO-1 \
+    --authorised-on "$(date +%F)" --expires "$(date -d '+30 days' +%F)" --member investigator
+fi
 
 echo
 echo "== Declaring it as a source and crawling it"
@@ -112,7 +127,7 @@ Try it yourself (data folder: $FACETRAIL_DATA_DIR):
   export FACETRAIL_DATA_DIR=$FACETRAIL_DATA_DIR
   export FACETRAIL_TOKEN=$investigator_token   # the investigator's token (1 day)
   $BIN/facetrail search $PHOTOS/biden.jpg --purpose source-verification \\
-      --justification "your reason" --case YOUR-REF
+      --justification "your reason" --case DEMO-1
   $BIN/facetrail source list
   FACETRAIL_FETCH_ALLOW=127.0.0.1:$SITE_PORT $BIN/facetrail crawl demo-site   # while the demo runs
   $BIN/facetrail stats

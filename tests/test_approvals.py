@@ -10,11 +10,14 @@ from sqlalchemy import select
 from facetrail.store import Approval, AuditEntry
 from facetrail.web import create_app
 
+from .support import open_case
+
 FORM = {"purpose": "authorised-investigation", "justification": "approval test", "case_ref": "A-1"}
 
 
 @pytest.fixture(scope="module")
 def client(dev_index):
+    open_case(dev_index.db, FORM["case_ref"], purpose=FORM["purpose"])
     settings = dev_index.settings.model_copy(
         update={"approval_policy": {"investigator": "prior", "supervisor": "review"}, "urgent_roles": ["investigator"]}
     )

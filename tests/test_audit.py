@@ -20,7 +20,7 @@ from facetrail.search import Searcher
 from facetrail.store import AuditEntry, Database
 from facetrail.web import create_app
 
-from .support import SEARCH_FORM, folder_ingestor, investigator, login, photo_of, settings_for, upload
+from .support import SEARCH_FORM, folder_ingestor, investigator, login, open_case, photo_of, settings_for, upload
 
 # the entries that account for a query of the index
 QUERYING = ("search", "search.approve", "subject_report", "opt_out", "opt_out.apply")
@@ -33,6 +33,7 @@ REQUEST = {"purpose": "trust-and-safety", "justification": "audit test", "case_r
 def test_auditors_filter_the_log_and_see_it_verified(dev_index, dev_images, engine):
     searcher = Searcher(dev_index.settings, dev_index.db, open_index(dev_index.settings, dev_index.db), engine)
     photo = [d for d in dev_images if d.identity == "zhao_wei"][0].path.read_bytes()
+    open_case(dev_index.db, "AUD-7", purpose="trust-and-safety")
     searcher.search(photo, actor=investigator(), purpose="trust-and-safety",
                     justification="<script>alert('x')</script>", case_ref="AUD-7")
     with TestClient(create_app(dev_index.settings)) as client:
@@ -98,6 +99,7 @@ def test_every_query_of_the_index_writes_an_audit_entry(dev_index, dev_images, e
     held = Searcher(settings, dev_index.db, index, engine)  # investigators need prior approval
     photo = photo_of(dev_images, "keanu_reeves").read_bytes()
     ledger = Ledger(dev_index.db, index)
+    open_case(dev_index.db, REQUEST["case_ref"], purpose=REQUEST["purpose"])
     with ledger.step("face search"):
         found = searcher.search(photo, actor=investigator(), **REQUEST)
     with ledger.step("copy search"):

@@ -20,7 +20,7 @@ from facetrail.search import Searcher
 from facetrail.search.service import confirm_match
 from facetrail.store import AuditEntry
 
-from .support import investigator, photo_of
+from .support import investigator, open_case, photo_of
 
 REQUEST = {"purpose": "trust-and-safety", "justification": "art 12 test", "case_ref": "ART-12"}
 
@@ -28,6 +28,7 @@ REQUEST = {"purpose": "trust-and-safety", "justification": "art 12 test", "case_
 def test_a_search_entry_holds_the_period_the_gallery_the_input_and_its_verifiers(dev_index, dev_images, engine):
     searcher = Searcher(dev_index.settings, dev_index.db, open_index(dev_index.settings, dev_index.db), engine)
     photo = photo_of(dev_images, "keanu_reeves").read_bytes()
+    open_case(dev_index.db, REQUEST["case_ref"], purpose=REQUEST["purpose"])
     first = searcher.search(photo, actor=investigator(), **REQUEST)
     iris = Actor("iris", "investigator", "test")
     second = searcher.search(photo, actor=iris, **REQUEST)  # another investigator, the same case

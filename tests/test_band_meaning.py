@@ -14,7 +14,7 @@ def test_results_say_what_their_distance_means_at_this_index_size(dev_index, eng
     index = open_index(dev_index.settings, dev_index.db)
     searcher = Searcher(dev_index.settings, dev_index.db, index, engine)
     result = searcher.search(photo_of(dev_images, "madonna").read_bytes(), actor=investigator(),
-                             purpose="source-verification", justification="bands", case_ref="BAND-1", top_k=20)
+                             purpose="source-verification", justification="bands", case_ref="T-1", top_k=20)
     assert result.results
     size = f"in an index of {len(index):,} faces"
     assert all(m.band_meaning.startswith(size) for m in result.results)

@@ -33,7 +33,7 @@ COURT = cases.Authorisation("District court", "AZ 12/26", date.today() - timedel
 @pytest.fixture
 def db(settings):
     database = Database(settings.db_url)
-    add_accounts(database)
+    add_accounts(database, case=None)
     return database
 
 
@@ -157,7 +157,7 @@ def cli(settings, tokens, who, *args):
 
 
 def test_the_command_line_opens_lists_shows_and_closes_cases(settings):
-    tokens = add_accounts(Database(settings.db_url))
+    tokens = add_accounts(Database(settings.db_url), case=None)
     opened = cli(settings, tokens, "sue", "open", "NEWS-7", "--title", "Leaked photos",
                  "--purpose", "source-verification", "--authority", "Editor-in-chief", "--urgent",
                  "--expires", NEXT_MONTH.isoformat(), "--member", "ivan")
@@ -213,7 +213,7 @@ def web(settings):
 
     from facetrail.web import create_app
 
-    tokens = add_accounts(Database(settings.db_url))
+    tokens = add_accounts(Database(settings.db_url), case=None)
     with TestClient(create_app(settings), follow_redirects=False) as client:
         yield client, tokens
 
@@ -284,3 +284,60 @@ def test_the_case_pages_list_open_and_show_a_case_with_links_to_its_audit_entrie
     assert bad.status_code == 422 and "reference" in bad.text
     xss = client.post("/cases", data={**form, "ref": "X-2", "title": "<script>alert(1)</script>", "csrf_token": csrf})
     assert "<script>alert(1)</script>" not in client.get(xss.headers["location"]).text
+
+
+# --- every door to a search asks for the case ---------------------------------------------------
+
+
+def photo_bytes(dev_images) -> bytes:
+    return next(d for d in dev_images if d.labelled).path.read_bytes()
+
+
+def search_form(ref: str, purpose: str = "authorised-investigation") -> dict:
+    return {"purpose": purpose, "justification": "case rules test", "case_ref": ref}
+
+
+def test_the_api_searches_only_under_an_open_case_of_the_caller_for_its_purpose(web, dev_images):
+    client, tokens = web
+    ids = {}
+    for ref, members in (("WEB-1", ["ivan"]), ("WEB-2", ["iris"]), ("WEB-3", ["ivan"])):
+        opened = client.post("/api/v1/cases", json={**CASE, "ref": ref, "members": members}, headers=bearer(tokens, "sue"))
+        ids[ref] = opened.json()["id"]
+    client.post(f"/api/v1/cases/{ids['WEB-3']}/close", json={"reason": "done"}, headers=bearer(tokens, "sue"))
+    photo = {"image": ("q.jpg", photo_bytes(dev_images), "image/jpeg")}
+
+    def search(who, form):
+        return client.post("/api/v1/search", data=form, files=photo, headers=bearer(tokens, who))
+
+    ok = search("ivan", search_form("WEB-1"))
+    assert ok.status_code == 200, ok.text
+    for who, form, status, code in [
+        ("ivan", search_form("WEB-2"), 404, "not_found"),  # iris's case: as if it did not exist
+        ("ivan", search_form("NO-SUCH"), 404, "not_found"),
+        ("ivan", search_form("WEB-3"), 422, "case_refused"),  # closed
+        ("ivan", search_form("WEB-1", "source-verification"), 422, "case_purpose_mismatch"),
+        ("sue", search_form("WEB-1"), 404, "not_found"),  # a supervisor searches under their own cases too
+    ]:
+        refused = search(who, form)
+        assert (refused.status_code, refused.json()["code"]) == (status, code), (who, form)
+    copies = search("ivan", {**search_form("WEB-2"), "mode": "copies"})
+    assert copies.status_code == 404 and copies.json()["code"] == "not_found"
+
+
+def test_the_command_line_searches_only_under_an_open_case_of_the_caller(settings, dev_images, tmp_path):
+    tokens = add_accounts(Database(settings.db_url), case=None)
+    cli(settings, tokens, "sue", "open", "CLI-1", "--title", "t", "--purpose", "authorised-investigation",
+        "--authority", "court", "--authorisation-ref", "R-1", "--authorised-on", date.today().isoformat(),
+        "--expires", NEXT_MONTH.isoformat(), "--member", "iris")
+    photo = next(d for d in dev_images if d.labelled).path
+
+    def search(who):
+        return runner.invoke(app, [*cli_base(settings), "--token", tokens[who], "search", str(photo), "--purpose",
+                                   "authorised-investigation", "--justification", "x", "--case", "CLI-1"])
+
+    refused = search("ivan")
+    assert refused.exit_code != 0 and "no open case 'CLI-1' that you are a member of" in refused.output
+    assert search("iris").exit_code == 0
+    with Database(settings.db_url).session() as session:
+        searches = list(session.scalars(select(AuditEntry).where(AuditEntry.action == "search")))
+    assert [(e.actor, e.details["case_ref"]) for e in searches] == [("iris", "CLI-1")]  # the refusal searched nothing

@@ -27,7 +27,7 @@ from facetrail.index import open_index
 from facetrail.search import Searcher
 from facetrail.store import ApiToken, Approval, AuditEntry, Database, User
 
-from .support import PASSWORD, ROOT, add_accounts, cli_base, investigator, photo_of
+from .support import PASSWORD, ROOT, add_accounts, cli_base, investigator, open_case, photo_of
 
 runner = CliRunner()
 LOGIN = pwd.getpwuid(os.getuid()).pw_name  # the real login of whoever runs the tests
@@ -48,6 +48,7 @@ def pending_search(dev_index, engine, dev_images, justification="identity test",
     """A search by ivan held for prior approval; returns its approval."""
     settings = dev_index.settings.model_copy(update={"approval_policy": {"investigator": "prior"}})
     searcher = Searcher(settings, dev_index.db, open_index(dev_index.settings, dev_index.db), engine)
+    open_case(dev_index.db, case, purpose="authorised-investigation")
     result = searcher.search(photo_of(dev_images, "keanu_reeves").read_bytes(), actor=investigator(),
                              purpose="authorised-investigation", justification=justification, case_ref=case)
     assert result.approval["state"] == "pending"
@@ -147,7 +148,7 @@ def test_a_token_proves_its_own_account_only(dev_index, approval):
 def test_a_confirmation_records_the_os_login(dev_index, engine, dev_images):
     found = Searcher(dev_index.settings, dev_index.db, open_index(dev_index.settings, dev_index.db), engine).search(
         photo_of(dev_images, "will_smith").read_bytes(), actor=Actor("sue", "supervisor", "test"),
-        purpose="source-verification", justification="identity test", case_ref="ID-CONFIRM")
+        purpose="source-verification", justification="identity test", case_ref="T-1")
     face = found.results[0].face_id
     done = cli(dev_index.settings, *token(dev_index, "sue"), "confirm", str(found.audit_id), str(face),
                env={"USER": "mallory"})
@@ -334,7 +335,8 @@ def assert_inert(output: str) -> None:
 
 
 def test_injected_text_in_an_approval_is_shown_literally(dev_index, engine, dev_images):
-    approval = pending_search(dev_index, engine, dev_images, justification=INJECTION, case=LINK)
+    # a case reference is plain by construction (letters, digits, . _ / : -): the markup rides in the justification
+    approval = pending_search(dev_index, engine, dev_images, justification=f"{INJECTION} {LINK}")
     shown = cli(dev_index.settings, *token(dev_index, "sue"), "approvals", env={"COLUMNS": "1000"})
     assert shown.exit_code == 0, shown.output
     assert "\x1b" not in shown.output  # not a terminal: no escape at all

@@ -110,7 +110,7 @@ def test_opted_out_photos_are_not_found_as_copies(tmp_path, dev_images):
     add_accounts(db)
     query = altered(chosen[0], tmp_path)
     searcher = Searcher(settings, db, open_index(settings, db), load_engine(settings))
-    args = {"actor": investigator(), "purpose": SEARCH_FORM["purpose"], "justification": "t", "case_ref": "C"}
+    args = {"actor": investigator(), "purpose": SEARCH_FORM["purpose"], "justification": "t", "case_ref": "T-1"}
     assert searcher.copies(query, **args).copies
     with TestClient(create_app(settings)) as client:
         selfie = [d.path for d in dev_images if d.identity == "tom_hanks"][5].read_bytes()

@@ -16,7 +16,7 @@ from facetrail.search import Searcher
 from facetrail.store import AuditEntry, Database, Face, Image, Location
 from facetrail.store.media import MediaStore
 
-from .support import folder_ingestor, investigator, settings_for, write_hostile_files
+from .support import add_accounts, folder_ingestor, investigator, settings_for, write_hostile_files
 
 
 @pytest.fixture
@@ -103,10 +103,11 @@ def test_rerun_skips_unchanged_files_and_redoes_changed_ones(settings, photos, d
 
 def test_search_finds_the_person_and_writes_an_audit_entry(settings, photos, engine, dev_images):
     db, index, _ = ingest(settings, photos)
+    add_accounts(db)
     searcher = Searcher(settings, db, index, engine)
     query = [d for d in dev_images if d.identity == "bill_gates"][3].path.read_bytes()
     result = searcher.search(
-        query, actor=investigator(), purpose="source-verification", justification="find bill gates", case_ref="C-7"
+        query, actor=investigator(), purpose="source-verification", justification="find bill gates", case_ref="T-1"
     )
 
     assert result.error is None

@@ -22,7 +22,7 @@ from facetrail.web import create_app
 from .support import SEARCH_FORM, cli_base, image_bytes, investigator
 
 PERSON = "bill_gates"
-REQUEST = {"purpose": "source-verification", "justification": "several photos", "case_ref": "MULTI-1"}
+REQUEST = {"purpose": "source-verification", "justification": "several photos", "case_ref": "T-1"}
 
 
 def photos_of(dev_images, identity=PERSON) -> list[bytes]:
@@ -122,7 +122,7 @@ def test_the_command_line_searches_several_photos_as_one_person(dev_index, dev_i
     paths = [str(d.path) for d in dev_images if d.identity == PERSON][:3]
     runner = CliRunner()
     args = [*cli_base(dev_index.settings), "--token", dev_index.tokens["ivan"], "search", *paths, "--one-person",
-            "--purpose", "source-verification", "--justification", "cli several", "--case", "MULTI-2"]
+            "--purpose", "source-verification", "--justification", "cli several", "--case", "T-1"]
     answer = runner.invoke(cli_app, [*args, "--json"])
     assert answer.exit_code == 0, answer.output
     lines = [line for line in answer.output.splitlines() if line.startswith("{")]  # (warnings go to stderr)

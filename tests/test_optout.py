@@ -26,7 +26,7 @@ from facetrail.store.models import OptOutDay
 
 from .support import SEARCH_FORM, add_accounts, folder_ingestor, investigator, pair_photo, settings_for
 
-SEARCH = dict(purpose="source-verification", justification="check opt-out", case_ref="T-2")
+SEARCH = dict(purpose="source-verification", justification="check opt-out", case_ref="T-1")
 
 
 def of(dev_images, identity):

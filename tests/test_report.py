@@ -14,15 +14,18 @@ from facetrail.index import open_index
 from facetrail.search import Searcher
 from facetrail.web import create_app
 
-from .support import as_user, cli_base, investigator, login
+from .support import as_user, cli_base, investigator, login, open_case
 
 
 def test_the_report_counts_searches_by_role_and_purpose_and_draws_them(dev_index, dev_images, engine, tmp_path):
     searcher = Searcher(dev_index.settings, dev_index.db, open_index(dev_index.settings, dev_index.db), engine)
     photo = [d for d in dev_images if d.identity == "halle_berry"][0].path.read_bytes()
     faceless = next(d for d in dev_images if d.identity == "none").path.read_bytes()
+    for purpose in ("rights-management", "trust-and-safety"):
+        open_case(dev_index.db, f"RP-{purpose}", purpose=purpose)
     for purpose, data in [("rights-management", photo), ("rights-management", photo), ("trust-and-safety", faceless)]:
-        searcher.search(data, actor=investigator(), purpose=purpose, justification="report test", case_ref="RP-1")
+        searcher.search(data, actor=investigator(), purpose=purpose, justification="report test",
+                        case_ref=f"RP-{purpose}")
     today = datetime.now(UTC).date().isoformat()
     runner = CliRunner()
     base = cli_base(dev_index.settings)

@@ -8,12 +8,13 @@ from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
 from facetrail.cli import app as cli
+from facetrail.governance.accounts import create_user
 from facetrail.governance.actors import Actor
 from facetrail.index import open_index
 from facetrail.search import Searcher
 from facetrail.store import Approval, QueryEmbedding
 
-from .support import cli_base
+from .support import cli_base, open_case
 
 
 def test_the_nth_search_of_one_face_across_cases_is_held_for_a_supervisor(dev_index, dev_images, engine):
@@ -21,6 +22,12 @@ def test_the_nth_search_of_one_face_across_cases_is_held_for_a_supervisor(dev_in
     searcher = Searcher(settings, dev_index.db, open_index(settings, dev_index.db), engine)
     photos = [d.path.read_bytes() for d in dev_images if d.identity == "hugh_jackman"][:3]
     watcher = Actor("repeat-watcher", "investigator", "test")
+    same_case = Actor("one-case", "investigator", "test")
+    with dev_index.db.session() as session, session.begin():
+        for actor in (watcher, same_case):
+            create_user(session, None, actor.username, "investigator")
+    for ref in ("R-1", "R-2", "R-3", "R-4", "C"):
+        open_case(dev_index.db, ref, members=[watcher.username, same_case.username], purpose="trust-and-safety")
 
     def look(photo, case):
         return searcher.search(photo, actor=watcher, purpose="trust-and-safety", justification="j", case_ref=case)
@@ -33,7 +40,6 @@ def test_the_nth_search_of_one_face_across_cases_is_held_for_a_supervisor(dev_in
     other = look([d.path.read_bytes() for d in dev_images if d.identity == "madonna"][0], "R-4")
     assert other.results and other.approval["policy"] == "review"  # a different person is not held
 
-    same_case = Actor("one-case", "investigator", "test")
     for photo in photos:  # one case, the same face three times: a shared case reference is fine
         result = searcher.search(photo, actor=same_case, purpose="trust-and-safety", justification="j", case_ref="C")
         assert result.approval["policy"] == "review"

@@ -13,12 +13,14 @@ from facetrail.cli import app as cli
 from facetrail.store import AuditEntry
 from facetrail.web import create_app
 
-from .support import SEARCH_ARGS, cli_base
+from .support import SEARCH_ARGS, cli_base, open_case
 from .support import as_user as cli_user
 
 
 @pytest.fixture(scope="module")
 def client(dev_index):
+    for ref in ("V-1", "V-2", "V-3", "CLI-CASE"):
+        open_case(dev_index.db, ref)
     with TestClient(create_app(dev_index.settings)) as client:
         yield client
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..errors import Refused
-from ..governance import approvals
+from ..governance import approvals, cases
 from ..governance.actors import Actor
 from ..store import Approval, AuditEntry
 
@@ -55,6 +55,17 @@ def check_request(
         return approvals.policy_for(settings, actor, urgent)
     except approvals.ApprovalError as exc:
         raise SearchRefused(str(exc), "urgent_not_permitted") from None
+
+
+def check_case(session: Session, actor: Actor, case_ref: str, purpose: str) -> str:
+    """The reference of the case a search is made under: an open, authorised, unexpired case that
+    `actor` is a member of (governance/cases.py `for_search`: CaseNotFound or CaseRefused
+    otherwise), for the search's purpose."""
+    case = cases.for_search(session, actor, case_ref)
+    if case.purpose != purpose:
+        raise SearchRefused(f"case {case.ref!r} is for {case.purpose}: search under it with that purpose",
+                            "case_purpose_mismatch")
+    return case.ref
 
 
 def check_subject_access(actor: Actor, request_ref: str, received: date | None, identity_check: str) -> str:

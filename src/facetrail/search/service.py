@@ -33,6 +33,7 @@ from .provenance import appearances_of
 from .results import Match, QueryFace, SearchResult, image_dict, similarity
 from .rules import (
     SearchRefused,
+    check_case,
     check_request,
     no_such_search,
     visible_search,
@@ -135,7 +136,7 @@ class Searcher(SubjectAccess):
         approval policy the results are withheld until a supervisor approves (see `decide`)."""
         photos, chosen, names = _per_photo(photo, face, name)
         policy = check_request(self.settings, actor, purpose, justification, case_ref, urgent)
-        justification, case_ref = justification.strip(), case_ref.strip()
+        justification, case_ref = justification.strip(), self._case(actor, case_ref, purpose)
         self._check_rate(actor)
         top_k = top_k or self.settings.top_k
         threshold = self.match_threshold if threshold is None else threshold
@@ -310,7 +311,7 @@ class Searcher(SubjectAccess):
         if policy == "prior":
             raise SearchRefused("your searches need a supervisor's prior approval: use a face search, which "
                                 "can be held for approval", "prior_approval_required")
-        justification, case_ref = justification.strip(), case_ref.strip()
+        justification, case_ref = justification.strip(), self._case(actor, case_ref, purpose)
         self._check_rate(actor)
         top_k = top_k or self.settings.top_k
         sha = hashlib.sha256(photo).hexdigest()
@@ -355,6 +356,11 @@ class Searcher(SubjectAccess):
                 result.approval = approvals.describe(
                     approvals.open_approval(session, self.settings, entry, actor, policy, None))
         return result
+
+    def _case(self, actor: Actor, case_ref: str, purpose: str) -> str:
+        """The open case the search is made under (rules.check_case), before anything is decoded."""
+        with self.db.session() as session:
+            return check_case(session, actor, case_ref, purpose)
 
     def _check_rate(self, actor: Actor, default: dict[str, int] | None = None) -> None:
         """Raise RateLimited if the actor has used up a search limit (the user's, else the role's,

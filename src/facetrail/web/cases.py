@@ -128,6 +128,13 @@ def case_member(request: Request, case_id: int, body: MemberIn, actor: MayApprov
     return _run(request, work, write=True)
 
 
+def searchable(request: Request, actor) -> list[dict]:
+    """The open cases `actor` may search under now (a member), for the search form."""
+    if not actor.can("search"):
+        return []
+    return [case for case in _run(request, cases.listing, actor, status="open") if actor.username in case["members"]]
+
+
 def cases_read(actor) -> None:
     require(actor, "cases.read")
 

@@ -25,6 +25,7 @@ from ..search.bands import BANDS
 from ..search.opt_out import RECEIVED as OPT_OUT_RECEIVED
 from ..store import WebSession
 from . import cpu, deps
+from .cases import searchable as searchable_cases
 from .deps import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -52,6 +53,7 @@ def search_page(request: Request, web: SignedIn):
         "bands": [(b.name, f"{b.max_distance:.2f}" if b.max_distance < 10 else "—") for b in BANDS],
         "threshold": settings.match_threshold,
         "purposes": settings.purposes,
+        "my_cases": searchable_cases(request, actor),
         "user": web.user,
         "csrf_token": web.csrf_token,
         "can_search": actor.can("search"),
