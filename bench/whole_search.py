@@ -73,6 +73,7 @@ ROOT = HERE.parent
 DEV = ROOT.parent / "shared" / "data" / "faces" / "dev"
 TARGET = 0.5  # seconds, upload -> results
 BENCH_ADMIN = Actor("bench", "admin", "bench")
+BENCH_SUPERVISOR = Actor("bench", "supervisor", "bench")
 INVESTIGATOR = "bench-investigator"
 ARCHIVE = "bench-archive"
 LEGAL_BASIS = "synthetic benchmark data and labelled test photographs, used with permission"
@@ -383,13 +384,24 @@ def build(settings: Settings, db: Database, args):
 
 
 def investigator_token(db: Database) -> tuple[User, str]:
+    from datetime import date, timedelta
+
+    from facetrail.governance import cases
     from facetrail.governance.accounts import create_token, create_user
+    from facetrail.store.models import Case
 
     with db.session() as session, session.begin():
         user = session.scalar(select(User).where(User.username == INVESTIGATOR))
         if user is None:
             user, _ = create_user(session, BENCH_ADMIN, INVESTIGATOR, "investigator")
         _, secret = create_token(session, BENCH_ADMIN, INVESTIGATOR, "whole-search bench", days=1)
+        if session.scalar(select(Case.id).where(Case.ref == CASE)) is None:  # searches name an open case
+            cases.open_case(session, BENCH_SUPERVISOR, ref=CASE, title="whole-search benchmark",
+                            purpose=FORM["purpose"], purposes=[FORM["purpose"]],
+                            authorisation=cases.Authorisation("benchmark", "BENCH", date.today()),
+                            expires_on=date.today() + timedelta(days=30))
+        if INVESTIGATOR not in cases.members(session, cases.get(session, CASE)):
+            cases.add_member(session, BENCH_SUPERVISOR, CASE, INVESTIGATOR)
     return user, secret
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .support import PASSWORD, ROOT, cli_base, pair_photo
+from .support import PASSWORD, ROOT, cli_base, open_case, pair_photo
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Screenshots for a reviewer to look at (not committed; .gitignore): FACETRAIL_TEST_ARTIFACTS or ./test-artifacts
@@ -75,6 +75,8 @@ def sign_in(page, url, username):
 @pytest.fixture(scope="module")
 def server(dev_index):
     needs_chromium()
+    for purpose in ("source-verification", "authorised-investigation"):
+        open_case(dev_index.db, f"E2E-{purpose}", purpose=purpose)  # the cases the searches name
     url, process = start_server(dev_index.settings)
     yield url
     process.terminate()
@@ -105,7 +107,7 @@ def page(server, browser):
 def fill_reasons(page, purpose="source-verification"):
     page.select_option("#purpose", purpose)
     page.fill("#justification", "e2e test: find the second person")
-    page.fill("#case-ref", "E2E-1")
+    page.fill("#case-ref", f"E2E-{purpose}")
 
 
 def test_pick_the_second_face_and_find_that_person(page, server, dev_images, tmp_path):
