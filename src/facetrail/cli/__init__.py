@@ -13,12 +13,12 @@ from typing import Annotated
 import typer
 
 from ..config import get_settings
-from . import accounts, audit, cases, index, ingest, models, search, serve, sources, watches
+from . import accounts, audit, cases, evidence, index, ingest, models, search, serve, sources, watches
 from .common import Context, RefusingGroup, err, literal
 
 app = typer.Typer(help="facetrail: an accountable, self-hosted face search engine.", no_args_is_help=True,
                   cls=RefusingGroup)
-for group in (ingest, search, index, audit, serve, accounts, sources, models, cases, watches):
+for group in (ingest, search, index, audit, serve, accounts, sources, models, cases, evidence, watches):
     app.add_typer(group.commands)
 
 

@@ -25,7 +25,7 @@ from ..search import Searcher
 from ..store import Database
 from ..store.media import MediaStore
 from ..store.private import prepare_data_dir
-from . import api, cases, docs, errors, media, pages, watches
+from . import api, cases, docs, errors, evidence, media, pages, watches
 from .cpu import CpuPool
 from .deps import HERE
 from .ratelimit import RateLimiter
@@ -115,6 +115,6 @@ def create_app(settings: Settings) -> FastAPI:
     for handled in errors.HANDLED:
         app.add_exception_handler(handled, errors.answer)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (pages, api, media, docs, cases, watches):
+    for module in (pages, api, media, docs, cases, evidence, watches):
         app.include_router(module.router)
     return app
