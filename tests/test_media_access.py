@@ -15,7 +15,7 @@ from facetrail.cli import app as cli
 from facetrail.store import AuditEntry, Face, Image
 from facetrail.web import create_app
 
-from .support import SEARCH_FORM, cli_base, photo_of, upload
+from .support import SEARCH_FORM, cli_base, login, photo_of, upload
 
 NOT_FOUND = {"code": "not_found", "detail": "Not Found."}
 
@@ -160,3 +160,14 @@ def test_confirmations_only_by_those_who_may_see_the_results(client, dev_index, 
     cli_answer = runner.invoke(cli, [*cli_base(dev_index.settings), "--token", dev_index.tokens["iris"], "confirm",
                                      str(shown["audit_id"]), str(next(iter(results)))])
     assert cli_answer.exit_code == 2 and f"there is no search {shown['audit_id']}" in cli_answer.output
+
+
+def test_the_page_of_a_search_opens_only_for_those_who_may_see_it(client, dev_index, dev_images):
+    """/searches/{id}, the page behind a results link: another investigator gets the 404 of an id
+    of nothing, not an empty page."""
+    shown = search(client, dev_index, dev_images, "sue")
+    for user, status in (("sue", 200), ("iris", 404)):
+        with TestClient(create_app(dev_index.settings)) as browser:
+            login(browser, user)
+            assert browser.get(f"/searches/{shown['audit_id']}").status_code == status, user
+            assert browser.get(f"/searches/{10**9}").status_code == 404
