@@ -243,10 +243,8 @@ def test_sitemap_pages_count_against_the_page_limit(guard: Guard) -> None:
     assert result.summary.pages == 5 and result.summary.limit_reached
 
 
-def test_image_requests_are_made_as_earlier_ones_finish(guard: Guard, monkeypatch) -> None:
-    """A page's images wait as plain data and become requests a few at a time (MAX_IMAGE_REQUESTS,
-    3 here), as earlier ones finish, failed ones included; none is lost or requested twice. Before,
-    every image of every page was a queued request at once."""
+def count_image_requests(monkeypatch) -> list[str]:
+    """The URLs of the image requests the spider makes from now on (in order), with at most 3 at once."""
     from facetrail.crawl import spider
 
     made: list[str] = []
@@ -259,6 +257,14 @@ def test_image_requests_are_made_as_earlier_ones_finish(guard: Guard, monkeypatc
 
     monkeypatch.setattr(spider, "Request", Counted)
     monkeypatch.setattr(spider, "MAX_IMAGE_REQUESTS", 3)
+    return made
+
+
+def test_image_requests_are_made_as_earlier_ones_finish(guard: Guard, monkeypatch) -> None:
+    """A page's images wait as plain data and become requests a few at a time (MAX_IMAGE_REQUESTS,
+    3 here), as earlier ones finish, failed ones included; none is lost or requested twice. Before,
+    every image of every page was a queued request at once."""
+    made = count_image_requests(monkeypatch)
     photo = image_bytes("red")
     with serve("c.test") as (c,):
         c.routes["/"] = Route.html("".join(f'<img src="/i/{n}.jpg">' for n in range(40)))
@@ -271,19 +277,8 @@ def test_image_requests_are_made_as_earlier_ones_finish(guard: Guard, monkeypatc
 
 def test_at_most_a_few_image_requests_exist_at_once(guard: Guard, monkeypatch) -> None:
     """When the n-th image is fetched, at most n - 1 + 3 image requests have been made."""
-    from facetrail.crawl import spider
-
-    made: list[str] = []
+    made = count_image_requests(monkeypatch)
     seen_when_fetched: list[int] = []
-
-    class Counted(spider.Request):
-        def __init__(self, url, *args, **kwargs) -> None:
-            super().__init__(url, *args, **kwargs)
-            if (kwargs.get("meta") or {}).get("image"):
-                made.append(url)
-
-    monkeypatch.setattr(spider, "Request", Counted)
-    monkeypatch.setattr(spider, "MAX_IMAGE_REQUESTS", 3)
     photo = image_bytes("red")
     with serve("c.test") as (c,):
         c.routes["/"] = Route.html("".join(f'<img src="/i/{n}.jpg">' for n in range(40)))
