@@ -56,7 +56,10 @@ class Calibration:
       check, opt-out filter): where 1 in 1,000 different-person pairs fall closer (FAR 1e-3);
     deletion_radius: the stricter radius within which an opt-out deletes stored faces (FAR 1e-4);
     bands: words for distances, tightest first, the last unbounded: "very strong" under the
-      closest different-person pair seen, "strong" under FAR 1e-4, "possible" under FAR 1e-3.
+      closest different-person pair seen, "strong" under FAR 1e-4, "possible" under FAR 1e-3;
+    opt_out_radius: the deletion radius an opt-out uses at any gallery size, where measured
+      (bench/optout.py, docs/governance.md#opt-out-radii); else governance/optout.py derives it
+      from `tail`.
     dlib keeps its long-standing 0.6 (FAR 2.9e-3 on the dev set) so that existing indexes and
     settings mean what they meant."""
 
@@ -65,6 +68,7 @@ class Calibration:
     bands: tuple[Band, ...]
     measured_on: str
     tail: Tail | None = None
+    opt_out_radius: float | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,9 @@ MODELS: dict[str, ModelInfo] = {
                        Band("weak", float("inf"))),
                 measured_on=DEV_SET,
                 tail=Tail(u=0.6621, rate=0.02, shape=-0.0923, scale=0.03428, mean=0.8453, std=0.0873, pairs=26663),
+                # a normal fitted to the lowest 5 % of different-person pairs puts 0.35 at 5.5e-9, just
+                # under optout.SAFE_RATE (the Pareto tail above puts SAFE_RATE at 0.383: 0.35 is stricter)
+                opt_out_radius=0.35,
             ),
             build=_dlib_engine,
         ),

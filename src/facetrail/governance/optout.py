@@ -71,10 +71,6 @@ SAFE_AT = 10_000_000
 SEEDS = 18
 # The false-match rate of a deletion radius: SEEDS x SAFE_AT x rate < 1.
 SAFE_RATE = 1 / (SEEDS * SAFE_AT)
-# Deletion radii measured with bench/optout.py (docs/governance.md#opt-out-radii), per model: dlib's
-# different-person tail (a normal fitted to its lowest 5 %) puts 0.35 at 5.5e-9, just under SAFE_RATE
-# (the registry's generalised Pareto tail puts SAFE_RATE at 0.383: 0.35 is the stricter).
-MEASURED_DELETE = {"dlib_resnet_v1": 0.35}
 CHAIN = 1
 
 
@@ -84,7 +80,7 @@ def radii(settings) -> Radii:
     the model, else the one where its fitted different-person tail reaches SAFE_RATE; never wider
     than the model's own deletion radius nor the blocking radius."""
     calibrated = calibration(settings)
-    delete = MEASURED_DELETE.get(settings.face_model) or safe_radius(calibrated.tail, SAFE_RATE)
+    delete = calibrated.opt_out_radius or safe_radius(calibrated.tail, SAFE_RATE)
     delete = min(delete or calibrated.deletion_radius, calibrated.deletion_radius, calibrated.match_threshold)
     return Radii(block=calibrated.match_threshold, delete=delete, chain=CHAIN, seeds=SEEDS)
 
