@@ -51,6 +51,8 @@ PAGES_HEADER = {"format": "json-pages-1.0", "id": "pages", "title": "All Pages"}
 DIGEST, PACKAGE = "datapackage-digest.json", "datapackage.json"
 AUDIT_ENTRIES, CHECKPOINT = "audit/entries.jsonl", "audit/checkpoint.txt"
 CHUNK = 1 << 20
+MAX_READ = 256 << 20  # members read whole when checking (lists, JSON, the index): a package is not a zip bomb
+MAX_RECORD = 256 << 20  # one WARC record read back to check an index line
 
 
 # --- records ------------------------------------------------------------------------------------
@@ -277,7 +279,10 @@ class _Checks(list):
 
 
 def _read(archive: zipfile.ZipFile, path: str) -> bytes | None:
+    """A small member's bytes (index, lists, JSON): None if missing, damaged or over MAX_READ."""
     try:
+        if archive.getinfo(path).file_size > MAX_READ:
+            return None
         return archive.read(path)
     except (KeyError, zipfile.BadZipFile, OSError, EOFError):
         return None
@@ -400,18 +405,26 @@ def _check_layout(archive: zipfile.ZipFile, checks: _Checks, listed: set[str]) -
                f"pages/pages.jsonl: header line, {max(0, len(pages) - 1)} page(s)")
     index = (_read(archive, "indexes/index.cdxj") or b"").decode("utf-8", "replace").splitlines()
     checks.add(index == sorted(index), f"indexes/index.cdxj: {len(index)} line(s), sorted")
-    warc = _read(archive, f"archive/{WARC_NAME}")
     bad = []
+    try:
+        warc = archive.open(f"archive/{WARC_NAME}")
+    except (KeyError, zipfile.BadZipFile, OSError):
+        warc = None
     for line in index:
         key, _, rest = line.partition(" ")
         data = _json_of(rest.partition(" ")[2].encode()) or {}
         try:
             offset, length = int(data["offset"]), int(data["length"])
-            described = _describe(warc[offset:offset + length]) if warc else None
-        except (KeyError, ValueError, TypeError, OSError, EOFError):
+            if warc is None or not 0 < length <= MAX_RECORD:
+                raise ValueError("no record there")
+            warc.seek(offset)
+            described = _describe(warc.read(length))
+        except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile):
             described = None
         if described is None or described.url != data.get("url") or surt(described.url) != key:
             bad.append(data.get("url") or key)
+    if warc is not None:
+        warc.close()
     checks.add(not bad, "indexes/index.cdxj: every line points at its record in archive/data.warc.gz" if not bad
                else f"indexes/index.cdxj: lines that point at no matching record: {', '.join(bad[:5])}")
 
@@ -442,6 +455,7 @@ def _check_audit(archive: zipfile.ZipFile, checks: _Checks, public: Ed25519Publi
     checks.add(signed, f"{CHECKPOINT}: audit log checkpoint of {checkpoint.size} entries at "
                        f"{checkpoint.time.isoformat()}, " + ("signed by the package's key" if signed else
                                                               "NOT signed by the package's key"))
+    proven: list[dict] = []
     for n, line in enumerate(lines, 1):
         item = _json_of(line.encode())
         entry = item.get("entry") if isinstance(item, dict) else None
@@ -461,3 +475,42 @@ def _check_audit(archive: zipfile.ZipFile, checks: _Checks, public: Ed25519Publi
         checks.add(included, f"{label}: hash {entry['hash'][:12]}..., " + (
             f"included at leaf {index} of the checkpoint's {checkpoint.size}" if included else
             "its inclusion proof does NOT lead to the checkpoint's tree head"))
+        if included:
+            proven.append(entry)
+    _check_results(archive, checks, proven)
+
+
+def _check_results(archive: zipfile.ZipFile, checks: _Checks, proven: list[dict]) -> None:
+    """Each search's results file and query photo against what its proven audit entries recorded:
+    the results shown are among those the search (or the decision that released them) recorded,
+    and a query photo in the package is one the search was made with."""
+    recorded: dict[int, set[int]] = {}
+    queries: dict[int, set[str]] = {}
+    for entry in proven:
+        details = entry.get("details") or {}
+        if entry.get("action") == "search":
+            search_id = entry.get("id")
+            queries[search_id] = {details.get("query_sha256")} | {p.get("sha256") for p in
+                                                                   details.get("query_photos") or []}
+        elif entry.get("action") == "search.approve":
+            search_id = details.get("search_id")
+        else:
+            continue
+        recorded.setdefault(search_id, set()).update(int(r[0]) for r in details.get("results") or [])
+    for name in sorted(n for n in archive.namelist() if n.startswith("evidence/searches/") and n.endswith(".json")):
+        body = _json_of(_read(archive, name)) or {}
+        search_id = body.get("search_id")
+        faces = [r.get("face_id") for r in (body.get("result") or {}).get("results") or []]
+        if search_id not in queries:
+            checks.add(False, f"file {name}: no proven audit entry of search {search_id} in the package")
+            continue
+        unrecorded = [f for f in faces if f not in recorded.get(search_id, set())]
+        checks.add(not unrecorded, f"file {name}: its {len(faces)} result(s) are among those search {search_id}'s "
+                                   "audit entries recorded" if not unrecorded else
+                   f"file {name}: results {unrecorded} were never recorded by search {search_id}'s audit entries")
+    every = set().union(*queries.values()) if queries else set()
+    for name in sorted(n for n in archive.namelist() if n.startswith("evidence/query/")):
+        got = _hash_member(archive, name)
+        sha = got[0][7:] if isinstance(got, tuple) else None
+        checks.add(sha in every, f"file {name}: the photo searched with (its sha256 is a search's recorded query)"
+                   if sha in every else f"file {name}: NOT a photo any search in the package was made with")
