@@ -264,7 +264,7 @@ def bearer(dev_index, name):
     return {"Authorization": f"Bearer {dev_index.tokens[name]}"}
 
 
-def test_the_api_and_the_pages_download_the_package(found, client, dev_index, verifier):
+def test_the_api_and_the_pages_download_the_package(found, client, dev_index, dev_images, verifier):
     result, _ = found
     url = f"/api/v1/searches/{result.audit_id}/evidence"
     answer = client.post(url, headers=bearer(dev_index, "ivan"))
@@ -284,6 +284,11 @@ def test_the_api_and_the_pages_download_the_package(found, client, dev_index, ve
     assert client.post(url).status_code == 403  # a browser session without its CSRF token
     download = client.post(url, data={"csrf_token": csrf})
     assert download.status_code == 200 and failures(wacz.verify(download.content, verifier)) == []
+    empty = client.post(url, data={"csrf_token": csrf}, files={"query_photo": ("", b"", "application/octet-stream")})
+    assert empty.status_code == 200  # the form's file field left empty: the photo is not added
+    assert not any(n.startswith("evidence/query/") for n in members(empty.content))
+    photo = client.post(url, data={"csrf_token": csrf}, files={"query_photo": ("q.png", query_photo(dev_images))})
+    assert photo.status_code == 200 and any(n.startswith("evidence/query/") for n in members(photo.content))
 
     case_id = client.get("/api/v1/cases", headers=bearer(dev_index, "ivan")).json()
     case_id = next(c["id"] for c in case_id if c["case_ref"] == CASE)
