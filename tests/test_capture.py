@@ -296,3 +296,35 @@ def test_no_capture_when_the_source_cap_is_zero(tmp_path) -> None:
     with capture.CaptureWriter(settings, _source()) as writer:
         writer.fetched(answer)
     assert not (settings.data_dir / "captures").exists()
+
+
+def test_forgetting_an_image_rewrites_the_files_that_hold_it(tmp_path) -> None:
+    """For the opt-out flow: an image's captures go (by its SHA-256, as Image.sha256 holds it),
+    the rest stay readable where the index says, and a writer still at work moves to a new file."""
+    from .support import settings_for
+
+    settings = settings_for(tmp_path)
+    bodies = [os.urandom(2000) for _ in range(4)]
+    with serve("") as (web,):
+        web.routes.update({f"/img/{n}.bin": Route(body, content_type="image/x-test") for n, body in enumerate(bodies)})
+        answers = _fetched(web, 4)
+    urls = [answer.url for answer in answers]
+    writer = capture.CaptureWriter(settings, _source())
+    for answer in answers[:3]:
+        writer.fetched(answer)
+    doomed = hashlib.sha256(bodies[1]).hexdigest()
+    assert capture.forget(settings, [doomed]) == 1
+    writer.fetched(answers[3])  # after the rewrite: into a new file, not the replaced one
+    writer.close()
+    got = capture.find(settings, 7, urls)
+    assert got[urls[1]] == []
+    for n in (0, 2, 3):
+        (one,) = got[urls[n]]
+        assert next(iter(ArchiveIterator(io.BytesIO(one.read())))).raw_stream.read() == bodies[n]
+    files = sorted(capture.captures_dir(settings, 7).glob("*.warc.gz"))
+    assert len(files) == 2
+    for path in files:
+        assert bodies[1] not in gzip.decompress(path.read_bytes())
+        kinds = [r.rec_type for r in ArchiveIterator(open(path, "rb"), check_digests=True)]
+        assert kinds[0] == "warcinfo"
+    assert capture.forget(settings, [doomed]) == 0

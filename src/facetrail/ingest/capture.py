@@ -38,12 +38,18 @@ Decisions:
   is captured.
 * **Removal.** `remove` deletes a source's captures; `facetrail source remove` calls it after the
   source's rows are gone (a writer that finds captures of another source under its id removes them).
+  `forget` deletes the captures of given images (by SHA-256) wherever they are, rewriting the files
+  that held them, for the opt-out flow. Writers append under an exclusive `flock` of their file
+  and move to a new file when theirs was rewritten or deleted meanwhile.
 
-Public: `CaptureWriter` (crawls and ingests), `find`, `remove`, `Captured`, `captures_dir`.
+Public: `CaptureWriter` (crawls and ingests), `find`, `remove`, `forget`, `Captured`, `captures_dir`.
 """
 
 from __future__ import annotations
 
+import base64
+import fcntl
+import hashlib
 import io
 import json
 import os
@@ -155,6 +161,76 @@ def find(settings: Settings, source_id: int, urls: Iterable[str]) -> dict[str, l
     for found in wanted.values():
         found.sort(key=lambda c: (c.fetched_at, c.path.name, c.offset))
     return wanted
+
+
+def forget(settings: Settings, sha256s: Iterable[str], source_id: int | None = None) -> int:
+    """Delete the captures whose body is one of these images (hex SHA-256 of the bytes, as
+    `Image.sha256`), in every source (or in `source_id`'s): each WARC file holding one is rewritten
+    without it (nor its request record) and its index with it. For the opt-out flow: a person's
+    photos must not stay behind in the captures. A capture's body is matched by its SHA-256 payload
+    digest, or, for a copied record digested otherwise, by reading it (its body as archived and as
+    decoded). Returns the number of captures deleted."""
+    doomed_hashes = {h.lower() for h in sha256s}
+    root = settings.data_dir / FOLDER
+    if not doomed_hashes or not root.exists():
+        return 0
+    folders = [root / str(int(source_id))] if source_id is not None else [p for p in root.iterdir() if p.is_dir()]
+    deleted = 0
+    for folder in folders:
+        for path in sorted(folder.glob(f"*{SUFFIX}")):
+            entries = _entries(path)
+            doomed = [e for e in entries if _matches(path, e, doomed_hashes)]
+            if doomed:
+                deleted += _rewrite(path, entries, doomed)
+    return deleted
+
+
+def _matches(path: Path, entry: dict[str, Any], hashes: set[str]) -> bool:
+    digest = entry.get("digest") or ""
+    if digest.startswith("sha256:"):
+        try:
+            return base64.b32decode(digest[7:].upper()).hex() in hashes
+        except ValueError:
+            pass
+    try:
+        record = next(iter(ArchiveIterator(io.BytesIO(_captured(path, entry).read_response()))))
+        raw = record.raw_stream.read()
+        return hashlib.sha256(raw).hexdigest() in hashes or \
+            hashlib.sha256(record.content_stream().read()).hexdigest() in hashes
+    except Exception:  # noqa: BLE001 - an unreadable record holds no image to forget
+        return False
+
+
+def _rewrite(path: Path, entries: list[dict[str, Any]], doomed: list[dict[str, Any]]) -> int:
+    """`path` without the `doomed` entries' bytes, replaced atomically under the writers' lock."""
+    gone = {(e["offset"], e["length"]) for e in doomed}
+    with open(path, "rb") as old:
+        fcntl.flock(old, fcntl.LOCK_EX)
+        data = old.read()
+        end = max((e["offset"] + e["length"] for e in entries), default=0)
+        kept, spans, at = [], [], 0
+        for entry in sorted(entries, key=lambda e: e["offset"]):
+            if (entry["offset"], entry["length"]) in gone:
+                spans.append((at, entry["offset"]))
+                at = entry["offset"] + entry["length"]
+            else:
+                kept.append(entry)
+        spans.append((at, end))  # a damaged tail past the last record is dropped too
+        out = bytearray()
+        moved = [{**e, "offset": e["offset"] - sum(length for offset, length in gone if offset < e["offset"])}
+                 for e in kept]
+        for start, stop in spans:
+            out += data[start:stop]
+        temp = path.with_name(path.name + ".tmp")
+        with open(_private_create(temp), "wb") as fh:
+            fh.write(out)
+        index = Path(str(path) + INDEX_SUFFIX)
+        index_temp = index.with_name(index.name + ".tmp")
+        with open(_private_create(index_temp), "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(e, separators=(",", ":")) + "\n" for e in moved)
+        os.replace(temp, path)
+        os.replace(index_temp, index)
+    return len(doomed)
 
 
 def _captured(path: Path, entry: dict[str, Any]) -> Captured:
@@ -393,21 +469,38 @@ class CaptureWriter:
         with self._lock:
             if self._fh is None or (self._size > 0 and self._size + size > self.max_file):
                 self._rotate()
-            for entry, response, request in members:
-                entry.update(offset=self._size, length=len(response) + len(request), response_length=len(response))
-                self._fh.write(response + request)
-                self._size += len(response) + len(request)
-                self._fh.flush()
-                self._index.write(json.dumps(entry, separators=(",", ":")) + "\n")
-                self._index.flush()
-                self.records += 1
+            fcntl.flock(self._fh, fcntl.LOCK_EX)  # `forget` rewrites a file under this lock
+            if not self._still_ours():  # rewritten by `forget`, or deleted (another writer's cap, `remove`)
+                fcntl.flock(self._fh, fcntl.LOCK_UN)
+                self._rotate()
+                fcntl.flock(self._fh, fcntl.LOCK_EX)
+            try:
+                self._write(members)
+            finally:
+                fcntl.flock(self._fh, fcntl.LOCK_UN)
             self.bytes += size
             self._total = (self._total or 0) + size
             self._trim()
 
+    def _still_ours(self) -> bool:
+        try:
+            return os.stat(self._path).st_ino == os.fstat(self._fh.fileno()).st_ino
+        except FileNotFoundError:
+            return False
+
+    def _write(self, members: list[tuple[dict[str, Any], bytes, bytes]]) -> None:
+        for entry, response, request in members:
+            entry.update(offset=self._size, length=len(response) + len(request), response_length=len(response))
+            self._fh.write(response + request)
+            self._size += len(response) + len(request)
+            self._fh.flush()
+            self._index.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            self._index.flush()
+            self.records += 1
+
     def _rotate(self) -> None:
         self._close_files()
-        if self._serial == 0:
+        if self._serial == 0 or not self.folder.exists():
             self._claim_folder()
         self._serial += 1
         now = datetime.now(UTC)
