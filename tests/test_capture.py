@@ -328,3 +328,70 @@ def test_forgetting_an_image_rewrites_the_files_that_hold_it(tmp_path) -> None:
         kinds = [r.rec_type for r in ArchiveIterator(open(path, "rb"), check_digests=True)]
         assert kinds[0] == "warcinfo"
     assert capture.forget(settings, [doomed]) == 0
+
+
+def test_answers_are_kept_as_sent_content_encoding_and_all(accounts, dev_images, monkeypatch) -> None:
+    """A page sent gzip-encoded (though identity was asked for) is kept encoded, its header with it;
+    an image sent chunked is kept de-chunked, its Transfer-Encoding header renamed."""
+    import http.server
+    import threading
+
+    settings = accounts
+    face = dev_images[0].path.read_bytes()
+    html = b"<title>Zipped</title><img src='/img/a.jpg' alt='a'>" + b"<!-- padding -->" * 200
+    zipped = gzip.compress(html)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path == "/":
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(zipped)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(zipped)
+            elif self.path == "/img/a.jpg":
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for at in range(0, len(face), 4096):
+                    piece = face[at:at + 4096]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.write(b"0\r\n\r\n")
+            else:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.send_header("Connection", "close")
+                self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        monkeypatch.setenv("FACETRAIL_FETCH_ALLOW", f"127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("FACETRAIL_CRAWL_DELAY", "0")
+        assert cli(settings, "source", "add", "zip", "--url", base + "/", "--legal-basis", LEGAL,
+                   user="ada").exit_code == 0
+        crawled = cli(settings, "crawl", "zip", "--workers", "1")
+        assert crawled.exit_code == 0, crawled.output
+    finally:
+        server.shutdown()
+        server.server_close()
+    got = capture.find(settings, source_id(settings, "zip"), [base + "/", base + "/img/a.jpg"])
+    page = next(iter(ArchiveIterator(io.BytesIO(got[base + "/"][0].read()))))
+    assert page.http_headers.get_header("Content-Encoding") == "gzip"
+    assert page.raw_stream.read() == zipped  # the bytes sent, still encoded
+    page = next(iter(ArchiveIterator(io.BytesIO(got[base + "/"][0].read()))))
+    assert page.content_stream().read() == html  # which replay tools decode from the header
+    image = next(iter(ArchiveIterator(io.BytesIO(got[base + "/img/a.jpg"][0].read()))))
+    assert image.http_headers.get_header("Transfer-Encoding") is None
+    assert image.http_headers.get_header("X-Archive-Orig-Transfer-Encoding") == "chunked"
+    assert image.raw_stream.read() == face
