@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -145,15 +146,17 @@ def record(session: Session, vectors: np.ndarray, contact: str | None, model: st
     return row
 
 
-def apply(session: Session, index: VectorIndex, media: MediaStore, opt_out: OptOut, radius: Radii) -> tuple[int, int]:
+def apply(session: Session, index: VectorIndex, media: MediaStore, opt_out: OptOut, radius: Radii,
+          forget_images: Callable[[set[str]], object] = lambda sha256s: None) -> tuple[int, int]:
     """Delete the faces within the deletion radius of the opt-out (chained), hide those within the
     blocking radius; blur them in their images' thumbnails, delete their crops, leave their images
-    out of copy search. In the caller's transaction; returns (deleted, hidden) for the day's totals."""
+    out of copy search, and have `forget_images` drop every other copy of those images kept (their
+    captures, by sha256). In the caller's transaction; returns (deleted, hidden) for the day's totals."""
     vectors = np.frombuffer(opt_out.embedding, np.float32).reshape(-1, 128)
     near = within(index, vectors, radius.block)  # one search of the index for every photo
     doomed = reach(session, index, vectors, radius, near)  # and one per chaining round that finds faces
     hidden = set(near) - doomed
-    _blur_and_forget(session, media, doomed | hidden)
+    forget_images(_blur_and_forget(session, media, doomed | hidden))
     for ids in _chunks(sorted(doomed)):
         session.execute(delete(Face).where(Face.id.in_(ids)))
     if doomed:
@@ -167,7 +170,8 @@ def apply(session: Session, index: VectorIndex, media: MediaStore, opt_out: OptO
 _applying = threading.Lock()  # one process applies one opt-out at a time
 
 
-def apply_pending(db, index: VectorIndex, media: MediaStore, radius: Radii) -> int:
+def apply_pending(db, index: VectorIndex, media: MediaStore, radius: Radii,
+                  forget_images: Callable[[set[str]], object] = lambda sha256s: None) -> int:
     """Apply every opt-out not applied yet (the one just answered, or one a crash left pending),
     each in its own transaction. Returns how many were applied."""
     applied = 0
@@ -178,7 +182,7 @@ def apply_pending(db, index: VectorIndex, media: MediaStore, radius: Radii) -> i
                                          .limit(1).with_for_update(skip_locked=True))
                 if pending is None:
                     break
-                apply(session, index, media, pending, radius)
+                apply(session, index, media, pending, radius, forget_images)
             applied += 1
         if applied:
             index.save()
@@ -230,9 +234,9 @@ def reach(session: Session, index: VectorIndex, vectors: np.ndarray, radius: Rad
     return reached
 
 
-def _blur_and_forget(session: Session, media: MediaStore, face_ids: set[int]) -> None:
+def _blur_and_forget(session: Session, media: MediaStore, face_ids: set[int]) -> set[str]:
     """The faces' crops deleted, their boxes blurred in their images' thumbnails, their images'
-    copy hashes cleared (copy search cannot lead to them)."""
+    copy hashes cleared (copy search cannot lead to them); returns the images' sha256."""
     boxes: dict[int, list[tuple[int, int, int, int]]] = defaultdict(list)
     images: dict[int, Image] = {}
     for ids in _chunks(sorted(face_ids)):
@@ -245,6 +249,7 @@ def _blur_and_forget(session: Session, media: MediaStore, face_ids: set[int]) ->
         blur_thumbnail(media, image.sha256, (image.width, image.height), boxes[image_id])
     for ids in _chunks(sorted(images)):
         session.execute(update(Image).where(Image.id.in_(ids)).values(copy_hash=None))
+    return {image.sha256 for image in images.values()}
 
 
 def blur_thumbnail(media: MediaStore, sha256: str, size: tuple[int, int], boxes: list) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import Refused
+from ..ingest import capture
 from ..governance.optout import apply_pending, radii, record
 from ..store.media import MediaStore
 from .service import Searcher
@@ -57,5 +58,7 @@ def take(searcher: Searcher, photos: list[bytes] | bytes, contact: str = "") -> 
 
 
 def finish(searcher: Searcher, media: MediaStore) -> None:
-    """Remove and hide the faces matching every opt-out not yet applied (run after answering)."""
-    apply_pending(searcher.db, searcher.index, media, radii(searcher.settings))
+    """Remove and hide the faces matching every opt-out not yet applied (run after answering), and
+    the crawl captures of the images they are in (ingest/capture.py: the original photos)."""
+    apply_pending(searcher.db, searcher.index, media, radii(searcher.settings),
+                  lambda sha256s: capture.forget(searcher.settings, sha256s))
