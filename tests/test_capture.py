@@ -53,7 +53,7 @@ def records(folder: Path) -> list:
     out = []
     for path in sorted(folder.glob("*.warc.gz")):
         with open(path, "rb") as fh:
-            for record in ArchiveIterator(fh, check_digests=True):
+            for record in ArchiveIterator(fh, check_digests="raise"):
                 payload = record.content_stream().read() if record.rec_type != "response" else \
                     record.raw_stream.read()
                 out.append((record.rec_type, record.rec_headers.get_header("WARC-Target-URI"),
@@ -122,7 +122,7 @@ def test_a_crawl_keeps_the_answers_it_indexed(accounts, dev_images, monkeypatch)
     assert [(c.url, c.status) for c in got[web.url("/moved.jpg")]] == [(web.url("/moved.jpg"), 302),
                                                                        (web.url("/img/b.jpg"), 200)]
     # read(): gzip members that are a WARC fragment of their own, response then request
-    fragment = list(ArchiveIterator(io.BytesIO(image.read()), check_digests=True))
+    fragment = list(ArchiveIterator(io.BytesIO(image.read()), check_digests="raise"))
     assert [r.rec_type for r in fragment] == ["response", "request"]
     one = next(iter(ArchiveIterator(io.BytesIO(image.read_response()))))
     assert one.rec_type == "response" and one.raw_stream.read() == face
@@ -242,7 +242,7 @@ def test_files_rotate_at_their_cap_and_the_oldest_go_past_the_source_cap(tmp_pat
         (one,) = got[urls[n]]
         assert next(iter(ArchiveIterator(io.BytesIO(one.read())))).raw_stream.read() == bodies[n]
     for path in files:  # every file is a complete, valid WARC, with its warcinfo first
-        kinds = [r.rec_type for r in ArchiveIterator(open(path, "rb"), check_digests=True)]
+        kinds = [r.rec_type for r in ArchiveIterator(open(path, "rb"), check_digests="raise")]
         assert kinds[0] == "warcinfo" and kinds.count("response") == kinds.count("request") >= 1
 
 
@@ -325,7 +325,7 @@ def test_forgetting_an_image_rewrites_the_files_that_hold_it(tmp_path) -> None:
     assert len(files) == 2
     for path in files:
         assert bodies[1] not in gzip.decompress(path.read_bytes())
-        kinds = [r.rec_type for r in ArchiveIterator(open(path, "rb"), check_digests=True)]
+        kinds = [r.rec_type for r in ArchiveIterator(open(path, "rb"), check_digests="raise")]
         assert kinds[0] == "warcinfo"
     assert capture.forget(settings, [doomed]) == 0
 
