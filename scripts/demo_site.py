@@ -122,6 +122,26 @@ def build(photos_dir: Path, site_dir: Path) -> None:
     print(f"Built {len(pages(['x']))} pages and {2 * len(photos) + 1} images in {site_dir}")
 
 
+def add_story(photo: Path, site_dir: Path) -> None:
+    """A story published after the first crawl: a new page, linked from the news, with a photo the
+    site never had (a mirrored, cropped copy: new bytes, the same person)."""
+    with Image.open(photo) as image:
+        width, height = image.size
+        fresh = image.convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        fresh = fresh.crop((width // 20, height // 20, width - width // 20, height - height // 20))
+        fresh.save(site_dir / "images" / "story-photo.jpg", quality=88)
+    label = photo.stem.replace("_", " ").title()
+    (site_dir / "news" / "new-story.html").write_text(page("New story", (
+        f"<p>Published today: {html.escape(label)} opens the new library.</p>\n"
+        + figure("../images/story-photo.jpg", f"{label} at the library", "The new library"))), encoding="utf-8")
+    news = site_dir / "news" / "index.html"
+    text = news.read_text(encoding="utf-8")
+    if "new-story.html" not in text:
+        news.write_text(text.replace("<p>This week's stories.", '<p><a href="new-story.html">New story</a></p>\n'
+                                     "<p>This week's stories.", 1), encoding="utf-8")
+    print(f"Added news/new-story.html with a new photo of {label}")
+
+
 class QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
@@ -149,12 +169,17 @@ def main() -> None:
     b = commands.add_parser("build", help="write the site from a folder of photos")
     b.add_argument("photos_dir", type=Path)
     b.add_argument("site_dir", type=Path)
+    a = commands.add_parser("add-story", help="publish a new page with a new photo (for a second crawl)")
+    a.add_argument("photo", type=Path)
+    a.add_argument("site_dir", type=Path)
     s = commands.add_parser("serve", help="serve a built site on 127.0.0.1")
     s.add_argument("site_dir", type=Path)
     s.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
     if args.command == "build":
         build(args.photos_dir, args.site_dir)
+    elif args.command == "add-story":
+        add_story(args.photo, args.site_dir)
     else:
         serve(args.site_dir, args.port)
 
