@@ -6,6 +6,7 @@ member file, the signature, an audit entry); only someone who may see the search
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 import re
@@ -27,7 +28,7 @@ from facetrail.search.service import confirm_match
 from facetrail.store import AuditEntry
 from facetrail.web import create_app
 
-from .support import cli_base, login, open_case
+from .support import Route, add_accounts, cli_base, login, open_case, serve
 from .support import as_user as cli_user
 
 CASE = "EV-1"
@@ -317,3 +318,54 @@ def test_the_command_line_exports_a_search_and_a_case(found, dev_index, verifier
     assert case.exit_code == 0, case.output
     verified = CliRunner().invoke(cli, ["evidence", "verify", str(tmp_path / "case.wacz"), "--key", verifier])
     assert verified.exit_code == 0, verified.output
+
+
+def test_a_crawled_result_brings_its_pages_and_image_as_captured_or_names_what_was_not_kept(
+        settings, engine, dev_images, monkeypatch, verifier):
+    """A result found on a crawled local site: the image and the pages showing it are in the
+    package as the crawler captured them (WARC response records), or each URL without a capture
+    is named in the package's notes."""
+    from facetrail.store import Database
+
+    db = Database(settings.db_url)
+    add_accounts(db)
+    open_case(db, CASE, members=("ivan", "iris", "sue"))
+    shown, query = [d.path.read_bytes() for d in dev_images if d.identity == PERSON][:2]
+    with serve("") as (web,):
+        web.routes.update({
+            "/robots.txt": Route(b"User-agent: *\nAllow: /\n", content_type="text/plain"),
+            "/": Route.html("<title>Front page</title><img src='/img/t.jpg' alt='at the premiere'>"
+                            "<a href='/two.html'>two</a>"),
+            "/two.html": Route.html("<title>Second page</title><img src='/img/t.jpg' alt='again'>"),
+            "/img/t.jpg": Route.image(shown),
+        })
+        monkeypatch.setenv("FACETRAIL_FETCH_ALLOW", f"127.0.0.1:{web.port}")
+        monkeypatch.setenv("FACETRAIL_CRAWL_DELAY", "0")
+        base = cli_base(settings)
+        added = CliRunner().invoke(cli, [*base, *cli_user(settings, "ada"), "source", "add", "news", "--url",
+                                         web.url("/"), "--legal-basis", "press photos, for a test"])
+        assert added.exit_code == 0, added.output
+        crawled = CliRunner().invoke(cli, [*base, "crawl", "news", "--workers", "1"])
+        assert crawled.exit_code == 0, crawled.output
+    searcher = Searcher(settings, db, open_index(settings, db), engine)
+    result = searcher.search(query, actor=IVAN, purpose="source-verification", justification="where was it shown",
+                             case_ref=CASE)
+    assert [m.image["location"] for m in result.results] == [web.url("/img/t.jpg")]
+    package = evidence.export_search(searcher, IVAN, result.audit_id)
+    files = members(package.data)
+    records = {r.rec_headers.get_header("WARC-Target-URI"): (r.rec_type, r.content_stream().read()) for r in
+               ArchiveIterator(io.BytesIO(files["archive/data.warc.gz"])) if r.rec_type in ("response", "resource")}
+    notes = json.loads(files["evidence/manifest.json"])["notes"]
+    urls = [web.url("/"), web.url("/two.html"), web.url("/img/t.jpg")]
+    for url in urls:  # each one captured, or named as not kept
+        assert (url in records) != (f"no capture kept for URL {url}" in " ".join(notes)), (url, notes)
+    if importlib.util.find_spec("facetrail.ingest.capture") is not None:
+        assert set(urls) <= set(records), notes  # the crawler kept them: all three in the package
+        assert records[web.url("/img/t.jpg")] == ("response", shown)  # the very bytes the crawler received
+        assert b"Second page" in records[web.url("/two.html")][1]
+        pages = [json.loads(line) for line in files["pages/pages.jsonl"].decode().splitlines()[1:]]
+        assert {p["url"]: p["title"] for p in pages}[web.url("/")] == "Front page"
+        assert any(line.startswith(f"127.0.0.1:{web.port})/img/t.jpg ")
+                   for line in files["indexes/index.cdxj"].decode().splitlines())
+    assert failures(wacz.verify(package.data, checkpoints.Verifier.of(
+        settings, checkpoints.load_key(settings)).text())) == []

@@ -186,20 +186,31 @@ def _proofs(searcher: Searcher, entry_ids: list[int]) -> tuple[list[dict], str, 
 
 
 def _captures(settings, source_id: int, urls: list[str]) -> tuple[list[bytes], list[str]]:
-    """The WARC records kept at crawl time for `urls` of a source (ingest/capture.py), and a note
-    for each URL without one."""
-    try:
-        from ..ingest import capture
-    except ImportError:
-        return [], [f"no capture kept for URL {url} (this installation keeps no captures)" for url in urls]
-    records, have = [], set()
-    for item in capture.find(settings, source_id, urls):
-        raw = item if isinstance(item, bytes) else getattr(item, "raw", None) or getattr(item, "record", None)
-        url = getattr(item, "url", None)
-        if isinstance(raw, bytes):
-            records.append(raw)
-            have.add(url)
-    return records, [f"no capture kept for URL {url}" for url in urls if url not in have]
+    """The WARC records kept at crawl time for `urls` of a source (ingest/capture.find): of each URL
+    (and of each URL its fetches were redirected to) the first capture and the newest, each with
+    its request record, as stored; and a note for each URL without one."""
+    from ..ingest import capture
+
+    records, notes, taken = [], [], set()
+    for url, found in capture.find(settings, source_id, urls).items():
+        if not found:
+            notes.append(f"no capture kept for URL {url}")
+            continue
+        by_url: dict[str, list] = {}
+        for captured in found:  # oldest first
+            by_url.setdefault(captured.url, []).append(captured)
+        for hops in by_url.values():
+            for captured in {id(c): c for c in (hops[0], hops[-1])}.values():
+                if captured.record_id in taken:
+                    continue
+                try:
+                    records.append(captured.read())
+                except OSError:
+                    notes.append(f"the capture of URL {captured.url} of {captured.fetched_at.isoformat()} could "
+                                 "no longer be read (rotated away meanwhile)")
+                    continue
+                taken.add(captured.record_id)
+    return records, notes
 
 
 def _file_record(path_text: str, sha: str, fmt: str, seen: datetime | None = None) -> tuple[bytes | None, str | None]:

@@ -109,23 +109,44 @@ class Indexed:
     kind: str
 
 
+def _indexed(record) -> Indexed | None:
+    """The index entry of a record (None for a record not to index: warcinfo, request...)."""
+    if record.rec_type not in ("response", "resource", "revisit"):
+        return None
+    headers = record.rec_headers
+    url = headers.get_header("WARC-Target-URI")
+    stamp = headers.get_header("WARC-Date") or ""
+    try:
+        when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        when = datetime.now(UTC)
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when
+    if record.http_headers is not None:
+        status = record.http_headers.get_statuscode()
+        mime = (record.http_headers.get_header("Content-Type") or "").split(";")[0].strip()
+    else:
+        status, mime = None, (headers.get_header("Content-Type") or "").split(";")[0].strip()
+    return Indexed(url, when, mime or "application/octet-stream", status,
+                   headers.get_header("WARC-Payload-Digest"), record.rec_type)
+
+
+def _records(member: bytes) -> list[tuple[Indexed, int, int]]:
+    """The records to index in a run of gzip members (a capture: a response and its request
+    record), each with its offset and length in `member`."""
+    found = []
+    records = ArchiveIterator(io.BytesIO(member))
+    for record in records:
+        described = _indexed(record)
+        records.read_to_end()
+        if described is not None:
+            found.append((described, records.get_record_offset(), records.get_record_length()))
+    return found
+
+
 def _describe(member: bytes) -> Indexed | None:
-    """The index entry of one gzipped record (None for a record not to index: warcinfo, request...)."""
-    for record in ArchiveIterator(io.BytesIO(member)):
-        if record.rec_type not in ("response", "resource", "revisit"):
-            return None
-        headers = record.rec_headers
-        url = headers.get_header("WARC-Target-URI")
-        stamp = headers.get_header("WARC-Date") or ""
-        when = datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else datetime.now(UTC)
-        if record.http_headers is not None:
-            status = record.http_headers.get_statuscode()
-            mime = (record.http_headers.get_header("Content-Type") or "").split(";")[0].strip()
-        else:
-            status, mime = None, (headers.get_header("Content-Type") or "").split(";")[0].strip()
-        return Indexed(url, when, mime or "application/octet-stream", status,
-                       headers.get_header("WARC-Payload-Digest"), record.rec_type)
-    return None
+    """The first indexed record of a run of gzip members."""
+    found = _records(member)
+    return found[0][0] if found else None
 
 
 # --- writing a package --------------------------------------------------------------------------
@@ -153,9 +174,7 @@ def _warc(records: Iterable[bytes], created: datetime) -> tuple[bytes, list[tupl
     out, indexed = bytearray(info.getvalue()), []
     for raw in records:
         member = _gzip_member(raw)
-        described = _describe(member)
-        if described is not None:
-            indexed.append((described, len(out), len(member)))
+        indexed += [(described, len(out) + offset, length) for described, offset, length in _records(member)]
         out += member
     return bytes(out), indexed
 
