@@ -23,7 +23,7 @@ from warcio.warcwriter import WARCWriter
 from facetrail.cli import app
 from facetrail.crawl.fetch import FetchPolicy, SafeFetcher, parse_allow
 from facetrail.ingest import capture
-from facetrail.store import Database, Source
+from facetrail.store import Appearance, Database, Location, Source
 
 from .support import Route, add_accounts, as_user, cli_base, serve
 
@@ -73,11 +73,12 @@ def test_a_crawl_keeps_the_answers_it_indexed(accounts, dev_images, monkeypatch)
             "/robots.txt": Route(b"User-agent: *\nDisallow: /img/blocked/\n", content_type="text/plain"),
             "/": Route.html("<title>Home</title><img src='/img/a.jpg' alt='a'><img src='/moved.jpg'>"
                             "<img src='/img/missing.jpg'><img src='/img/blocked/x.jpg'><a href='/two'>two</a>"),
-            "/two": Route.html("<title>Two</title><img src='/img/a.jpg' alt='again'>",
+            "/two": Route.html("<title>Two</title><img src='/img/a.jpg' alt='again'><img src='/img/s p.jpg'>",
                                headers={"X-Test": "one", "x-test": "two"}),
             "/img/a.jpg": Route.image(face),
             "/moved.jpg": Route(location="/img/b.jpg"),
             "/img/b.jpg": Route.image(other),
+            "/img/s%20p.jpg": Route.image(other),
             "/img/blocked/x.jpg": Route.image(face),
         })
         monkeypatch.setenv("FACETRAIL_FETCH_ALLOW", f"127.0.0.1:{web.port}")
@@ -94,7 +95,7 @@ def test_a_crawl_keeps_the_answers_it_indexed(accounts, dev_images, monkeypatch)
     assert found[0][0] == "warcinfo"
     responses = {url: (warc, http, body) for kind, url, warc, http, body in found if kind == "response"}
     served = {"/": web.routes["/"].body, "/two": web.routes["/two"].body, "/img/a.jpg": face,
-              "/moved.jpg": b"", "/img/b.jpg": other}
+              "/moved.jpg": b"", "/img/b.jpg": other, "/img/s%20p.jpg": other}
     # every page and image indexed, with the exact bytes served; nothing else (robots.txt, the
     # 404, the image robots.txt forbids were never indexed)
     assert set(responses) == {web.url(path) for path in served}
@@ -112,6 +113,16 @@ def test_a_crawl_keeps_the_answers_it_indexed(accounts, dev_images, monkeypatch)
     requests = {url: http for kind, url, _, http, _ in found if kind == "request"}
     assert set(requests) == set(responses)
     assert requests[web.url("/img/a.jpg")].get_header("User-Agent").startswith("facetrail/")
+
+    # every image location and page the crawl stored has its capture, found by the URL stored
+    with Database(settings.db_url).session() as session:
+        stored = set(session.scalars(select(Location.location).where(Location.source_id == sid,
+                                                                      Location.image_id.is_not(None))))
+        pages = set(session.scalars(select(Appearance.page_url).where(Appearance.source_id == sid)))
+    assert web.url("/img/s p.jpg") in stored and len(stored) == 3 and len(pages) == 2
+    assert all(capture.find(settings, sid, stored | pages).values())
+    (spaced,) = capture.find(settings, sid, [web.url("/img/s p.jpg")])[web.url("/img/s p.jpg")]
+    assert spaced.url == web.url("/img/s%20p.jpg") and spaced.requested_url == web.url("/img/s p.jpg")
 
     # find(): by URL as a page showed it, newest last; a redirect gives both hops
     urls = [web.url("/"), web.url("/img/a.jpg"), web.url("/moved.jpg"), web.url("/img/missing.jpg")]

@@ -110,7 +110,7 @@ def crawl(start_urls: Iterable[str], scope: Scope, fetcher: SafeFetcher, *, max_
     * `on_capture(fetch.Response)` (if given) for every page reported to on_page and every image
       reported to on_image (not 304s), just before that call: the answer as the fetcher received it
       (the HTML as served, not as rendered), with every hop's exchange, for archiving
-      (`facetrail.ingest.capture`).
+      (`facetrail.ingest.capture`); an image's `url` is the one `ImageFound.url` has (as found).
     * The crawl stops after `max_seconds`: the URLs waiting for their host are reported as deadline,
       those not handed to the downloader yet are dropped; fetches under way end (within the
       fetcher's own deadline) and are reported as usual.

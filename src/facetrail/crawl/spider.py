@@ -157,6 +157,8 @@ class FacetrailSpider(Spider):
         """Hand the answer as the fetcher received it (before any rendering) to `on_capture`."""
         fetched = response.meta.pop("fetched", None)
         if self.plan.on_capture is not None and fetched is not None:
+            if (ref := response.meta.get("ref")) is not None:  # an image: its URL as the page gave it
+                fetched = dataclasses.replace(fetched, url=ref.url)  # (Scrapy's request escaped it)
             self._call(self.plan.on_capture, fetched)
 
     def _admit(self, url: str, kind: str) -> bool:

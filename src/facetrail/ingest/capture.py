@@ -15,9 +15,10 @@ Decisions:
 * **What a capture holds.** For each hop of a fetch (redirects first), a `response` record and its
   `request` record (`WARC-Concurrent-To`), written one after the other, each as a gzip member of
   its own. WARC-Date = when the response head arrived (microseconds, UTC); WARC-Target-URI = the
-  URL of the hop; WARC-IP-Address on the last hop (the address connected to);
-  `Facetrail-Requested-URI` = the URL asked for at the start of the chain, on every hop of a
-  redirected fetch. WARC-Payload-Digest and WARC-Block-Digest are SHA-256 (base32, warcio's form).
+  URL of the hop (as sent: escaped); WARC-IP-Address on the last hop (the address connected to);
+  `Facetrail-Requested-URI` = the URL asked for at the start of the chain, as the caller knows it
+  (the image URL a page showed, a line of a URL list, unescaped), on every hop whose own URL
+  differs from it (redirects; `a b.jpg` fetched as `a%20b.jpg`). WARC-Payload-Digest and WARC-Block-Digest are SHA-256 (base32, warcio's form).
 * **Exact bytes.** The response record holds the status line and headers as received (order, case,
   repeats) and the body as received: a Content-Encoding is **not** undone (facetrail asks for
   `identity`; a server that compresses anyway is archived compressed, header and all). The one
@@ -94,7 +95,7 @@ class Captured:
     """
 
     url: str  # WARC-Target-URI
-    requested_url: str  # the URL asked for at the start of its redirect chain (== url if none)
+    requested_url: str  # the URL asked for at the start of its redirect chain, as the caller knew it
     fetched_at: datetime  # WARC-Date: when the answer arrived (aware, UTC)
     status: int  # HTTP status (200 for a resource record)
     record_type: str  # "response" or "resource"
@@ -106,7 +107,8 @@ class Captured:
     response_length: int
 
     def read(self) -> bytes:
-        """The bytes of the record (and its request record): gzip members, exactly as stored."""
+        """The bytes of the record (and its request record): gzip members, exactly as stored.
+        Raises OSError if its file was rotated away (or rewritten by `forget`) since `find`."""
         with open(self.path, "rb") as fh:
             fh.seek(self.offset)
             data = fh.read(self.length)
@@ -144,9 +146,9 @@ def find(settings: Settings, source_id: int, urls: Iterable[str]) -> dict[str, l
     with a key for every URL given (an empty list when nothing of it was captured or its captures
     were rotated away).
 
-    A URL matches the captures whose WARC-Target-URI it is, and those reached from it by redirects
-    (`requested_url`): asking for an image URL as a page showed it gives the redirect's record and
-    the final answer's. Reads the small index beside each WARC file (rebuilt by scanning the file
+    A URL matches the captures whose WARC-Target-URI it is, and those fetched for it
+    (`requested_url`): asking for an image URL as a page showed it (`Location.location`) gives the
+    redirects' records and the final answer's, and the answer to its escaped form. Reads the small index beside each WARC file (rebuilt by scanning the file
     where it is missing or behind), never the bodies.
     """
     wanted = {url: [] for url in urls}  # type: dict[str, list[Captured]]
@@ -394,7 +396,7 @@ class CaptureWriter:
         for n, exchange in enumerate(response.exchanges):
             body = response.body if n == last else b""
             members.append(self._pair(exchange, body, response.url, response.address if n == last else None,
-                                      redirected=last > 0, has_body=n == last))
+                                      has_body=n == last))
         self._append(members)
 
     def copy(self, path: str | os.PathLike[str], offset: int, length: int) -> bool:
@@ -430,10 +432,10 @@ class CaptureWriter:
         return True
 
     def _pair(self, exchange: Exchange, body: bytes, requested: str, address: str | None, *,
-              redirected: bool, has_body: bool) -> tuple[dict[str, Any], bytes, bytes]:
+              has_body: bool) -> tuple[dict[str, Any], bytes, bytes]:
         date = _warc_date(exchange.fetched_at)
         warc_headers = {"WARC-Date": date}
-        if redirected:
+        if requested != exchange.url:
             warc_headers[REQUESTED] = requested
         if address:
             warc_headers["WARC-IP-Address"] = address
