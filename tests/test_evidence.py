@@ -369,3 +369,25 @@ def test_a_crawled_result_brings_its_pages_and_image_as_captured_or_names_what_w
                    for line in files["indexes/index.cdxj"].decode().splitlines())
     assert failures(wacz.verify(package.data, checkpoints.Verifier.of(
         settings, checkpoints.load_key(settings)).text())) == []
+
+
+def test_a_search_held_for_prior_approval_exports_its_results_once_approved(searcher, dev_images, verifier):
+    held = Searcher(searcher.settings.model_copy(update={"approval_policy": {"investigator": "prior"}}),
+                    searcher.db, searcher.index, searcher.engine)
+    result = held.search(query_photo(dev_images), actor=IVAN, purpose="source-verification",
+                         justification="held first", case_ref=CASE)
+    assert result.results == [] and result.approval["state"] == "pending"
+    before = members(evidence.export_search(held, IVAN, result.audit_id).data)
+    assert json.loads(before[f"evidence/searches/{result.audit_id}.json"])["result"]["results"] == []
+    assert not any(n.startswith("evidence/crops/") for n in before)
+    held.decide(SUE, result.approval["id"], True, "authorised by the case")
+    package = evidence.export_search(held, IVAN, result.audit_id)
+    files = members(package.data)
+    shown = json.loads(files[f"evidence/searches/{result.audit_id}.json"])
+    assert shown["result"]["results"] and shown["approval"]["state"] == "approved"
+    assert shown["approval"]["decided_by"] == "sue"
+    actions = [json.loads(line)["entry"]["action"] for line in files["audit/entries.jsonl"].decode().splitlines()]
+    assert "search.approve" in actions
+    checks = wacz.verify(package.data, verifier)
+    assert failures(checks) == []
+    assert any(c.what.startswith(f"file evidence/searches/{result.audit_id}.json: its ") for c in checks)

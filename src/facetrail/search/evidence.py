@@ -36,7 +36,7 @@ from ..store import Approval, AuditEntry, Confirmation, Image, Location, Source
 from ..store.media import MediaStore
 from ..store.models import Appearance
 from . import wacz
-from .rules import visible_search
+from .rules import SUBJECT_ACCESS, no_such_search, visible_search
 from .service import Searcher
 
 DECISIONS = ("search.approve", "search.deny")
@@ -96,6 +96,8 @@ def export_search(searcher: Searcher, actor: Actor, search_id: int, query_photo:
     """The package of search `search_id`, for someone who may see it now; `not_found` otherwise."""
     with searcher.db.session() as session:
         entry = visible_search(session, actor, search_id).entry
+        if entry.purpose == SUBJECT_ACCESS:  # a subject access report has its own release (subject-report)
+            raise no_such_search(search_id)
         ref = entry.details.get("case_ref")
     return _export(searcher, actor, [search_id], ref, case_mode=False, query_photo=query_photo)
 
@@ -105,8 +107,9 @@ def export_case(searcher: Searcher, actor: Actor, case_ref: str, query_photo: by
     auditors see the case; anyone else is told it does not exist)."""
     with searcher.db.session() as session:
         ref = cases.show(session, actor, case_ref)["case_ref"]
-        ids = list(session.scalars(select(AuditEntry.id).where(
-            AuditEntry.action == "search", AuditEntry.details["case_ref"].as_string() == ref).order_by(AuditEntry.id)))
+        ids = [i for i, purpose in session.execute(select(AuditEntry.id, AuditEntry.purpose).where(
+            AuditEntry.action == "search", AuditEntry.details["case_ref"].as_string() == ref).order_by(AuditEntry.id))
+            if purpose != SUBJECT_ACCESS]
     visible = [i for i in ids if searcher.may_see(actor, i)]
     return _export(searcher, actor, visible, ref, case_mode=True, query_photo=query_photo)
 
@@ -151,7 +154,8 @@ def _collect(searcher: Searcher, actor: Actor, ids: list[int], ref: str | None, 
                  "at": c.created_at.isoformat(), "case_ref": c.case_ref}
                 for c in session.scalars(select(Confirmation).where(
                     Confirmation.case_ref == ref, Confirmation.face_id.in_(face_ids)).order_by(Confirmation.id))]
-        image_ids = {r["image"]["id"] for s in found.searches for r in s["result"]["results"]}
+        image_ids = {r["image"]["id"] for s in found.searches
+                     for r in s["result"]["results"] + s["result"].get("copies", [])}  # a copy search: its copies
         if image_ids:
             rows = session.execute(
                 select(Image.id, Image.sha256, Image.format, Location.source_id, Location.location, Source.kind)
