@@ -9,7 +9,7 @@ import gzip
 import hashlib
 import io
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -294,7 +294,13 @@ def test_captures_left_by_a_removed_source_never_pass_for_a_new_one(tmp_path) ->
         writer.fetched(new)
     (only,) = capture.find(settings, 7, [old.url])[old.url]
     assert next(iter(ArchiveIterator(io.BytesIO(only.read())))).raw_stream.read() == b"new"
-    assert capture.remove(settings, 7) == 1 and capture.remove(settings, 7) == 0
+    # the same source read back in another time zone, or with its microseconds, is still itself
+    same = SimpleNamespace(id=7, name="reused", created_at=datetime(2026, 1, 1, 1, 0, 0, 123456,
+                                                                   tzinfo=timezone(timedelta(hours=1))))
+    with capture.CaptureWriter(settings, same) as writer:
+        writer.fetched(new)
+    assert len(capture.find(settings, 7, [old.url])[old.url]) == 2
+    assert capture.remove(settings, 7) == 2 and capture.remove(settings, 7) == 0
 
 
 def test_no_capture_when_the_source_cap_is_zero(tmp_path) -> None:

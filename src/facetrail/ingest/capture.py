@@ -363,8 +363,13 @@ class CaptureWriter:
 
     def __init__(self, settings: Settings, source: Any) -> None:
         self.folder = captures_dir(settings, source.id)
+        declared = source.created_at
+        if declared is not None and declared.tzinfo is None:
+            declared = declared.replace(tzinfo=UTC)
+        # to the second, in UTC: the same source read back from SQLite or PostgreSQL (whose session
+        # time zone may not be UTC) must match itself, or its captures would be taken for another's
         self.source = {"id": source.id, "name": source.name,
-                       "created_at": source.created_at.isoformat() if source.created_at else None}
+                       "created_at": declared.astimezone(UTC).isoformat(timespec="seconds") if declared else None}
         self.max_file = settings.capture_max_bytes
         self.max_total = settings.capture_source_max_bytes
         self.enabled = self.max_total > 0
