@@ -31,7 +31,7 @@ from ..crawl.fetch import is_public_address, parse_allow
 from ..errors import Refused
 
 TIMEOUT = 10  # seconds a webhook or an SMTP exchange may take
-EMAIL = re.compile(r"[^@\s<>\"',;]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
+EMAIL = re.compile(r"[^@\s<>\"',;\x00-\x1f\x7f]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
 
 
 class NotifyRefused(Refused):
@@ -48,16 +48,16 @@ def check_webhook(url: str, settings: Settings, resolve: bool = True) -> str:
     """`url`, if a watch may POST to it; NotifyRefused otherwise. With `resolve`, its host's
     addresses are checked now too (and again at each delivery)."""
     url = url.strip()
+    if len(url) > 2000 or any(ord(c) < 33 or ord(c) == 127 for c in url):
+        raise NotifyRefused("the webhook URL must be one line of at most 2000 characters, without spaces")
     try:
         parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError) as exc:
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
         raise NotifyRefused(f"the webhook URL is not a URL: {exc}") from None
     if parsed.scheme not in ("http", "https") or not parsed.raw_host:
         raise NotifyRefused("the webhook URL must be an absolute http:// or https:// URL with a host")
     if parsed.userinfo:
         raise NotifyRefused("the webhook URL may not hold credentials (user:password@)")
-    if len(url) > 2000 or any(ord(c) < 33 for c in url):
-        raise NotifyRefused("the webhook URL must be one line of at most 2000 characters")
     if resolve:
         _vet(parsed, settings)
     return url
@@ -84,7 +84,7 @@ def _vet(url: httpx.URL, settings: Settings) -> list[str]:
         try:
             addresses = list(dict.fromkeys(str(info[4][0]) for info in
                                            socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)))
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a name the resolver cannot encode
             raise NotifyRefused(f"the webhook host {host} does not resolve: {exc}") from None
     allowed = parse_allow(settings.fetch_allow)
     for address in addresses:
