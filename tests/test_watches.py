@@ -275,6 +275,7 @@ def test_the_web_pages_and_api_request_approve_and_show_hits(settings, db, pool,
         hit = inbox[0]
         # the inbox page: the result card with the crop through the search's authorised route
         csrf = login(client, "ivan")
+        assert 'href="/watches/inbox"' in client.get("/").text  # reached from the search page
         page = client.get("/watches/inbox")
         assert page.status_code == 200 and "T-1" in page.text
         crop = f"/api/v1/searches/{hit['search_id']}/faces/{hit['face_id']}.jpg"
