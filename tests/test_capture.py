@@ -330,7 +330,10 @@ def test_forgetting_an_image_rewrites_the_files_that_hold_it(tmp_path) -> None:
     for answer in answers[:3]:
         writer.fetched(answer)
     doomed = hashlib.sha256(bodies[1]).hexdigest()
+    before = capture.find(settings, 7, urls)
     assert capture.forget(settings, [doomed]) == 1
+    with pytest.raises(OSError):  # found before the rewrite: its bytes are elsewhere now, never another's
+        before[urls[2]][0].read()
     writer.fetched(answers[3])  # after the rewrite: into a new file, not the replaced one
     writer.close()
     got = capture.find(settings, 7, urls)

@@ -114,6 +114,12 @@ class Captured:
             data = fh.read(self.length)
         if len(data) != self.length:
             raise OSError(f"{self.path}: the capture at {self.offset} is truncated")
+        try:  # the headers of the record there must be this record's (not another's, moved up by `forget`)
+            head = zlib.decompressobj(zlib.MAX_WBITS + 16).decompress(data[:65536], 8192)
+        except zlib.error:
+            head = b""
+        if not self.record_id or self.record_id.encode() not in head.split(b"\r\n\r\n", 1)[0]:
+            raise OSError(f"{self.path}: the capture at {self.offset} is no longer there (find it again)")
         return data
 
     @property
