@@ -119,7 +119,7 @@ def test_search_finds_the_person_and_writes_an_audit_entry(settings, photos, eng
         entry = session.get(AuditEntry, result.audit_id)
         assert entry.action == "search"
         assert (entry.actor, entry.purpose) == ("ivan", "source-verification")
-        assert (entry.details["justification"], entry.details["case_ref"]) == ("find bill gates", "C-7")
+        assert (entry.details["justification"], entry.details["case_ref"]) == ("find bill gates", "T-1")
         assert entry.details["result_count"] == len(result.results)
         assert [face_id for face_id, _ in entry.details["results"]] == [m.face_id for m in result.results]
         assert np.isclose(entry.details["threshold"], settings.match_threshold)

@@ -7,11 +7,10 @@ from dataclasses import asdict, dataclass, field
 from ..store import Image
 from .provenance import by_domain
 
-SIMILARITY_SCALE = 1.2  # similarity = 1 - distance / 1.2, so the default threshold 0.6 maps to 0.5
-
-
-def similarity(distance: float) -> float:
-    return round(min(1.0, max(0.0, 1.0 - distance / SIMILARITY_SCALE)), 4)
+def similarity(distance: float, match_threshold: float = 0.6) -> float:
+    """1 - distance / (2 x the model's match threshold): the threshold maps to 0.5 whatever the
+    model's scale (dlib 0.6, SFace 1.14)."""
+    return round(min(1.0, max(0.0, 1.0 - distance / (2 * match_threshold))), 4)
 
 
 @dataclass

@@ -27,7 +27,7 @@ from ..images.copies import MAX_DISTANCE, nearest, probe
 from ..images.decode import DecodedImage, DecodeError, Limits, decode
 from ..index import VectorIndex
 from ..store import AuditEntry, Database, Face, Image
-from .bands import band, meaning
+from .bands import band, meaning, threshold_at
 from .copy_hashes import CopyHashes
 from .provenance import appearances_of
 from .results import Match, QueryFace, SearchResult, image_dict, similarity
@@ -114,6 +114,15 @@ class Searcher(SubjectAccess):
         (faces/registry.py), unless FACETRAIL_MATCH_THRESHOLD sets one."""
         return calibration(self.settings).match_threshold
 
+    @property
+    def search_threshold(self) -> float:
+        """The default largest distance a search reports: the match threshold, narrowed as the index
+        grows (search/bands.py `threshold_at`: where most searches for someone absent would show a
+        stranger this close); FACETRAIL_MATCH_THRESHOLD, when set, as it is."""
+        if "match_threshold" in self.settings.model_fields_set:
+            return self.match_threshold
+        return threshold_at(max(1, len(self.index)), self.engine.model_name, self.match_threshold)
+
     def search(
         self,
         photo: bytes | list[bytes],
@@ -139,7 +148,7 @@ class Searcher(SubjectAccess):
         justification, case_ref = justification.strip(), self._case(actor, case_ref, purpose)
         self._check_rate(actor)
         top_k = top_k or self.settings.top_k
-        threshold = self.match_threshold if threshold is None else threshold
+        threshold = self.search_threshold if threshold is None else threshold
         use = art12.Use()  # Art. 12(3): the period of each use
         queries = [self._query(p, f, n) for p, f, n in zip(photos, chosen, names)]
         result = SearchResult(query={**queries[0].query, "photos": [q.query for q in queries]})
@@ -426,7 +435,7 @@ class Searcher(SubjectAccess):
                 Match(
                     face_id=face_id,
                     distance=round(distance, 6),
-                    similarity=similarity(distance),
+                    similarity=similarity(distance, self.match_threshold),
                     band=band(distance, self.engine.model_name),
                     band_meaning=self._meaning(distance),
                     box=row.box,
