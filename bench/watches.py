@@ -38,7 +38,7 @@ from facetrail.config import Settings  # noqa: E402
 from facetrail.governance import cases, watches  # noqa: E402
 from facetrail.governance.accounts import create_user  # noqa: E402
 from facetrail.governance.actors import Actor  # noqa: E402
-from facetrail.store import Database, User  # noqa: E402
+from facetrail.store import Database  # noqa: E402
 from facetrail.store.models import Watch  # noqa: E402
 
 HELD_OUT = 8  # people whose photos make the templates, not the ingested faces

@@ -10,7 +10,6 @@ import re
 import shutil
 from datetime import UTC, date, datetime, timedelta
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
@@ -293,3 +292,46 @@ def test_the_web_pages_and_api_request_approve_and_show_hits(settings, db, pool,
         login(client, "iris")  # another investigator: not their inbox, nor the crop
         assert "No hits" in client.get("/watches/inbox").text
         assert client.get(crop).status_code == 404
+
+
+def test_a_second_crawl_of_a_site_with_a_new_page_fires_the_watch(settings, dev_images, monkeypatch):
+    """The demo's story: a site is crawled, a watch is approved, a page with a new photo of the
+    person is published, the next crawl reports it, with the page it appeared on."""
+    import json
+
+    from .support import Route, serve
+
+    db = Database(settings.db_url)
+    add_accounts(db)
+    open_case(db, "T-1", members=("ivan",))
+    watched, other = photos(dev_images, WATCHED), photos(dev_images, OTHER)
+
+    def cli(*args, user="ivan"):
+        result = runner.invoke(cli_app, [*cli_base(settings), *as_user(settings, user), *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    with serve("") as (site,):
+        site.routes.update({
+            "/": Route.html("<title>Team</title><img src='/img/a.jpg' alt='a colleague'>"),
+            "/img/a.jpg": Route.image(other[0].read_bytes()),
+        })
+        monkeypatch.setenv("FACETRAIL_FETCH_ALLOW", f"127.0.0.1:{site.port}")
+        monkeypatch.setenv("FACETRAIL_CRAWL_DELAY", "0")
+        cli("source", "add", "news", "--url", site.url("/"), "--legal-basis", "test site pages", user="ada")
+        cli("crawl", "news", "--workers", "1", user="ada")
+        made = cli("watch", "request", *map(str, watched[:3]), "--case", "T-1", "--days", "7")
+        watch_id = re.search(r"Watch (\d+)", made).group(1)
+        cli("watch", "approve", watch_id, user="sue")
+        assert json.loads(cli("watch", "inbox", "--json")) == []
+        site.routes["/"] = Route.html("<title>Team</title><img src='/img/a.jpg' alt='a colleague'>"
+                                      "<a href='/story.html'>new story</a>")
+        site.routes["/story.html"] = Route.html("<title>A visit</title><img src='/img/b.jpg' alt='our guest'>")
+        site.routes["/img/b.jpg"] = Route.image(watched[7].read_bytes())
+        cli("crawl", "news", "--workers", "1", user="ada")
+    [hit] = json.loads(cli("watch", "inbox", "--json"))
+    assert hit["watch_id"] == int(watch_id) and hit["state"] == "shown"
+    shown = json.loads(cli("results", str(hit["search_id"]), "--json"))
+    [match] = shown["results"]
+    assert match["face_id"] == hit["face_id"]
+    assert [a["page_url"] for a in match["image"]["appearances"]] == [site.url("/story.html")]
