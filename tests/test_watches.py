@@ -200,13 +200,19 @@ def test_an_expired_or_stopped_watch_is_silent_and_a_renewal_brings_it_back(sett
     assert checker.check([2], [2], new) == []
     with pytest.raises(watches.WatchRefused, match="stopped already"):
         run(db, watches.stop, SUE, watch_id)
-    # a closed case silences its watches too
+    # an owner removed from the case, and a closed case, silence its watches too
     other = request(settings, db, searcher, IVAN, watched[:1])
     run(db, watches.approve, SUE, other)
     with db.session() as session, session.begin():
+        cases.remove_member(session, SUE, "T-1", "ivan")
+    assert checker.check([3], [3], new) == []
+    with db.session() as session, session.begin():
+        cases.add_member(session, SUE, "T-1", "ivan")
+    assert len(checker.check([4], [4], new)) == 1
+    with db.session() as session, session.begin():
         cases.close(session, SUE, "T-1", "done")
     assert run(db, watches.show, SUE, other)["state"] == "case closed"
-    assert checker.check([3], [3], new) == []
+    assert checker.check([5], [5], new) == []
     assert actions(db) == ["watch.request", "watch.approve", "watch.renew", "watch.stop", "watch.request",
                            "watch.approve"]
 

@@ -357,6 +357,8 @@ def _active(session: Session, watch: Watch) -> bool:
     """Approved, unexpired, its case open and its owner still allowed to search under it."""
     if watch.status != APPROVED or watch.expires_at is None or watch.expires_at <= now():
         return False
+    if watch.owner.disabled or not can(watch.owner.role, "search"):
+        return False  # an owner disabled, or no longer in a role that searches
     try:
         cases.for_search(session, owner_actor(watch), watch.case.ref)
     except Refused:
@@ -474,8 +476,9 @@ def deliver(db: Database, settings: Settings, hit_ids: list[int]) -> None:
                 else:
                     notify.send_email(targets["email"], f"facetrail: new match for watch {payload['watch_id']} "
                                       f"(case {payload['case_ref']})", _email_text(payload), settings)
-            except notify.DeliveryFailed as exc:
-                outcome[channel] = {"state": "failed", "error": str(exc)[:500], "at": now().isoformat(timespec="seconds")}
+            except Exception as exc:  # noqa: BLE001 - a notification's failure is never the ingest's
+                why = str(exc) if isinstance(exc, notify.DeliveryFailed) else f"{type(exc).__name__}: {exc}"
+                outcome[channel] = {"state": "failed", "error": why[:500], "at": now().isoformat(timespec="seconds")}
             else:
                 outcome[channel] = {"state": "sent", "at": now().isoformat(timespec="seconds")}
         if outcome:
