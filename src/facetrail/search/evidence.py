@@ -341,7 +341,8 @@ def _export(searcher: Searcher, actor: Actor, ids: list[int], ref: str | None, *
                              captured_records=len(records), query_photo_included=photo is not None,
                              missing=len(notes))
         audit_id = entry.id
-    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in (ref or "")) if case_mode else str(ids[0])
+    slug = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-" for c in (ref or "")) \
+        if case_mode else str(ids[0])  # ASCII: it goes into a Content-Disposition header
     name = f"facetrail-{'case' if case_mode else 'search'}-{slug}-{now:%Y%m%dT%H%M%SZ}.wacz"
     return Package(data, sha, name, ids, notes, audit_id)
 
