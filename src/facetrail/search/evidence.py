@@ -175,11 +175,11 @@ def _proofs(searcher: Searcher, entry_ids: list[int]) -> tuple[list[dict], str, 
     settings = searcher.settings
     with searcher.db.session() as session, session.begin():
         key = signing_key(session, settings)
+        audit.catch_up(session)  # entries from before the tree (migration 0013), if it is still empty
         positions = [audittree.position_of(session, i) for i in entry_ids]
         last = checkpoints.latest(session)
         newest = max((p for p in positions if p is not None), default=-1)
         if last is None or last.size <= newest:
-            audit.catch_up(session)
             last = checkpoints.make(session, settings, key)  # witnesses get it from the checkpointer
         proofs = []
         for entry_id in entry_ids:
