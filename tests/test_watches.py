@@ -155,6 +155,7 @@ def test_a_watch_fires_on_a_later_photo_of_the_person_and_on_nobody_else(
         assert entry.details["watch_id"] == watch_id and entry.details["results"] == [[hit.face_id,
                                                                                        round(hit.distance, 6)]]
         assert entry.details["via"] == "watch" and entry.details["outcome"] == "ok"
+        assert entry.details["use"]["seconds"] >= 0 and entry.details["index"]["size"] >= 1  # Art. 12(3)
     with db.session() as session:
         assert count(session, "ivan", "hour") == 2
     # the owner sees each hit like a search result of theirs, with the image and where it was found

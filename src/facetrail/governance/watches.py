@@ -43,7 +43,7 @@ from ..faces.registry import calibration
 from ..images.decode import DecodeError
 from ..store import AuditEntry, Database, User
 from ..store.models import Case, CaseMember, Watch, WatchHit
-from . import audit, cases, notify
+from . import art12, audit, cases, notify
 from . import limits as rate_limits
 from .actors import Actor
 from .optout import OptOutCache, radii
@@ -305,9 +305,13 @@ def _limits(settings: Settings, actor: Actor) -> dict[str, int]:
     return settings.user_search_limits.get(actor.username) or settings.search_limits.get(actor.role) or {}
 
 
-def _record_search(session: Session, settings: Settings, watch: Watch, hit: WatchHit) -> AuditEntry:
-    """The hit's audit entry: a search by the watch's owner under its case, as search entries are."""
+def _record_search(session: Session, settings: Settings, watch: Watch, hit: WatchHit,
+                   use: art12.Use | None = None, checked: int | None = None) -> AuditEntry:
+    """The hit's audit entry: a search by the watch's owner under its case, as search entries are.
+    Art. 12(3): the period of the use is the check of the batch (`use`), the reference database
+    the faces it checked (`checked` of them; unknown for a hit released later)."""
     actor = owner_actor(watch)
+    use = use or art12.Use()
     shas = watch.photo_sha256
     return audit.record(session, actor, "search", watch.case.purpose, **{
         "mode": "watch", "watch_id": watch.id, "hit_id": hit.id,
@@ -315,20 +319,23 @@ def _record_search(session: Session, settings: Settings, watch: Watch, hit: Watc
         "case_ref": watch.case.ref, "query_sha256": shas[0] if shas else None,
         "query_photos": [{"sha256": sha, "faces_found": 1, "selected_face": 0} for sha in shas],
         "faces_found": 1, "selected_face": 0, "top_k": 1, "threshold": calibration(settings).match_threshold,
-        "model": watch.model, "index": {"kind": "watch", "face_id": hit.face_id},
+        "model": watch.model, "use": use.period(),
+        "index": {"kind": "watch: newly stored faces", "size": checked, "model": watch.model,
+                  "newest_face": hit.face_id},
         "results": [[hit.face_id, round(hit.distance, 6)]], "result_count": 1, "blocked_by_opt_out": False,
         "approval_policy": "watch", "approved_by": watch.approved_by, "hold": None, "outcome": "ok",
     })
 
 
-def _show(session: Session, settings: Settings, watch: Watch, hit: WatchHit) -> bool:
+def _show(session: Session, settings: Settings, watch: Watch, hit: WatchHit, use: art12.Use | None = None,
+          checked: int | None = None) -> bool:
     """Record the hit as its owner's search if their limits allow; else leave it withheld."""
     try:
         rate_limits.check(session, watch.owner.username, _limits(settings, owner_actor(watch)))
     except rate_limits.RateLimited:
         hit.state = WITHHELD
         return False
-    hit.search_id = _record_search(session, settings, watch, hit).id
+    hit.search_id = _record_search(session, settings, watch, hit, use, checked).id
     hit.state, hit.shown_at = SHOWN, now()
     hit.delivery = {**({"webhook": {"state": "pending"}} if watch.webhook_url else {}),
                     **({"email": {"state": "pending"}} if watch.email else {})}
@@ -416,6 +423,7 @@ class WatchChecker:
         """Faces just stored (ids, their images' ids, descriptors) against the active watches;
         hits recorded (and released withheld ones), then notified. Returns the new hits' ids."""
         vectors = np.atleast_2d(np.asarray(vectors, np.float32))
+        use = art12.Use()
         with self.db.session() as session:
             found = self.matches(self.templates(session), vectors)
             waiting = session.scalar(select(WatchHit.id).where(WatchHit.state == WITHHELD).limit(1))
@@ -440,7 +448,7 @@ class WatchChecker:
                 session.add(hit)
                 session.flush()
                 new.append(hit.id)
-                if _show(session, self.settings, watch, hit):
+                if _show(session, self.settings, watch, hit, use, len(vectors)):
                     shown.append(hit.id)
         deliver(self.db, self.settings, shown)
         return new
