@@ -391,3 +391,34 @@ def test_a_search_held_for_prior_approval_exports_its_results_once_approved(sear
     checks = wacz.verify(package.data, verifier)
     assert failures(checks) == []
     assert any(c.what.startswith(f"file evidence/searches/{result.audit_id}.json: its ") for c in checks)
+
+
+def _data_regions(data: bytes) -> list[tuple[str, int, int]]:
+    """(name, start, end) of each member's stored bytes inside the zip file."""
+    regions = []
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            at = info.header_offset
+            name_length, extra_length = int.from_bytes(data[at + 26:at + 28], "little"), \
+                int.from_bytes(data[at + 28:at + 30], "little")
+            start = at + 30 + name_length + extra_length
+            regions.append((info.filename, start, start + info.compress_size))
+    return regions
+
+
+def test_a_flipped_bit_inside_any_member_fails_verification_and_never_breaks_the_checker(found, verifier):
+    """Bits flipped in place in the package file (the zip as it is on disk, no repacking): inside
+    a member's bytes, verification fails naming that member; anywhere at all, it never raises."""
+    import random
+
+    _, package = found
+    rng = random.Random(18)
+    regions = _data_regions(package.data)
+    for name, start, end in regions:
+        at = rng.randrange(start, end)
+        problems = failures(wacz.verify(flip(package.data, at), verifier))
+        assert any(name in p for p in problems), (name, problems)
+    for at in rng.sample(range(len(package.data)), 40):
+        wacz.verify(flip(package.data, at), verifier)  # whatever it finds, it says so: no exception
+    junk = wacz.verify(b"PK\x03\x04 not really a zip", verifier)
+    assert len(junk) == 1 and not junk[0].ok

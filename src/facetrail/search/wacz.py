@@ -29,6 +29,7 @@ import io
 import ipaddress
 import json
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -303,7 +304,7 @@ def _read(archive: zipfile.ZipFile, path: str) -> bytes | None:
         if archive.getinfo(path).file_size > MAX_READ:
             return None
         return archive.read(path)
-    except (KeyError, zipfile.BadZipFile, OSError, EOFError):
+    except (KeyError, zipfile.BadZipFile, zlib.error, OSError, EOFError):
         return None
 
 
@@ -317,7 +318,7 @@ def _hash_member(archive: zipfile.ZipFile, path: str) -> tuple[str, int] | str:
                 size += len(chunk)
     except KeyError:
         return "missing from the package"
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
         return f"damaged inside the zip ({exc})"
     return "sha256:" + hasher.hexdigest(), size
 
@@ -340,11 +341,20 @@ def verify(package: bytes | Path, expected_key: str | None = None) -> list[Check
         checks.add(False, f"the package is not a readable zip file: {exc}")
         return checks
     with archive:
-        public = _check_signature(archive, checks, expected_key)
-        listed = _check_files(archive, checks)
-        _check_layout(archive, checks, listed)
-        _check_audit(archive, checks, public)
+        public = _guarded(checks, "the signature", _check_signature, archive, checks, expected_key)
+        listed = _guarded(checks, "the files", _check_files, archive, checks) or set()
+        _guarded(checks, "the WACZ layout", _check_layout, archive, checks, listed)
+        _guarded(checks, "the audit entries", _check_audit, archive, checks, public)
     return checks
+
+
+def _guarded(checks: _Checks, what: str, check, *args):
+    """One stage of `verify`: a package built to break the checker fails that stage, never the run."""
+    try:
+        return check(*args)
+    except Exception as exc:  # noqa: BLE001 - whatever a hostile package makes a stage raise
+        checks.add(False, f"{what} could not be checked: the package is malformed ({type(exc).__name__}: {exc})")
+        return None
 
 
 def _check_signature(archive: zipfile.ZipFile, checks: _Checks, expected_key: str | None) -> Ed25519PublicKey | None:
@@ -359,7 +369,8 @@ def _check_signature(archive: zipfile.ZipFile, checks: _Checks, expected_key: st
                f"{PACKAGE}: its sha256 {actual[7:19]}... matches {DIGEST}" if digest_file.get("hash") == actual
                else f"{PACKAGE}: changed after signing (sha256 {actual} is not the {digest_file.get('hash')} "
                     f"in {DIGEST})")
-    signed = digest_file.get("signedData") or {}
+    signed = digest_file.get("signedData")
+    signed = signed if isinstance(signed, dict) else {}
     try:
         public = serialization.load_der_public_key(base64.b64decode(signed.get("publicKey", "")))
     except (ValueError, TypeError):
@@ -402,6 +413,9 @@ def _check_files(archive: zipfile.ZipFile, checks: _Checks) -> set[str]:
                f"{PACKAGE}: WACZ {package.get('wacz_version')}, profile {package.get('profile')}")
     listed = set()
     for resource in package["resources"]:
+        if not isinstance(resource, dict):
+            checks.add(False, f"{PACKAGE}: a resource that is not an object: {str(resource)[:80]}")
+            continue
         path, want = str(resource.get("path", "")), resource.get("hash")
         listed.add(path)
         got = _hash_member(archive, path)
@@ -438,7 +452,7 @@ def _check_layout(archive: zipfile.ZipFile, checks: _Checks, listed: set[str]) -
                 raise ValueError("no record there")
             warc.seek(offset)
             described = _describe(warc.read(length))
-        except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile):
+        except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile, zlib.error):
             described = None
         if described is None or described.url != data.get("url") or surt(described.url) != key:
             bad.append(data.get("url") or key)
@@ -506,7 +520,7 @@ def _check_results(archive: zipfile.ZipFile, checks: _Checks, proven: list[dict]
     recorded: dict[int, set[int]] = {}
     queries: dict[int, set[str]] = {}
     for entry in proven:
-        details = entry.get("details") or {}
+        details = entry.get("details") if isinstance(entry.get("details"), dict) else {}
         if entry.get("action") == "search":
             search_id = entry.get("id")
             queries[search_id] = {details.get("query_sha256")} | {p.get("sha256") for p in
@@ -515,9 +529,13 @@ def _check_results(archive: zipfile.ZipFile, checks: _Checks, proven: list[dict]
             search_id = details.get("search_id")
         else:
             continue
-        recorded.setdefault(search_id, set()).update(int(r[0]) for r in details.get("results") or [])
+        try:
+            recorded.setdefault(search_id, set()).update(int(r[0]) for r in details.get("results") or [])
+        except (TypeError, ValueError, IndexError, KeyError):
+            checks.add(False, f"audit entry {entry.get('id')}: its recorded results cannot be read")
     for name in sorted(n for n in archive.namelist() if n.startswith("evidence/searches/") and n.endswith(".json")):
-        body = _json_of(_read(archive, name)) or {}
+        body = _json_of(_read(archive, name))
+        body = body if isinstance(body, dict) else {}
         search_id = body.get("search_id")
         faces = [r.get("face_id") for r in (body.get("result") or {}).get("results") or []]
         if search_id not in queries:
