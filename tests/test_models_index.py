@@ -12,7 +12,7 @@ from facetrail.ingest import walk
 from facetrail.search.service import Searcher
 from facetrail.store import Database, Face
 
-from .support import folder_ingestor, investigator, photo_of, settings_for
+from .support import add_accounts, folder_ingestor, investigator, photo_of, settings_for
 
 SEARCH = dict(purpose="source-verification", justification="testing", case_ref="T-1")
 
@@ -40,6 +40,7 @@ def test_switching_the_model_without_re_embedding_is_refused_everywhere(tmp_path
 def test_an_sface_index_finds_the_same_person_with_sface_distances(tmp_path, db_url, photos):
     settings = settings_for(tmp_path / "data", database_url=db_url, face_model="sface_2021dec")
     db = _ingest(settings, photos[1:])
+    add_accounts(db)
     with db.session() as session:
         assert set(session.scalars(select(Face.model))) == {"sface_2021dec"}
     searcher = Searcher.open(settings, db)

@@ -18,7 +18,7 @@ from facetrail.store import AuditEntry, Database, Face
 from facetrail.store.media import MediaStore
 from facetrail.store.models import FaceVector
 
-from .support import cli_base, folder_ingestor, investigator, photo_of, settings_for
+from .support import add_accounts, cli_base, folder_ingestor, investigator, photo_of, settings_for
 
 runner = CliRunner()
 SEARCH = dict(purpose="source-verification", justification="testing", case_ref="T-1")
@@ -44,6 +44,7 @@ def test_reembed_resumes_after_an_interruption_and_switches_once(tmp_path, db_ur
     photos = [photo_of(dev_images, "madonna", 1), photo_of(dev_images, "bill_gates"),
               photo_of(dev_images, "anthony_hopkins")]
     _ingest(dlib, db, photos)
+    add_accounts(db)
     total = _count(db, Face)
     assert total == 3
 
