@@ -341,3 +341,20 @@ def test_the_command_line_searches_only_under_an_open_case_of_the_caller(setting
     with Database(settings.db_url).session() as session:
         searches = list(session.scalars(select(AuditEntry).where(AuditEntry.action == "search")))
     assert [(e.actor, e.details["case_ref"]) for e in searches] == [("iris", "CLI-1")]  # the refusal searched nothing
+
+
+def test_a_cases_page_lists_its_watches_and_evidence_exports(db):
+    """Watches and evidence packages made under a case are lines of its activity, filterable."""
+    open_one(db)
+    with db.session() as session, session.begin():
+        audit.record(session, IVAN, "watch.request", "authorised-investigation", watch_id=4, case_ref="C-1")
+        audit.record(session, SUE, "watch.approve", "authorised-investigation", watch_id=4, case_ref="C-1")
+        audit.record(session, IVAN, "evidence.export", "authorised-investigation", case_ref="C-1", searches=[7, 9],
+                     package_sha256="ab" * 32)
+        audit.record(session, IVAN, "evidence.export", "authorised-investigation", case_ref="OTHER", searches=[1])
+    with db.session() as session:
+        shown = cases.activity(session, SUE, "C-1")
+        exports = cases.activity(session, IVAN, "C-1", kind="export")["lines"]
+    assert [line["summary"] for line in shown["lines"] if line["kind"] == "watch"] == ["watch 4: request",
+                                                                                     "watch 4: approve"]
+    assert [line["summary"] for line in exports] == [f"exported an evidence package of 2 search(es), sha256 {'ab' * 8}…"]

@@ -314,7 +314,7 @@ def show(session: Session, actor: Actor, ref: str) -> dict:
     return describe(session, _visible(session, actor, ref))
 
 
-KINDS = ("search", "decision", "confirmation", "case")  # what a case page can be filtered by
+KINDS = ("search", "decision", "confirmation", "watch", "export", "case")  # what a case page can be filtered by
 DECIDED = {"search.approve": "approved", "search.deny": "denied"}
 
 
@@ -334,9 +334,10 @@ def _search_line(entry: AuditEntry, approval: Approval | None) -> dict:
 
 def activity(session: Session, actor: Actor, ref: str, *, kind: str | None = None, user: str | None = None) -> dict:
     """A case's record and what happened under it, oldest first: its searches (who, when, why,
-    result count, approval state), supervisors' decisions on them, confirmations of matches (and
-    verifications: two people), and the changes to the case itself; each line names the audit
-    entry behind it. Optionally only one kind of line, or one user's."""
+    result count, approval state; a watch's hits are searches too), supervisors' decisions on
+    them, confirmations of matches (and verifications: two people), its watches' requests,
+    approvals, renewals and stops, evidence exports, and the changes to the case itself; each
+    line names the audit entry behind it. Optionally only one kind of line, or one user's."""
     case = _visible(session, actor, ref)
     entries = list(session.scalars(
         select(AuditEntry).where(AuditEntry.details["case_ref"].as_string() == case.ref).order_by(AuditEntry.id)))
@@ -350,6 +351,11 @@ def activity(session: Session, actor: Actor, ref: str, *, kind: str | None = Non
     lines += [_line(e, "confirmation", f"confirmed face {e.details.get('face_id')} of search "
                     f"{e.details.get('search_id')} ({e.details.get('state', '')})", search_id=e.details.get("search_id"))
               for e in entries if e.action == "match.confirm"]
+    lines += [_line(e, "watch", f"watch {e.details.get('watch_id')}: {e.action.split('.', 1)[1]}")
+              for e in entries if e.action.startswith("watch.")]
+    lines += [_line(e, "export", f"exported an evidence package of {len(e.details.get('searches') or [])} "
+                    f"search(es), sha256 {str(e.details.get('package_sha256', ''))[:16]}…")
+              for e in entries if e.action == "evidence.export"]
     lines += [_line(e, "case", e.action.split(".", 1)[1].replace("_", " ")) for e in entries
               if e.action.startswith("case.")]
     lines = [line for line in lines if (kind is None or line["kind"] == kind) and (not user or line["user"] == user)]
