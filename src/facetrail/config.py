@@ -203,7 +203,7 @@ class Settings(BaseSettings):
     )
     capture_source_max_bytes: int = Field(
         20 * 1024 * 1024 * 1024, ge=0, description="Capture: the WARC files of one source hold at most this "
-        "much; past it, its oldest files are deleted. 0 keeps no captures."
+        "much; past it, its oldest files are deleted. 0: nothing more is captured (files kept stay)."
     )
 
     # Verifiable audit log (docs/audit-verification.md)
