@@ -195,6 +195,8 @@ def test_an_expired_or_stopped_watch_is_silent_and_a_renewal_brings_it_back(sett
     renewed = run(db, watches.renew, SUE, watch_id, 10)
     assert renewed["state"] == "active"
     assert len(checker.check([1], [1], new)) == 1  # the matrix was reloaded: the watch is back
+    strict = settings.model_copy(update={"watch_threshold": 0.2})  # FACETRAIL_WATCH_THRESHOLD
+    assert watches.WatchChecker(strict, db).check([9], [9], new) == []
     with pytest.raises(watches.WatchRefused, match="owner or a supervisor"):
         run(db, watches.stop, IRIS, watch_id, "not mine")
     assert run(db, watches.stop, IVAN, watch_id, "found what we needed")["state"] == "stopped"

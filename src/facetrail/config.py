@@ -234,7 +234,11 @@ class Settings(BaseSettings):
         "audit entry; a value under 183 (six months, EU AI Act Art. 26(6)) is refused.",
     )
 
-    # Watches: notifications of their hits (docs/governance.md#watches)
+    # Watches: their threshold and the notifications of their hits (docs/governance.md#watches)
+    watch_threshold: float | None = Field(
+        None, gt=0, le=2, description="Largest distance at which a new face is a watch's hit; default: the "
+        "model's match threshold. With many watches a stricter one keeps false hits down (docs/figures.md#watches).",
+    )
     smtp_host: str = Field("", description="SMTP server that sends watch notifications by email; empty: no email.")
     smtp_port: int = Field(25, ge=1, le=65535, description="Its port.")
     smtp_from: str = Field("facetrail@localhost", description="The sender address of watch notifications.")

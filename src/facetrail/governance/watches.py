@@ -297,6 +297,11 @@ def totals(session: Session, since: datetime, until: datetime) -> dict:
 # Checking new faces
 
 
+def threshold(settings: Settings) -> float:
+    """The largest distance of a hit: FACETRAIL_WATCH_THRESHOLD, else the model's match threshold."""
+    return settings.watch_threshold or calibration(settings).match_threshold
+
+
 def owner_actor(watch: Watch) -> Actor:
     return Actor(watch.owner.username, watch.owner.role, "watch", watch.owner_id)
 
@@ -318,7 +323,7 @@ def _record_search(session: Session, settings: Settings, watch: Watch, hit: Watc
         "role": actor.role, "justification": f"watch {watch.id}, approved by {watch.approved_by}",
         "case_ref": watch.case.ref, "query_sha256": shas[0] if shas else None,
         "query_photos": [{"sha256": sha, "faces_found": 1, "selected_face": 0} for sha in shas],
-        "faces_found": 1, "selected_face": 0, "top_k": 1, "threshold": calibration(settings).match_threshold,
+        "faces_found": 1, "selected_face": 0, "top_k": 1, "threshold": threshold(settings),
         "model": watch.model, "use": use.period(),
         "index": {"kind": "watch: newly stored faces", "size": checked, "model": watch.model,
                   "newest_face": hit.face_id},
@@ -387,7 +392,7 @@ class WatchChecker:
 
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings, self.db = settings, db
-        self.threshold = calibration(settings).match_threshold
+        self.threshold = threshold(settings)
         self.opt_outs = OptOutCache(radii(settings).block)
         self._held: tuple[tuple, _Templates] | None = None
 
