@@ -89,6 +89,10 @@ def flip(data: bytes, at: int | None = None) -> bytes:
     return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:]
 
 
+def digest_created(files) -> str:
+    return json.loads(files["datapackage-digest.json"])["signedData"]["created"]
+
+
 def failures(checks) -> list[str]:
     return [c.what for c in checks if not c.ok]
 
@@ -100,7 +104,7 @@ def test_an_exported_search_verifies_offline_and_holds_what_was_found(found, sea
     checks = wacz.verify(package.data, verifier)
     assert failures(checks) == [] and len(checks) > 10
     said = [c.what for c in checks]
-    assert f"file evidence/searches/{result.audit_id}.json: its {len(result.results)} result(s) are among " \
+    assert f"file evidence/search-{result.audit_id}.json: its {len(result.results)} result(s) are among " \
            f"those search {result.audit_id}'s audit entries recorded" in said
     if PEEK:
         PEEK.write_bytes(package.data)
@@ -110,6 +114,9 @@ def test_an_exported_search_verifies_offline_and_holds_what_was_found(found, sea
     listed = json.loads(files["datapackage.json"])
     assert listed["wacz_version"] == "1.1.1" and listed["profile"] == "data-package"
     assert {r["path"] for r in listed["resources"]} == set(files) - {"datapackage.json", "datapackage-digest.json"}
+    assert all(len(r["path"].split("/")) == 2 for r in listed["resources"])  # one folder deep, as WACZ tools read
+    assert all(re.fullmatch(r"[a-z0-9._-]+", r["name"]) for r in listed["resources"])  # frictionless names
+    assert listed["created"] == digest_created(files)
     for resource in listed["resources"]:
         assert resource["hash"] == "sha256:" + hashlib.sha256(files[resource["path"]]).hexdigest()
     digest = json.loads(files["datapackage-digest.json"])
@@ -128,10 +135,10 @@ def test_an_exported_search_verifies_offline_and_holds_what_was_found(found, sea
     assert all(uri.startswith("file://") for uri in records)
 
     # results, crops, the query's sha256 (never the photo), audit entries, confirmations
-    shown = json.loads(files[f"evidence/searches/{result.audit_id}.json"])
+    shown = json.loads(files[f"evidence/search-{result.audit_id}.json"])
     assert [r["face_id"] for r in shown["result"]["results"]] == [m.face_id for m in result.results]
     assert shown["confirmations"][0]["username"] == "ivan"
-    crops = [n for n in files if n.startswith("evidence/crops/")]
+    crops = [n for n in files if n.startswith("crops/")]
     assert len(crops) == len(result.results) and all(files[n][:3] == b"\xff\xd8\xff" for n in crops)
     photo = query_photo(dev_images)
     assert hashlib.sha256(photo).hexdigest() in files["evidence/manifest.json"].decode()
@@ -143,7 +150,7 @@ def test_an_exported_search_verifies_offline_and_holds_what_was_found(found, sea
     assert searched["id"] == result.audit_id
 
     # the CASE/UCO description: who, when, why, the case, the model and the gallery searched
-    uco = json.loads(files["case-uco.jsonld"])
+    uco = json.loads(files["evidence/case-uco.jsonld"])
     graph = {node["@id"]: node for node in uco["@graph"]}
     action = next(n for n in graph.values() if n.get("uco-core:name") == f"face search {result.audit_id}")
     assert action["@type"] == "case-investigation:InvestigativeAction"
@@ -175,7 +182,7 @@ def test_an_exported_search_verifies_offline_and_holds_what_was_found(found, sea
 def test_a_changed_byte_anywhere_fails_verification_naming_it(found, verifier, tmp_path):
     result, package = found
     files = members(package.data)
-    name = f"evidence/searches/{result.audit_id}.json"
+    name = f"evidence/search-{result.audit_id}.json"
 
     member = repack(package.data, {name: flip(files[name])})
     assert any(name in f and "TAMPERED" in f for f in failures(wacz.verify(member, verifier)))
@@ -227,7 +234,7 @@ def test_the_query_photo_is_included_only_when_given_and_only_if_it_is_the_one(f
     photo = query_photo(dev_images)
     package = evidence.export_search(searcher, IVAN, result.audit_id, photo)
     sha = hashlib.sha256(photo).hexdigest()
-    added = [value for name, value in members(package.data).items() if name.startswith(f"evidence/query/{sha}.")]
+    added = [value for name, value in members(package.data).items() if name.startswith(f"query/{sha}.")]
     assert added == [photo]
     assert failures(wacz.verify(package.data, verifier)) == []
     other = [d for d in dev_images if d.identity == PERSON][1].path.read_bytes()
@@ -244,12 +251,12 @@ def test_a_case_package_holds_the_searches_each_caller_may_see(found, searcher, 
     by_iris = evidence.export_case(searcher, IRIS, CASE)
     assert iris.audit_id in by_iris.searches and ivans.audit_id not in by_iris.searches
     files = members(by_iris.data)
-    assert f"evidence/searches/{ivans.audit_id}.json" not in files
+    assert f"evidence/search-{ivans.audit_id}.json" not in files
     ids = {json.loads(line)["entry"]["id"] for line in files["audit/entries.jsonl"].decode().splitlines()}
     assert ivans.audit_id not in ids and iris.audit_id in ids
     assert failures(wacz.verify(by_iris.data, verifier)) == []
     by_otto = evidence.export_case(searcher, OTTO, CASE)  # an auditor: the record, no faces
-    assert by_otto.searches == [] and not any(n.startswith("evidence/crops/") for n in members(by_otto.data))
+    assert by_otto.searches == [] and not any(n.startswith("crops/") for n in members(by_otto.data))
     with pytest.raises(Refused) as refused:
         evidence.export_case(searcher, IVAN, "NO-SUCH-CASE")
     assert refused.value.code == "not_found"
@@ -287,9 +294,9 @@ def test_the_api_and_the_pages_download_the_package(found, client, dev_index, de
     assert download.status_code == 200 and failures(wacz.verify(download.content, verifier)) == []
     empty = client.post(url, data={"csrf_token": csrf}, files={"query_photo": ("", b"", "application/octet-stream")})
     assert empty.status_code == 200  # the form's file field left empty: the photo is not added
-    assert not any(n.startswith("evidence/query/") for n in members(empty.content))
+    assert not any(n.startswith("query/") for n in members(empty.content))
     photo = client.post(url, data={"csrf_token": csrf}, files={"query_photo": ("q.png", query_photo(dev_images))})
-    assert photo.status_code == 200 and any(n.startswith("evidence/query/") for n in members(photo.content))
+    assert photo.status_code == 200 and any(n.startswith("query/") for n in members(photo.content))
 
     case_id = client.get("/api/v1/cases", headers=bearer(dev_index, "ivan")).json()
     case_id = next(c["id"] for c in case_id if c["case_ref"] == CASE)
@@ -378,19 +385,19 @@ def test_a_search_held_for_prior_approval_exports_its_results_once_approved(sear
                          justification="held first", case_ref=CASE)
     assert result.results == [] and result.approval["state"] == "pending"
     before = members(evidence.export_search(held, IVAN, result.audit_id).data)
-    assert json.loads(before[f"evidence/searches/{result.audit_id}.json"])["result"]["results"] == []
-    assert not any(n.startswith("evidence/crops/") for n in before)
+    assert json.loads(before[f"evidence/search-{result.audit_id}.json"])["result"]["results"] == []
+    assert not any(n.startswith("crops/") for n in before)
     held.decide(SUE, result.approval["id"], True, "authorised by the case")
     package = evidence.export_search(held, IVAN, result.audit_id)
     files = members(package.data)
-    shown = json.loads(files[f"evidence/searches/{result.audit_id}.json"])
+    shown = json.loads(files[f"evidence/search-{result.audit_id}.json"])
     assert shown["result"]["results"] and shown["approval"]["state"] == "approved"
     assert shown["approval"]["decided_by"] == "sue"
     actions = [json.loads(line)["entry"]["action"] for line in files["audit/entries.jsonl"].decode().splitlines()]
     assert "search.approve" in actions
     checks = wacz.verify(package.data, verifier)
     assert failures(checks) == []
-    assert any(c.what.startswith(f"file evidence/searches/{result.audit_id}.json: its ") for c in checks)
+    assert any(c.what.startswith(f"file evidence/search-{result.audit_id}.json: its ") for c in checks)
 
 
 def _data_regions(data: bytes) -> list[tuple[str, int, int]]:

@@ -273,7 +273,7 @@ def _query_photo(found: _Found, photo: bytes | None) -> tuple[str, bytes] | None
                               f"{'this search' if len(found.searches) == 1 else 'these searches'}: only the "
                               "photo searched with may be added", "not_the_query_photo")
     ext = ".jpg" if photo[:3] == b"\xff\xd8\xff" else ".png" if photo[:8] == b"\x89PNG\r\n\x1a\n" else ".bin"
-    return f"evidence/query/{sha}{ext}", photo
+    return f"query/{sha}{ext}", photo
 
 
 def _files(searcher: Searcher, actor: Actor, found: _Found, proofs: list[dict], note: str, verifier: str,
@@ -287,16 +287,16 @@ def _files(searcher: Searcher, actor: Actor, found: _Found, proofs: list[dict], 
         for face_id, (sha, idx) in sorted(search["faces"].items()):
             path = media.crop_path(sha, idx)
             if path.is_file():
-                files[f"evidence/crops/search-{search_id}-face-{face_id}.jpg"] = path.read_bytes()
+                files[f"crops/search-{search_id}-face-{face_id}.jpg"] = path.read_bytes()
         body = {"search_id": search_id, "result": result, "approval": found.approvals.get(search_id),
                 "confirmations": [c for c in found.confirmations if c["face_id"] in search["faces"]]}
-        files[f"evidence/searches/{search_id}.json"] = _json(body)
+        files[f"evidence/search-{search_id}.json"] = _json(body)
         photos = [p["sha256"] for p in result["query"].get("photos") or []] or [result["query"]["sha256"]]
         summary.append({"search_id": search_id, "at": entry.created_at.isoformat(), "by": entry.actor,
                         "purpose": entry.purpose, "justification": entry.details.get("justification"),
                         "case_ref": entry.details.get("case_ref"), "query_sha256": photos,
                         "model": entry.details.get("model"), "index": entry.details.get("index"),
-                        "results": len(result["results"]), "file": f"evidence/searches/{search_id}.json"})
+                        "results": len(result["results"]), "file": f"evidence/search-{search_id}.json"})
     if photo is not None:
         files[photo[0]] = photo[1]
     files[wacz.AUDIT_ENTRIES] = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in proofs).encode()
@@ -311,7 +311,7 @@ def _files(searcher: Searcher, actor: Actor, found: _Found, proofs: list[dict], 
                          "it with `facetrail audit key` of the installation)",
     }
     files["evidence/manifest.json"] = _json(manifest)
-    files["case-uco.jsonld"] = _json(case_uco(actor, found, summary, now, package_id, photo is not None))
+    files["evidence/case-uco.jsonld"] = _json(case_uco(actor, found, summary, now, package_id, photo is not None))
     return files
 
 

@@ -10,9 +10,11 @@ The layout follows the WACZ conventions, so standard replay tools open the archi
     datapackage-digest.json    the sha256 of datapackage.json and `signedData`: an Ed25519 signature
                                of that hash string (the WACZ signing layout, anonymous form)
 
-plus facetrail's own files (listed and hashed in datapackage.json like the rest): the CASE/UCO
-description `case-uco.jsonld`, `evidence/...` (results, crops, approvals, confirmations, notes)
-and `audit/...` (entries with inclusion proofs, the signed checkpoint they are proven against).
+plus facetrail's own files (listed and hashed in datapackage.json like the rest): `evidence/...`
+(results with approvals and confirmations, the manifest, the CASE/UCO description
+`case-uco.jsonld`), `crops/...`, `query/...` and `audit/...` (entries with inclusion proofs, the
+signed checkpoint they are proven against). Every file sits one folder deep, as the WACZ tools
+expect (py-wacz's validator matches files by their last two path parts).
 
 `verify` checks all of it and says what it checked, line by line; nothing is trusted because the
 package says so: hashes are recomputed, the signature is checked, every audit entry's hash and
@@ -533,7 +535,7 @@ def _check_results(archive: zipfile.ZipFile, checks: _Checks, proven: list[dict]
             recorded.setdefault(search_id, set()).update(int(r[0]) for r in details.get("results") or [])
         except (TypeError, ValueError, IndexError, KeyError):
             checks.add(False, f"audit entry {entry.get('id')}: its recorded results cannot be read")
-    for name in sorted(n for n in archive.namelist() if n.startswith("evidence/searches/") and n.endswith(".json")):
+    for name in sorted(n for n in archive.namelist() if n.startswith("evidence/search-") and n.endswith(".json")):
         body = _json_of(_read(archive, name))
         body = body if isinstance(body, dict) else {}
         search_id = body.get("search_id")
@@ -546,7 +548,7 @@ def _check_results(archive: zipfile.ZipFile, checks: _Checks, proven: list[dict]
                                    "audit entries recorded" if not unrecorded else
                    f"file {name}: results {unrecorded} were never recorded by search {search_id}'s audit entries")
     every = set().union(*queries.values()) if queries else set()
-    for name in sorted(n for n in archive.namelist() if n.startswith("evidence/query/")):
+    for name in sorted(n for n in archive.namelist() if n.startswith("query/")):
         got = _hash_member(archive, name)
         sha = got[0][7:] if isinstance(got, tuple) else None
         checks.add(sha in every, f"file {name}: the photo searched with (its sha256 is a search's recorded query)"
