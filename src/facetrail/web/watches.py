@@ -38,7 +38,7 @@ def _run(request: Request, work, *args, write: bool = False, **kwargs):
             return work(session, *args, **kwargs)
         with session.begin():
             result = work(session, *args, **kwargs)
-            return watches.describe(session, result) if hasattr(result, "template") else result
+            return watches.describe(session, result) if isinstance(result, watches.Watch) else result
 
 
 # The API
