@@ -43,3 +43,17 @@ def test_an_opt_out_drops_the_captures_of_their_images_and_keeps_the_others(sett
         assert client.post("/api/v1/opt-out", files=sent, data={"statement": "yes"}).status_code == 200
     kept = capture.find(settings, source, urls.values())
     assert [path for path in served if kept[urls[path]]] == [f"/img/tom_hanks-{n}.jpg" for n in range(3)]
+
+    # later, the site publishes a new photo of each: hers is not kept either
+    later = {"/img/madonna-new.jpg": photos["madonna"][3], "/img/tom_hanks-new.jpg": photos["tom_hanks"][3]}
+    with serve("") as (web,):
+        web.routes.update({path: Route.image(data) for path, data in later.items()})
+        listing.write_text("".join(f"{web.url(path)}\n" for path in later))
+        monkeypatch.setenv("FACETRAIL_FETCH_ALLOW", f"127.0.0.1:{web.port}")
+        done = CliRunner().invoke(app, [*cli_base(settings), *as_user(settings, "ada"), "ingest", "urls", str(listing),
+                                        "--source", "list", "--workers", "1"])
+        assert done.exit_code == 0, done.output
+        new_urls = {path: web.url(path) for path in later}
+    assert "1 faces matching an opt-out were left out" in done.output
+    kept = capture.find(settings, source, new_urls.values())
+    assert [path for path in later if kept[new_urls[path]]] == ["/img/tom_hanks-new.jpg"]

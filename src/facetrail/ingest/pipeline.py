@@ -33,6 +33,7 @@ from ..index import VectorIndex
 from ..store import Appearance, Database, Face, Image, Location, Source
 from ..store.cleanup import Orphan, delete_unreferenced, drop
 from ..store.media import MediaStore
+from . import capture
 from .analyze import Analysis, analyze_in_worker
 from .appearances import Waiting, record_page, settle
 from .files import Item, Skip
@@ -269,13 +270,15 @@ class Ingestor:
 
     def _without_opted_out(self, result: Analysis, opt_outs: OptOutFilter) -> Analysis:
         """The analysis without faces that match an opt-out (blocking radius): never stored, nor their
-        crops; blurred in the thumbnail; the image left out of copy search."""
+        crops; blurred in the thumbnail; the image left out of copy search, and out of the source's
+        captures (the crawl kept the original bytes as it fetched them: capture.py)."""
         if not result.faces:
             return result
         blocked = opt_outs.blocked(np.stack([f.embedding for f in result.faces]))
         if not blocked.any():
             return result
         self.summary.opted_out += int(blocked.sum())
+        capture.forget(self.settings, {result.sha256}, self.source_id)
         keep = [i for i, b in enumerate(blocked) if not b]
         thumbnail = blur_faces(result.thumbnail, (result.width, result.height),
                                [f.box for f, b in zip(result.faces, blocked) if b])
