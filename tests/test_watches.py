@@ -101,7 +101,7 @@ def test_a_member_requests_another_supervisor_approves_and_nobody_else_may(setti
         request(settings, db, searcher, IVAN, three, days=31)
     with pytest.raises(watches.WatchRefused, match="no face"):
         request(settings, db, searcher, IVAN, photos(dev_images, "none")[:1])
-    watch_id = request(settings, db, searcher, IVAN, three, days=7)
+    watch_id = request(settings, db, searcher, IVAN, three, days=7, webhook="https://93.184.215.14/hook")
     assert run(db, watches.show, IVAN, watch_id)["state"] == "requested"
     with pytest.raises(watches.WatchRefused, match="only supervisors"):
         run(db, watches.approve, IRIS, watch_id)
@@ -121,6 +121,8 @@ def test_a_member_requests_another_supervisor_approves_and_nobody_else_may(setti
     # listed per case: members and supervisors see it, a member of another case does not
     assert [w["id"] for w in run(db, watches.listing, IVAN, "T-1")] == [own, watch_id]
     assert run(db, watches.listing, IRIS, "T-2") == []
+    assert run(db, watches.show, IRIS, watch_id)["webhook"] == "(set)"  # another member: not where it goes
+    assert run(db, watches.show, IVAN, watch_id)["webhook"] == "https://93.184.215.14/hook"
     with pytest.raises(watches.WatchNotFound):
         run(db, watches.show, Actor("nobody", "investigator", "test"), watch_id)
 

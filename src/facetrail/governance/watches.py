@@ -245,7 +245,11 @@ def show(session: Session, actor: Actor, watch_id: int) -> dict:
     watch = _get(session, watch_id)
     if not _may_see(session, actor, watch):
         raise WatchNotFound(f"no watch {watch_id}")
-    return describe(session, watch)
+    shown = describe(session, watch)
+    if not _sees_all(actor) and watch.owner.username != actor.username:
+        shown["webhook"] = "(set)" if shown["webhook"] else None
+        shown["email"] = "(set)" if shown["email"] else None
+    return shown
 
 
 def listing(session: Session, actor: Actor, case_ref: str | None = None) -> list[dict]:
@@ -260,7 +264,12 @@ def listing(session: Session, actor: Actor, case_ref: str | None = None) -> list
         mine = select(CaseMember.case_id).join(User).where(User.username == actor.username)
         owner = select(User.id).where(User.username == actor.username).scalar_subquery()
         query = query.where((Watch.owner_id == owner) | Watch.case_id.in_(mine))
-    return [describe(session, watch) for watch in session.scalars(query)]
+    listed = [describe(session, watch) for watch in session.scalars(query)]
+    for watch in listed:  # another member's webhook and address are theirs: only that they are set
+        if not _sees_all(actor) and watch["owner"] != actor.username:
+            watch["webhook"] = "(set)" if watch["webhook"] else None
+            watch["email"] = "(set)" if watch["email"] else None
+    return listed
 
 
 def inbox(session: Session, settings: Settings, actor: Actor) -> list[dict]:
