@@ -179,6 +179,11 @@ def test_a_watch_fires_on_a_later_photo_of_the_person_and_on_nobody_else(
         data = report.collect(session, date.today(), date.today(), searcher.match_threshold)
     assert data["watches_approved"] == 2 and data["watches_active"] == 2 and data["watch_hits"] == 2
     assert data["searches"] == 2
+    # the watched person opts out later: their hits show nothing any more, like any search result
+    vectors, _ = watches.template([p.read_bytes() for p in watched[:2]], searcher.faces_in)
+    with db.session() as session, session.begin():
+        optout.record(session, vectors, None, settings.face_model)
+    assert all(searcher.results_of(IVAN, hit.search_id).results == [] for hit in hits)
 
 
 def test_an_expired_or_stopped_watch_is_silent_and_a_renewal_brings_it_back(settings, db, searcher, dev_images):
