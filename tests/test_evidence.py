@@ -5,6 +5,7 @@ member file, the signature, an audit entry); only someone who may see the search
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import importlib.util
 import io
@@ -66,7 +67,7 @@ def found(searcher, dev_images):
     """ivan's search, one of its matches confirmed by ivan, exported by ivan."""
     result = search(searcher, dev_images)
     confirm_match(searcher.db, IVAN, result.audit_id, result.results[0].face_id)
-    return result, evidence.export_search(searcher, IVAN, result.audit_id)
+    return result, evidence.export_search(searcher, IVAN, result.audit_id), searcher.settings
 
 
 def members(data: bytes) -> dict[str, bytes]:
@@ -89,6 +90,10 @@ def flip(data: bytes, at: int | None = None) -> bytes:
     return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:]
 
 
+def found_settings(found):
+    return found[2]
+
+
 def digest_created(files) -> str:
     return json.loads(files["datapackage-digest.json"])["signedData"]["created"]
 
@@ -99,11 +104,14 @@ def failures(checks) -> list[str]:
 
 def test_an_exported_search_verifies_offline_and_holds_what_was_found(found, searcher, dev_images, dev_index,
                                                                       verifier, tmp_path):
-    result, package = found
+    result, package, _ = found
     assert hashlib.sha256(package.data).hexdigest() == package.sha256 and package.searches == [result.audit_id]
     checks = wacz.verify(package.data, verifier)
     assert failures(checks) == [] and len(checks) > 10
     said = [c.what for c in checks]
+    images = len({m.image["id"] for m in result.results})
+    assert f"archive/data.warc.gz: {images + 1} records, their block and payload digests match their bytes" \
+           in said  # the warcinfo record and each result's image file
     assert f"file evidence/search-{result.audit_id}.json: its {len(result.results)} result(s) are among " \
            f"those search {result.audit_id}'s audit entries recorded" in said
     if PEEK:
@@ -180,7 +188,7 @@ def test_an_exported_search_verifies_offline_and_holds_what_was_found(found, sea
 
 
 def test_a_changed_byte_anywhere_fails_verification_naming_it(found, verifier, tmp_path):
-    result, package = found
+    result, package, _ = found
     files = members(package.data)
     name = f"evidence/search-{result.audit_id}.json"
 
@@ -207,12 +215,21 @@ def test_a_changed_byte_anywhere_fails_verification_naming_it(found, verifier, t
     assert any("file audit/entries.jsonl: TAMPERED" in f for f in problems)
     assert any(f.startswith(f"audit entry {item['entry']['id']} ") and "TAMPERED" in f for f in problems)
 
+    # a record whose body no longer matches the digest written when it was captured, even in a
+    # package hashed and signed afresh, is named
+    record = wacz.resource_record("file:///photos/a.jpg", b"the bytes as captured" * 50, "image/jpeg")
+    altered = gzip.compress(gzip.decompress(record).replace(b"as captured", b"as altered!", 1))
+    key = checkpoints.load_key(found_settings(found))
+    rebuilt = wacz.build(wacz.Contents(records=[altered]), key, verifier)
+    assert failures(wacz.verify(rebuilt, verifier)) == [
+        "archive/data.warc.gz: records whose bytes do not match their digests: file:///photos/a.jpg"]
+
     other = checkpoints.Verifier.parse(checkpoints.verifier_key("someone/else", bytes(32)))
     assert "NOT signed by the key you gave" in " ".join(failures(wacz.verify(package.data, other.text())))
 
 
 def test_only_who_may_see_the_search_may_export_it_anyone_else_gets_not_found(found, searcher, dev_index):
-    result, _ = found
+    result, *_ = found
 
     def exports() -> int:
         with dev_index.db.session() as session:
@@ -230,7 +247,7 @@ def test_only_who_may_see_the_search_may_export_it_anyone_else_gets_not_found(fo
 
 def test_the_query_photo_is_included_only_when_given_and_only_if_it_is_the_one(found, searcher, dev_images,
                                                                              verifier):
-    result, _ = found
+    result, *_ = found
     photo = query_photo(dev_images)
     package = evidence.export_search(searcher, IVAN, result.audit_id, photo)
     sha = hashlib.sha256(photo).hexdigest()
@@ -244,7 +261,7 @@ def test_the_query_photo_is_included_only_when_given_and_only_if_it_is_the_one(f
 
 
 def test_a_case_package_holds_the_searches_each_caller_may_see(found, searcher, dev_images, verifier):
-    ivans, _ = found
+    ivans, *_ = found
     iris = search(searcher, dev_images, actor=IRIS, justification="second look")
     by_sue = evidence.export_case(searcher, SUE, CASE)
     assert {ivans.audit_id, iris.audit_id} <= set(by_sue.searches)
@@ -273,7 +290,7 @@ def bearer(dev_index, name):
 
 
 def test_the_api_and_the_pages_download_the_package(found, client, dev_index, dev_images, verifier):
-    result, _ = found
+    result, *_ = found
     url = f"/api/v1/searches/{result.audit_id}/evidence"
     answer = client.post(url, headers=bearer(dev_index, "ivan"))
     assert answer.status_code == 200 and answer.headers["content-type"] == "application/wacz+zip"
@@ -308,7 +325,7 @@ def test_the_api_and_the_pages_download_the_package(found, client, dev_index, de
 
 
 def test_the_command_line_exports_a_search_and_a_case(found, dev_index, verifier, tmp_path):
-    result, _ = found
+    result, *_ = found
     base = cli_base(dev_index.settings)
     out = tmp_path / "ivan.wacz"
     run = CliRunner().invoke(cli, [*base, *cli_user(dev_index.settings, "ivan"), "evidence", "export",
@@ -418,7 +435,7 @@ def test_a_flipped_bit_inside_any_member_fails_verification_and_never_breaks_the
     a member's bytes, verification fails naming that member; anywhere at all, it never raises."""
     import random
 
-    _, package = found
+    _, package, _ = found
     rng = random.Random(18)
     regions = _data_regions(package.data)
     for name, start, end in regions:

@@ -462,6 +462,29 @@ def _check_layout(archive: zipfile.ZipFile, checks: _Checks, listed: set[str]) -
         warc.close()
     checks.add(not bad, "indexes/index.cdxj: every line points at its record in archive/data.warc.gz" if not bad
                else f"indexes/index.cdxj: lines that point at no matching record: {', '.join(bad[:5])}")
+    _check_digests(archive, checks)
+
+
+def _check_digests(archive: zipfile.ZipFile, checks: _Checks) -> None:
+    """Every record's WARC-Block-Digest and WARC-Payload-Digest (as written at capture time, or at
+    export for a folder's file) against its bytes, streamed."""
+    count, bad = 0, []
+    try:
+        with archive.open(f"archive/{WARC_NAME}") as warc:
+            for record in ArchiveIterator(warc, check_digests=True):
+                while record.raw_stream.read(CHUNK):
+                    pass
+                count += 1
+                if record.digest_checker.passed is False:
+                    bad.append(record.rec_headers.get_header("WARC-Target-URI") or record.rec_type)
+    except KeyError:
+        return
+    except Exception as exc:  # noqa: BLE001 - warcio raises many kinds on a damaged archive
+        checks.add(False, f"archive/{WARC_NAME}: cannot be read record by record ({type(exc).__name__}: {exc})")
+        return
+    checks.add(not bad, f"archive/{WARC_NAME}: {count} records, their block and payload digests match their bytes"
+               if not bad else f"archive/{WARC_NAME}: records whose bytes do not match their digests: "
+                               + ", ".join(bad[:5]))
 
 
 def _entry_hash(record: dict) -> str:
