@@ -446,3 +446,27 @@ def test_a_flipped_bit_inside_any_member_fails_verification_and_never_breaks_the
         wacz.verify(flip(package.data, at), verifier)  # whatever it finds, it says so: no exception
     junk = wacz.verify(b"PK\x03\x04 not really a zip", verifier)
     assert len(junk) == 1 and not junk[0].ok
+
+
+def test_the_checkpoint_an_export_signs_reaches_the_witnesses(settings, engine, dev_images, tmp_path):
+    """The export's checkpoint (the latest did not cover the search) is delivered to a witness, so
+    the package's checkpoint is one the database administrator cannot take back."""
+    from facetrail.store import Database
+
+    witness = tmp_path / "witness.txt"
+    configured = settings.model_copy(update={"audit_witnesses": [f"file:{witness}"]})
+    db = Database(configured.db_url)
+    add_accounts(db)
+    open_case(db, CASE)
+    searcher = Searcher(configured, db, open_index(configured, db), engine)
+    result = searcher.search(query_photo(dev_images), actor=IVAN, purpose="source-verification",
+                             justification="to the witness", case_ref=CASE)
+    out = tmp_path / "w.wacz"
+    env = {"FACETRAIL_AUDIT_WITNESSES": json.dumps([f"file:{witness}"])}
+    run = CliRunner().invoke(cli, [*cli_base(configured), *cli_user(configured, "ivan"), "evidence", "export",
+                                   str(result.audit_id), "--out", str(out)], env=env)
+    assert run.exit_code == 0, run.output
+    note = members(out.read_bytes())["audit/checkpoint.txt"].decode()
+    assert note in witness.read_text()
+    mine = checkpoints.Verifier.of(configured, checkpoints.load_key(configured)).text()
+    assert failures(wacz.verify(out, mine)) == []
