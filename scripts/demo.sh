@@ -114,8 +114,45 @@ for line in sys.stdin:
     print(f"(search {result['audit_id']}, recorded in the audit log)")
 PY
 )
-FACETRAIL_TOKEN=$investigator_token "$BIN/facetrail" search "$PHOTOS/obama.jpg" --purpose source-verification \
-  --justification "demo: show how search works" --case DEMO-1 --json | "$BIN/python" -c "$show_pages"
+shown=$(FACETRAIL_TOKEN=$investigator_token "$BIN/facetrail" search "$PHOTOS/obama.jpg" --purpose source-verification \
+  --justification "demo: show how search works" --case DEMO-1 --json | "$BIN/python" -c "$show_pages")
+echo "$shown"
+search_id=$(echo "$shown" | grep -o '(search [0-9]*' | grep -o '[0-9]*$')
+
+echo
+echo "== A watch under case DEMO-1 on the person in obama.jpg: asked by the investigator, approved by the supervisor"
+requested=$(FACETRAIL_TOKEN=$investigator_token "$BIN/facetrail" watch request "$PHOTOS/obama.jpg" --case DEMO-1 \
+  --days 7)
+echo "$requested"
+watch_id=$(echo "$requested" | grep -o '^Watch [0-9]*' | grep -o '[0-9]*$')
+FACETRAIL_TOKEN=$supervisor_token "$BIN/facetrail" watch approve "$watch_id"
+echo
+echo "== The site publishes a new story with a new photo; the second crawl fires the watch"
+"$BIN/python" scripts/demo_site.py add-story "$PHOTOS/obama2.jpg" "$SITE"
+FACETRAIL_FETCH_ALLOW="127.0.0.1:$SITE_PORT" FACETRAIL_CRAWL_DELAY=0.1 "$BIN/facetrail" crawl demo-site
+FACETRAIL_TOKEN=$investigator_token "$BIN/facetrail" watch inbox
+
+echo
+echo "== An evidence package of the example search (WACZ, signed), checked offline"
+package="$DEMO_DIR/evidence-search-$search_id.wacz"
+FACETRAIL_TOKEN=$investigator_token "$BIN/facetrail" evidence export "$search_id" --out "$package"
+"$BIN/facetrail" evidence verify "$package" | tail -n 1
+tampered="$DEMO_DIR/evidence-tampered.wacz"
+"$BIN/python" - "$package" "$tampered" <<'PY'
+import sys, zipfile
+source, target = sys.argv[1:]
+with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
+    for item in zin.infolist():
+        data = zin.read(item)
+        if item.filename == "pages/pages.jsonl":  # one byte of the package changed
+            data = data[:-2] + bytes([data[-2] ^ 1]) + data[-1:]
+        zout.writestr(item, data)
+PY
+if "$BIN/facetrail" evidence verify "$tampered" > "$DEMO_DIR/tampered.txt"; then
+  echo "the tampered package was accepted: this should not happen" >&2; exit 1
+fi
+grep -i "fail" "$DEMO_DIR/tampered.txt" | head -n 3
+echo "(one byte changed in pages/pages.jsonl: refused, as it should be)"
 
 cat <<TXT
 
@@ -128,6 +165,8 @@ Try it yourself (data folder: $FACETRAIL_DATA_DIR):
   export FACETRAIL_TOKEN=$investigator_token   # the investigator's token (1 day)
   $BIN/facetrail search $PHOTOS/biden.jpg --purpose source-verification \\
       --justification "your reason" --case DEMO-1
+  $BIN/facetrail evidence verify $package
+  $BIN/facetrail watch list --case DEMO-1
   $BIN/facetrail source list
   FACETRAIL_FETCH_ALLOW=127.0.0.1:$SITE_PORT $BIN/facetrail crawl demo-site   # while the demo runs
   $BIN/facetrail stats
