@@ -36,7 +36,6 @@ CASE = "EV-1"
 IVAN, IRIS = Actor("ivan", "investigator", "test"), Actor("iris", "investigator", "test")
 SUE, OTTO = Actor("sue", "supervisor", "test"), Actor("otto", "auditor", "test")
 PERSON = "tom_hanks"
-PEEK = None
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +113,6 @@ def test_an_exported_search_verifies_offline_and_holds_what_was_found(found, sea
            in said  # the warcinfo record and each result's image file
     assert f"file evidence/search-{result.audit_id}.json: its {len(result.results)} result(s) are among " \
            f"those search {result.audit_id}'s audit entries recorded" in said
-    if PEEK:
-        PEEK.write_bytes(package.data)
     files = members(package.data)
 
     # the WACZ layout: every file listed with its sha256, the pages header, a sorted index
