@@ -10,6 +10,7 @@ import re
 import shutil
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
@@ -351,3 +352,19 @@ def test_a_second_crawl_of_a_site_with_a_new_page_fires_the_watch(settings, dev_
     [match] = shown["results"]
     assert match["face_id"] == hit["face_id"]
     assert [a["page_url"] for a in match["image"]["appearances"]] == [site.url("/story.html")]
+
+
+def test_the_watch_threshold_narrows_as_watch_photos_add_up(settings):
+    """Every ingested face is checked against every active watch photo: the default threshold
+    keeps a stranger's chance of firing any watch at 1 in 1,000 ingested faces, whatever the
+    number of watches; FACETRAIL_WATCH_THRESHOLD, when set, is used as it is."""
+    from facetrail.faces.registry import calibration
+    from facetrail.faces.tail import pair_rate
+    from facetrail.governance.watches import WATCH_FPIR, threshold
+
+    calibrated = calibration(settings)
+    one, thousand = threshold(settings, 3), threshold(settings, 3000)
+    assert thousand < one < calibrated.match_threshold
+    chance = -np.expm1(3000 * np.log1p(-pair_rate(thousand, calibrated.tail)))
+    assert chance == pytest.approx(WATCH_FPIR, rel=1e-3)
+    assert threshold(settings.model_copy(update={"watch_threshold": 0.7}), 3000) == 0.7

@@ -237,7 +237,8 @@ class Settings(BaseSettings):
     # Watches: their threshold and the notifications of their hits (docs/governance.md#watches)
     watch_threshold: float | None = Field(
         None, gt=0, le=2, description="Largest distance at which a new face is a watch's hit; default: the "
-        "model's match threshold. With many watches a stricter one keeps false hits down (docs/figures.md#watches).",
+        "model's match threshold narrowed as watch photos add up (1 stranger's new face in 1,000 fires a watch; "
+        "docs/governance.md#watches).",
     )
     smtp_host: str = Field("", description="SMTP server that sends watch notifications by email; empty: no email.")
     smtp_port: int = Field(25, ge=1, le=65535, description="Its port.")

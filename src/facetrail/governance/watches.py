@@ -29,6 +29,7 @@ the first check or inbox reading after the window has room again.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,7 @@ from sqlalchemy.orm import Session
 from ..config import Settings
 from ..errors import Refused
 from ..faces.registry import calibration
+from ..faces.tail import distance_at_pair_rate
 from ..images.decode import DecodeError
 from ..store import AuditEntry, Database, User
 from ..store.models import Case, CaseMember, Watch, WatchHit
@@ -306,9 +308,31 @@ def totals(session: Session, since: datetime, until: datetime) -> dict:
 # Checking new faces
 
 
-def threshold(settings: Settings) -> float:
-    """The largest distance of a hit: FACETRAIL_WATCH_THRESHOLD, else the model's match threshold."""
-    return settings.watch_threshold or calibration(settings).match_threshold
+# A watch looks at every face ingested, not at one photo someone chose to search: its threshold
+# keeps the chance that a stranger's new face comes this close to any active watch photo at
+# WATCH_FPIR (1 ingested face in 1,000), from the model's fitted different-person tail. dlib: 0.57
+# for one watch photo, 0.545 for 3, 0.50 for 30, 0.425 for 3,000 (the match threshold 0.6 gave
+# ~3.8 false hits per ingested stranger with 1,000 watches of 3 photos: docs/figures.md#watches).
+WATCH_FPIR = 1e-3
+
+
+def threshold(settings: Settings, templates: int = 1) -> float:
+    """The largest distance of a hit with `templates` active watch photos: FACETRAIL_WATCH_THRESHOLD,
+    else the model's match threshold narrowed to WATCH_FPIR (a model without a fitted tail keeps
+    its match threshold)."""
+    if settings.watch_threshold:
+        return settings.watch_threshold
+    calibrated = calibration(settings)
+    if calibrated.tail is None:
+        return calibrated.match_threshold
+    pair_rate = -math.expm1(math.log1p(-WATCH_FPIR) / max(1, templates))
+    return min(calibrated.match_threshold, distance_at_pair_rate(pair_rate, calibrated.tail))
+
+
+def active_photos(session: Session, settings: Settings) -> int:
+    """How many watch photos (templates) are active now for the model in use."""
+    return int(session.scalar(select(func.coalesce(func.sum(Watch.photos), 0)).where(
+        Watch.status == APPROVED, Watch.expires_at > now(), Watch.model == settings.face_model)))
 
 
 def owner_actor(watch: Watch) -> Actor:
@@ -332,7 +356,8 @@ def _record_search(session: Session, settings: Settings, watch: Watch, hit: Watc
         "role": actor.role, "justification": f"watch {watch.id}, approved by {watch.approved_by}",
         "case_ref": watch.case.ref, "query_sha256": shas[0] if shas else None,
         "query_photos": [{"sha256": sha, "faces_found": 1, "selected_face": 0} for sha in shas],
-        "faces_found": 1, "selected_face": 0, "top_k": 1, "threshold": threshold(settings),
+        "faces_found": 1, "selected_face": 0, "top_k": 1,
+        "threshold": threshold(settings, active_photos(session, settings)),
         "model": watch.model, "use": use.period(),
         "index": {"kind": "watch: newly stored faces", "size": checked, "model": watch.model,
                   "newest_face": hit.face_id},
@@ -418,6 +443,7 @@ class WatchChecker:
                 if blocks else np.zeros(0, np.int64)
             held = (key, _Templates(ids, vectors, (vectors ** 2).sum(1)))
             self._held = held
+            self.threshold = threshold(self.settings, len(vectors))
         return held[1]
 
     def matches(self, templates: _Templates, vectors: np.ndarray) -> list[tuple[int, int, float]]:
