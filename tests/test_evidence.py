@@ -467,3 +467,49 @@ def test_the_checkpoint_an_export_signs_reaches_the_witnesses(settings, engine, 
     assert note in witness.read_text()
     mine = checkpoints.Verifier.of(configured, checkpoints.load_key(configured)).text()
     assert failures(wacz.verify(out, mine)) == []
+
+
+def test_a_watch_hit_exports_with_the_watch_that_authorised_it(settings, engine, dev_images, tmp_path):
+    """A watch's hit is a search of its owner's: its package holds the hit, and the watch's request
+    and supervisor's approval from the audit log, proven like the rest."""
+    import shutil
+
+    from facetrail.governance import watches
+    from facetrail.ingest import walk
+    from facetrail.store import Database
+    from facetrail.store.models import WatchHit
+
+    from .support import folder_ingestor
+
+    db = Database(settings.db_url)
+    add_accounts(db)
+    open_case(db, CASE)
+    searcher = Searcher(settings, db, open_index(settings, db), engine)
+    person = [d.path for d in dev_images if d.identity == "bill_gates"]
+
+    def ingest(folder, *paths):
+        folder.mkdir()
+        for path in paths:
+            shutil.copy(path, folder / path.name)
+        folder_ingestor(settings, db, searcher.index, folder).run(walk([folder]))
+
+    ingest(tmp_path / "first", person[5])
+    vectors, shas = watches.template([p.read_bytes() for p in person[:3]], searcher.faces_in)
+    with db.session() as session, session.begin():
+        watch_id = watches.request(session, settings, IVAN, CASE, vectors, shas).id
+    with db.session() as session, session.begin():
+        watches.approve(session, SUE, watch_id)
+    ingest(tmp_path / "later", person[3])
+    with db.session() as session:
+        hit = session.scalars(select(WatchHit)).one()
+    package = evidence.export_search(searcher, IVAN, hit.search_id)
+    files = members(package.data)
+    entries = [json.loads(line)["entry"] for line in files["audit/entries.jsonl"].decode().splitlines()]
+    assert {"watch.request", "watch.approve", "search"} <= {e["action"] for e in entries}
+    shown = json.loads(files[f"evidence/search-{hit.search_id}.json"])
+    assert [r["face_id"] for r in shown["result"]["results"]] == [hit.face_id]
+    assert "watch: newly stored faces index" in files["evidence/case-uco.jsonld"].decode()
+    mine = checkpoints.Verifier.of(settings, checkpoints.load_key(settings)).text()
+    assert failures(wacz.verify(package.data, mine)) == []
+    with pytest.raises(Refused):  # another investigator: not theirs to see
+        evidence.export_search(searcher, IRIS, hit.search_id)

@@ -130,6 +130,10 @@ def _collect(searcher: Searcher, actor: Actor, ids: list[int], ref: str | None, 
             picked += session.scalars(select(AuditEntry).where(
                 AuditEntry.action.in_((*DECISIONS, "match.confirm")),
                 AuditEntry.details["search_id"].as_integer().in_(ids)))
+        watches = {e.details.get("watch_id") for e in picked if e.action == "search"} - {None}
+        if watches:  # a watch's hit: the watch's request, approval, renewals (its authorisation)
+            picked += session.scalars(select(AuditEntry).where(
+                AuditEntry.action.like("watch.%"), AuditEntry.details["watch_id"].as_integer().in_(watches)))
         if ref:
             of_case = select(AuditEntry).where(AuditEntry.details["case_ref"].as_string() == ref)
             if not (case_mode and actor.can("audit.read")):  # the case's own record; all of it for auditors
@@ -401,10 +405,12 @@ def case_uco(actor: Actor, found: _Found, summary: list[dict], now: datetime, pa
         model_id, query_ids = f"{kb}-model-{search.get('model')}", []
         graph.append({"@id": model_id, "@type": "uco-tool:Tool", "uco-core:name": search.get("model"),
                       "uco-tool:toolType": "face recognition model"})
+        about = [f"model {index.get('model', search.get('model'))}"] + [
+            f"{name} {index[key]}" for key, name in (("version", "version"), ("snapshot", "snapshot"),
+                                                      ("newest_face", "newest face id")) if index.get(key) is not None]
+        size = f"of {index['size']} faces" if index.get("size") is not None else "of faces"
         graph.append({"@id": f"{kb}-gallery-{sid}", "@type": "uco-core:Annotation",
-                      "uco-core:statement": f"searched a {index.get('kind')} index of {index.get('size')} faces "
-                                            f"(model {index.get('model', search.get('model'))}, version "
-                                            f"{index.get('version')}, snapshot {index.get('snapshot')})",
+                      "uco-core:statement": f"searched a {index.get('kind')} index {size} ({', '.join(about)})",
                       "uco-core:object": [{"@id": model_id}]})
         for n, sha in enumerate(search["query_sha256"]):
             query_ids.append(f"{kb}-query-{sid}-{n}")
