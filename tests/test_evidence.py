@@ -30,6 +30,7 @@ from facetrail.store import AuditEntry
 from facetrail.web import create_app
 
 from .support import Route, add_accounts, cli_base, login, open_case, serve
+from .test_audit_timestamps import tsa as tsa  # noqa: PLC0414 - a local time-stamping authority (fixture)
 from .support import as_user as cli_user
 
 CASE = "EV-1"
@@ -513,3 +514,28 @@ def test_a_watch_hit_exports_with_the_watch_that_authorised_it(settings, engine,
     assert failures(wacz.verify(package.data, mine)) == []
     with pytest.raises(Refused):  # another investigator: not theirs to see
         evidence.export_search(searcher, IRIS, hit.search_id)
+
+
+def test_a_package_whose_checkpoint_a_tsa_timestamped_says_when_independently(settings, engine, dev_images, tsa,
+                                                                              tmp_path):
+    """With FACETRAIL_AUDIT_TSA_URL, the checkpoint an export signs carries an RFC 3161 timestamp;
+    `evidence verify --tsa-root` checks it against the authority's root, offline."""
+    from facetrail.store import Database
+
+    url, root, answered = tsa
+    stamped = settings.model_copy(update={"audit_tsa_url": url})
+    db = Database(stamped.db_url)
+    add_accounts(db)
+    open_case(db, CASE)
+    searcher = Searcher(stamped, db, open_index(stamped, db), engine)
+    result = searcher.search(query_photo(dev_images), actor=IVAN, purpose="source-verification",
+                             justification="dated by a third party", case_ref=CASE)
+    package = evidence.export_search(searcher, IVAN, result.audit_id)
+    assert answered  # the authority was asked
+    path = tmp_path / "stamped.wacz"
+    path.write_bytes(package.data)
+    run = CliRunner().invoke(cli, ["evidence", "verify", str(path), "--tsa-root", str(root)])
+    assert run.exit_code == 0, run.output
+    assert "audit/checkpoint.txt: timestamped by the time-stamping authority at" in run.output
+    plain = CliRunner().invoke(cli, ["evidence", "verify", str(path)])
+    assert plain.exit_code == 0 and "carries an RFC 3161 timestamp" in plain.output

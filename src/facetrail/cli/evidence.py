@@ -83,6 +83,11 @@ def evidence_verify(
         typer.Option("--key", help="The verifier key it must be signed with (text or a file holding it; "
                                    "`facetrail audit key` prints it). Without it, the key found is named."),
     ] = None,
+    tsa_root: Annotated[
+        Path | None,
+        typer.Option("--tsa-root", help="PEM certificate(s) of the time-stamping authority's root: the package's "
+                                        "checkpoint must carry its RFC 3161 timestamp."),
+    ] = None,
 ) -> None:
     """Check a package offline: every file's sha256, the package's digest and Ed25519 signature, the
     WACZ index, every audit entry's hash and its inclusion proof against the signed checkpoint.
@@ -92,7 +97,13 @@ def evidence_verify(
     if not package.is_file():
         refuse(f"no file {package}")
     expected = Path(key).read_text() if key and Path(key).is_file() else key
-    checks = wacz.verify(package, expected)
+    roots = None
+    if tsa_root is not None:
+        try:
+            roots = tsa_root.read_bytes()
+        except OSError as exc:
+            refuse(f"cannot read {tsa_root}: {exc}")
+    checks = wacz.verify(package, expected, roots)
     for check in checks:
         out.print(literal(check.line()), soft_wrap=True, highlight=False)
     failed = [c for c in checks if not c.ok]

@@ -45,7 +45,7 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.warcwriter import WARCWriter
 
 from .. import __version__
-from ..governance import checkpoints, merkle
+from ..governance import checkpoints, merkle, timestamps
 
 WACZ_VERSION = "1.1.1"
 SOFTWARE = f"facetrail {__version__}"
@@ -332,10 +332,13 @@ def _json_of(data: bytes | None):
         return None
 
 
-def verify(package: bytes | Path, expected_key: str | None = None) -> list[Check]:
+def verify(package: bytes | Path, expected_key: str | None = None, tsa_roots: bytes | None = None) -> list[Check]:
     """Check a package offline; every check said, passed or failed (a failure names the file or
     entry). `expected_key`: a signed-note verifier key (`facetrail audit key`) the package and its
-    checkpoint must be signed with; without it, the key found is named for the reader to compare."""
+    checkpoint must be signed with; without it, the key found is named for the reader to compare.
+    `tsa_roots`: PEM root certificate(s) of a time-stamping authority: the checkpoint must carry
+    an RFC 3161 timestamp from it (FACETRAIL_AUDIT_TSA_URL), which then dates the package's
+    audit entries independently of facetrail's own clock."""
     checks = _Checks()
     try:
         archive = zipfile.ZipFile(io.BytesIO(package) if isinstance(package, bytes) else package)
@@ -346,7 +349,7 @@ def verify(package: bytes | Path, expected_key: str | None = None) -> list[Check
         public = _guarded(checks, "the signature", _check_signature, archive, checks, expected_key)
         listed = _guarded(checks, "the files", _check_files, archive, checks) or set()
         _guarded(checks, "the WACZ layout", _check_layout, archive, checks, listed)
-        _guarded(checks, "the audit entries", _check_audit, archive, checks, public)
+        _guarded(checks, "the audit entries", _check_audit, archive, checks, public, tsa_roots)
     return checks
 
 
@@ -498,7 +501,8 @@ def _leaf(record: dict) -> bytes:
     return merkle.leaf_hash(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-def _check_audit(archive: zipfile.ZipFile, checks: _Checks, public: Ed25519PublicKey | None) -> None:
+def _check_audit(archive: zipfile.ZipFile, checks: _Checks, public: Ed25519PublicKey | None,
+                 tsa_roots: bytes | None = None) -> None:
     note = _read(archive, CHECKPOINT)
     lines = (_read(archive, AUDIT_ENTRIES) or b"").decode("utf-8", "replace").splitlines()
     if note is None and not lines:
@@ -513,6 +517,7 @@ def _check_audit(archive: zipfile.ZipFile, checks: _Checks, public: Ed25519Publi
     checks.add(signed, f"{CHECKPOINT}: audit log checkpoint of {checkpoint.size} entries at "
                        f"{checkpoint.time.isoformat()}, " + ("signed by the package's key" if signed else
                                                               "NOT signed by the package's key"))
+    _check_timestamp(checkpoint, checks, tsa_roots)
     proven: list[dict] = []
     for n, line in enumerate(lines, 1):
         item = _json_of(line.encode())
@@ -536,6 +541,20 @@ def _check_audit(archive: zipfile.ZipFile, checks: _Checks, public: Ed25519Publi
         if included:
             proven.append(entry)
     _check_results(archive, checks, proven)
+
+
+def _check_timestamp(checkpoint: checkpoints.Checkpoint, checks: _Checks, tsa_roots: bytes | None) -> None:
+    if tsa_roots is None:
+        if timestamps.token_in(checkpoint.note) is not None:
+            checks.add(True, f"{CHECKPOINT}: carries an RFC 3161 timestamp (check it with --tsa-root)")
+        return
+    try:
+        when = checkpoints.timestamp(checkpoint, tsa_roots)
+    except timestamps.TimestampError as exc:
+        checks.add(False, f"{CHECKPOINT}: its RFC 3161 timestamp does NOT verify: {exc}")
+        return
+    checks.add(when is not None, f"{CHECKPOINT}: timestamped by the time-stamping authority at {when.isoformat()}"
+               if when else f"{CHECKPOINT}: carries no RFC 3161 timestamp")
 
 
 def _check_results(archive: zipfile.ZipFile, checks: _Checks, proven: list[dict]) -> None:
