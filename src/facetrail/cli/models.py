@@ -88,9 +88,10 @@ def reembed(
 ) -> None:
     """Describe every stored face with another model (from the kept face crops; resumable: rerun
     after an interruption), then switch to it in one recorded transaction and build its index.
-    The active model's index serves until the switch; then set FACETRAIL_FACE_MODEL to the new model."""
-    from ..index import rebuild
-    from ..ingest.reembed import pending_count, reembed as run
+    The active model's index serves until the switch; a running server without face_model set
+    follows it by itself. Prints what else the operator must do."""
+    from ..index import FOLLOW_SECONDS
+    from ..ingest.reembed import after_switch, pending_count, reembed as run
 
     settings: Settings = ctx.obj.settings
     db = open_db(settings)
@@ -98,8 +99,7 @@ def reembed(
     with progress() as bar:
         task = bar.add_task(f"describing faces with {model}", total=pending_count(db, model))
         done = run(settings, db, actor, model, batch, lambda n: bar.advance(task, n))
-    index = rebuild(settings.model_copy(update={"face_model": model}), db)
     out.print(f"switched to {literal(model)} (from {literal(', '.join(done.previous) or 'none')}): "
-              f"{done.faces} faces described, {done.dropped} without a face for it removed; index: {len(index)} "
-              f"vectors.\nSet FACETRAIL_FACE_MODEL={literal(model)} (or face_model in facetrail.toml) and restart.",
-              soft_wrap=True)
+              f"{done.faces} faces described, {done.dropped} without a face for it removed; its index was "
+              f"built before the switch.\n{after_switch(settings, model, FOLLOW_SECONDS)}",
+              soft_wrap=True, highlight=False)

@@ -18,8 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from sqlalchemy import or_, select
+
 from ..config import Settings
 from ..errors import Refused
+from ..store import AuditEntry, Database, Face
 from .engine import FaceEngine
 from .tail import Tail
 
@@ -262,6 +265,43 @@ def active(settings: Settings) -> ModelInfo:
                          "it can be measured with `facetrail evaluate --model`, not made the active model",
                          code="model_not_indexable")
     return info
+
+
+def stored_model(db: Database) -> str | None:
+    """The model the database's faces belong to, which the active model follows when face_model is
+    not set (`in_use`): the model of every stored face; when two models' faces are stored (an
+    ingest still running with the old model after a switch), the one of the latest `model.switch`
+    (`facetrail reembed`) if it is one of them, else None; with no face, the latest switch's
+    model, else None. A few indexed lookups (a follower asks every round)."""
+    with db.session() as session:
+        first = session.scalar(select(Face.model).limit(1))
+        other = None if first is None else session.scalar(  # two index ranges, not a scan
+            select(Face.model).where(or_(Face.model < first, Face.model > first)).limit(1))
+        if first is not None and other is None:
+            return first
+        switched = session.scalar(select(AuditEntry.details).where(AuditEntry.action == "model.switch")
+                                  .order_by(AuditEntry.id.desc()).limit(1))
+    model = switched.get("model") if switched else None
+    return model if first is None or model in (first, other) else None
+
+
+def pinned(settings: Settings) -> bool:
+    """Whether face_model is set (FACETRAIL_FACE_MODEL, facetrail.toml, an option), rather than
+    followed from the stored faces."""
+    return "face_model" in settings.model_fields_set
+
+
+def in_use(settings: Settings, db: Database) -> Settings:
+    """`settings` with the face model in use: face_model when it is set (`pinned`: then opening the
+    index refuses it, `model_mismatch`, if the stored faces are another model's); else the model of
+    the stored faces (`stored_model`: after `facetrail reembed`, the new one), else the default.
+    The copy still counts face_model as not set, so it keeps following."""
+    model = None if pinned(settings) else stored_model(db)
+    if model is None or model == settings.face_model:
+        return settings
+    followed = settings.model_copy(update={"face_model": model})
+    followed.model_fields_set.discard("face_model")
+    return followed
 
 
 def calibration(settings: Settings) -> Calibration:

@@ -46,31 +46,39 @@ log = logging.getLogger(__name__)
 FOLLOW_SECONDS = 15.0
 
 
-def follow_database(index: VectorIndex, db: Database, stop: threading.Event,
-                    every: float = FOLLOW_SECONDS) -> None:
-    """Until `stop` is set, every `every` seconds: if the faces in the database changed (their
-    count or highest id), bring the index in step (other processes ingest into the database)."""
-    seen = None
+def follow_database(current: Callable[[], tuple[VectorIndex, str | None]], db: Database,
+                    stop: threading.Event, every: float = FOLLOW_SECONDS) -> None:
+    """Until `stop` is set, every `every` seconds: `current()` gives the index to follow and its face
+    model (the web app: its searcher's, after following a model switch, `Searcher.following`); if
+    the faces in the database changed (their count or highest id), bring that index in step (other
+    processes ingest into the database). A new index (another model's) is followed from scratch."""
+    seen, followed = None, None
     while not stop.wait(every):
         try:
-            seen = follow_once(index, db, seen)
+            index, model = current()
+            if index is not followed:
+                seen, followed = None, index
+            seen = follow_once(index, db, seen, model)
         except Exception:  # noqa: BLE001 - keep following; the next round retries
             log.exception("could not bring the vector index in step with the database")
 
 
-def follow_once(index: VectorIndex, db: Database, seen: tuple[int, int] | None) -> tuple[int, int]:
+def follow_once(index: VectorIndex, db: Database, seen: tuple[int, int] | None,
+                model: str | None = None) -> tuple[int, int]:
     """One round of `follow_database`. `seen`: (count, highest id) of the faces when the index was
     last in step. If faces were only added since (the usual case: an ingest elsewhere), just those
-    are read; any other change (a deletion) brings a whole `sync`. Returns the new `seen`."""
+    are read; any other change (a deletion) brings a whole `sync`. `model`: the index's face model;
+    faces of another one are never added to it (`sync`). Returns the new `seen`."""
     with db.session() as session:
         now = tuple(session.execute(select(func.count(Face.id), func.coalesce(func.max(Face.id), 0))).one())
     if now == seen:
         return now
     if seen is not None and now[1] > seen[1]:
         with db.session() as session:
-            rows = session.execute(select(Face.id, Face.embedding).where(
+            rows = session.execute(select(Face.id, Face.embedding, Face.model).where(
                 Face.id > seen[1], Face.id <= now[1]).order_by(Face.id)).all()
         if seen[0] + len(rows) == now[0]:  # nothing was deleted: the new rows are the whole change
+            rows = [r for r in rows if model is None or r.model == model]
             ids = np.array([r.id for r in rows], np.int64)
             fresh = ~np.isin(ids, index.ids()) if len(index) else np.ones(len(ids), bool)
             if fresh.any():
@@ -78,12 +86,15 @@ def follow_once(index: VectorIndex, db: Database, seen: tuple[int, int] | None) 
                 index.add(ids[fresh], vectors[fresh])
                 index.save()
             return now
-    sync(index, db)
+    sync(index, db, model=model)
     return now
 
 
-def sync(index: VectorIndex, db: Database, progress: Callable[[int], None] | None = None) -> tuple[int, int]:
-    """Make the index hold exactly the faces in the database. Returns (added, removed)."""
+def sync(index: VectorIndex, db: Database, progress: Callable[[int], None] | None = None,
+         model: str | None = None) -> tuple[int, int]:
+    """Make the index hold exactly the faces in the database (of `model` only, if given: an index
+    never takes another model's vectors, even from a switch committed during the sync). Returns
+    (added, removed)."""
     with db.session() as session:
         db_ids = np.fromiter(session.scalars(select(Face.id)), dtype=np.int64)
     held = index.ids()
@@ -93,7 +104,8 @@ def sync(index: VectorIndex, db: Database, progress: Callable[[int], None] | Non
     for start in range(0, len(missing), BATCH):
         chunk = missing[start : start + BATCH]
         with db.session() as session:
-            rows = session.execute(select(Face.id, Face.embedding).where(Face.id.in_(chunk.tolist()))).all()
+            rows = session.execute(select(Face.id, Face.embedding).where(
+                Face.id.in_(chunk.tolist()), *([Face.model == model] if model else []))).all()
         index.add(
             np.array([r.id for r in rows], np.int64),
             np.frombuffer(b"".join(r.embedding for r in rows), np.float32).reshape(-1, index.dim),
@@ -163,6 +175,11 @@ def check_model(settings: Settings, db: Database) -> None:
     active one (`settings.face_model`): its vectors cannot be compared with the active model's."""
     with db.session() as session:
         other = session.scalars(select(Face.model).where(Face.model != settings.face_model).limit(1)).first()
+    if other is not None and "face_model" in settings.model_fields_set:
+        raise Refused(f"face_model is set to {settings.face_model} (FACETRAIL_FACE_MODEL or facetrail.toml), "
+                      f"but the database holds faces of the face model {other}: unset face_model to follow "
+                      f"the stored faces' model, set it to {other}, or re-embed the faces with `facetrail "
+                      f"reembed --model {settings.face_model}` (docs/models.md)", code="model_mismatch")
     if other is not None:
         raise Refused(f"the database holds faces of the face model {other}, the active model is "
                       f"{settings.face_model}: set face_model back to {other}, or re-embed the faces with "
@@ -178,7 +195,7 @@ def open_index(settings: Settings, db: Database, *, background: bool = False) ->
     if backend(settings) == "faiss" and index.owner:
         remove_legacy_files(settings.index_dir)  # a flat index of an earlier version: rebuilt by sync
     with index.maintenance_paused():
-        sync(index, db)
+        sync(index, db, model=settings.face_model)
     return index
 
 
@@ -190,7 +207,7 @@ def rebuild(
     index = load_index(settings, background=background)
     index.reset()
     with index.maintenance_paused():
-        sync(index, db, progress)
+        sync(index, db, progress, model=settings.face_model)
     index.save()
     return index
 

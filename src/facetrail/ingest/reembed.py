@@ -8,8 +8,15 @@ crop's centre) and its embedder describes it. They are written to `face_vectors`
 transaction, so a killed run resumes where it stopped; the active model's index keeps serving
 meanwhile. When every face has one, a single transaction moves them into `faces`, drops the
 faces the new model cannot find in their crops, and records `model.switch` in the audit log.
-The index is then rebuilt for the new model, which must be made the active one
-(`FACETRAIL_FACE_MODEL`): until then, opening the index is refused (`model_mismatch`).
+The index is then rebuilt for the new model, in its own folder.
+
+Which model is active after that (`after_switch` says it to the operator): where face_model is
+not set, the stored faces' model (faces/registry.py `in_use`), so a running `facetrail serve`
+follows the switch at its next index round (`Searcher.following`: it loads the new model and
+opens its index, no restart), and a search under way during the switch runs entirely on one
+model. Where face_model is set to the old model, opening the index is refused
+(`model_mismatch`) until it names the new one. Ingest commands and workers load the model
+of face_model: they must be given the new one (and restarted if they were running).
 """
 
 from __future__ import annotations
@@ -23,16 +30,18 @@ from sqlalchemy import delete, func, select, update
 from ..config import Settings
 from ..errors import Refused
 from ..faces import FaceEngine, load_engine
-from ..faces.registry import INDEX_DIM, model_info
+from ..faces.registry import INDEX_DIM, model_info, pinned
 from ..governance import audit
 from ..governance.actors import Actor
 from ..images.decode import DecodeError, decode
+from ..index import load_index
 from ..store import Database, Face, Image
 from ..store.db import write_lock
 from ..store.media import MediaStore
 from ..store.models import FaceVector
 
 BATCH = 32
+INDEX_BATCH = 10_000  # descriptors read per query while building the new model's index
 
 
 @dataclass
@@ -134,9 +143,57 @@ def switch(db: Database, actor: Actor | None, model: str, media: MediaStore) -> 
     return result
 
 
+def after_switch(settings: Settings, model: str, follow_seconds: float) -> str:
+    """What the operator must do once the faces were switched to `model`, for a person."""
+    if pinned(settings) and settings.face_model != model:
+        return (f"face_model is set to {settings.face_model} here (FACETRAIL_FACE_MODEL or facetrail.toml): "
+                f"set it to {model}, or remove it to follow the stored faces, wherever it is set, and "
+                "restart `facetrail serve` and ingest workers; until then they refuse to search or ingest "
+                "(model_mismatch).")
+    server = (f"A running `facetrail serve` without face_model set follows the switch by itself within "
+              f"{follow_seconds:g} s (it loads {model} and opens its index): no restart needed; one started "
+              "with face_model set to another model refuses searches (model_mismatch) until that setting is "
+              "changed and it is restarted.")
+    if pinned(settings):
+        return f"Nothing to change here (face_model is {model}). {server}"
+    ingest = (f"Ingest commands and workers describe faces with face_model: set FACETRAIL_FACE_MODEL={model} "
+              "(or face_model in facetrail.toml) for them, and restart those running since before the "
+              "switch.")
+    return f"{server}\n{ingest}"
+
+
+def build_index(settings: Settings, db: Database, model: str) -> int:
+    """`model`'s index (its own folder or collection) built again from its descriptors, before the
+    switch: those in `face_vectors` and the faces already of that model. Whoever opens it after the
+    switch (a server following it, `Searcher.following`) then only syncs what the switch dropped or
+    an ingest added meanwhile. Closed when built (a server may own it next). Returns its size."""
+    index = load_index(settings.model_copy(update={"face_model": model}))
+    try:
+        index.reset()
+        with index.maintenance_paused():
+            for table, key, where in ((FaceVector, FaceVector.face_id, (FaceVector.model == model,
+                                                                         FaceVector.embedding.is_not(None))),
+                                      (Face, Face.id, (Face.model == model,))):
+                last = 0
+                while True:
+                    with db.session() as session:
+                        rows = session.execute(select(key, table.embedding).where(*where, key > last)
+                                               .order_by(key).limit(INDEX_BATCH)).all()
+                    if not rows:
+                        break
+                    index.add(np.array([r[0] for r in rows], np.int64),
+                              np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(-1, index.dim))
+                    last = rows[-1][0]
+        index.save()
+        return len(index)
+    finally:
+        index.close()
+
+
 def reembed(settings: Settings, db: Database, actor: Actor | None, model: str, batch: int = BATCH,
             advance: Callable[[int], None] | None = None) -> Switch:
-    """Describe every stored face with `model` (resumable), then switch in one transaction."""
+    """Describe every stored face with `model` (resumable), build its index, then switch in one
+    transaction."""
     info = model_info(model)
     if info.dim != INDEX_DIM:
         raise Refused(f"{model} gives {info.dim}-d vectors; the index holds {INDEX_DIM}-d ones",
@@ -145,6 +202,7 @@ def reembed(settings: Settings, db: Database, actor: Actor | None, model: str, b
     media = MediaStore(settings.media_dir)
     while True:
         embed_pending(settings, db, engine, batch, advance)
+        build_index(settings, db, model)  # complete before the switch: the server's next round opens it
         done = switch(db, actor, model, media)
         if done is not None:
             return done

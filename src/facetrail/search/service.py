@@ -18,7 +18,7 @@ from sqlalchemy.orm import selectinload
 from ..config import Settings
 from ..faces import Face as FaceData
 from ..faces import FaceEngine
-from ..faces.registry import calibration
+from ..faces.registry import calibration, model_info
 from ..governance import approvals, art12, audit, retention, verification
 from ..governance import limits as rate_limits
 from ..governance.actors import Actor
@@ -88,15 +88,26 @@ class ShownMedia:
     images: dict[int, str]
 
 
+class ModelSwitched(SearchRefused):
+    """The stored faces were switched to another face model (`facetrail reembed`) during a search."""
+
+    code = "model_switched"
+
+
 class Searcher(SubjectAccess):
     @classmethod
     def open(cls, settings: Settings, db: Database, background: bool = False) -> Searcher:
-        """A searcher over the configured index with the configured face model. `background`:
-        train a compressed index in a thread (the web app) instead of before returning."""
+        """A searcher over the configured index with the face model in use (face_model when set, else
+        the stored faces' model: faces/registry.py `in_use`). `background`: train a compressed index
+        in a thread (the web app) instead of before returning."""
         from ..faces import load_engine
+        from ..faces.registry import in_use
         from ..index import open_index
 
-        return cls(settings, db, open_index(settings, db, background=background), load_engine(settings))
+        settings = in_use(settings, db)
+        searcher = cls(settings, db, open_index(settings, db, background=background), load_engine(settings))
+        searcher._background = background
+        return searcher
 
     def __init__(self, settings: Settings, db: Database, index: VectorIndex, engine: FaceEngine) -> None:
         self.settings = settings
@@ -107,6 +118,31 @@ class Searcher(SubjectAccess):
         self._engine_lock = threading.Lock()
         self._opt_outs = OptOutCache(radii(settings).block)
         self._copy_hashes = CopyHashes()
+        self._background = False
+        self._successor: Searcher | None = None  # the searcher of the model the stored faces were switched to
+        self._follow_lock = threading.Lock()
+
+    def following(self) -> Searcher:
+        """The searcher of the model the stored faces belong to now: this one, or once `facetrail
+        reembed` has switched them to another model, that model's (its engine loaded, its index
+        opened; once, then kept). The web app's follower asks every round; a search that finds the
+        switch under it runs again on it. Refused (`model_mismatch`) if face_model is set to this
+        searcher's model while the stored faces are another's."""
+        from ..faces.registry import pinned, stored_model
+        from ..index import check_model
+
+        if self._successor is not None:
+            return self._successor.following()
+        stored = stored_model(self.db)
+        if stored is None or stored == self.engine.model_name:
+            return self
+        if pinned(self.settings):
+            check_model(self.settings, self.db)  # refused: the stored faces are another model's
+            return self
+        with self._follow_lock:
+            if self._successor is None:
+                self._successor = Searcher.open(self.settings, self.db, background=self._background)
+        return self._successor.following()
 
     @property
     def match_threshold(self) -> float:
@@ -123,7 +159,18 @@ class Searcher(SubjectAccess):
             return self.match_threshold
         return threshold_at(max(1, len(self.index)), self.engine.model_name, self.match_threshold)
 
-    def search(
+    def search(self, photo: bytes | list[bytes], **request) -> SearchResult:
+        """`_search`, entirely with one face model: a search that finds the stored faces switched to
+        another model under it (`facetrail reembed`) runs again, from the start, on that model."""
+        searcher = self if self._successor is None else self.following()
+        try:
+            return searcher._search(photo, **request)
+        except ModelSwitched:
+            if searcher.following() is searcher:
+                raise
+            return searcher.following().search(photo, **request)
+
+    def _search(
         self,
         photo: bytes | list[bytes],
         *,
@@ -238,11 +285,19 @@ class Searcher(SubjectAccess):
     def decide(self, actor: Actor, approval_id: int, approve: bool, reason: str) -> dict:
         """A supervisor's decision on a search. Approving a prior search runs it now, with the
         held descriptor, which is then deleted (as it is on denial)."""
+        if self._successor is not None:
+            return self.following().decide(actor, approval_id, approve, reason)
         with self.db.session() as session, session.begin():
             approval, overdue = approvals.decide(session, actor, approval_id, approve, reason)
             if approval.held_embedding is not None:
                 if approve:
                     search = session.get(AuditEntry, approval.search_id)
+                    if search.details.get("model", self.engine.model_name) != self.engine.model_name:
+                        raise ModelSwitched(
+                            f"this search was made with the face model {search.details['model']}; the stored "
+                            f"faces are now described by {self.engine.model_name} (facetrail reembed): its "
+                            "descriptor cannot be compared with them. Deny it; the requester can search "
+                            "again")
                     vectors = list(np.frombuffer(approval.held_embedding, np.float32).reshape(-1, self.index.dim))
                     found = self._nearest_of(session, vectors, search.details["top_k"], search.details["threshold"],
                                              search.details["case_ref"])
@@ -269,7 +324,8 @@ class Searcher(SubjectAccess):
                 result.mode = "copies"
                 result.copies = self._copy_rows(session, [list(c) for c in seen.copies])
                 return result
-            result.results = self._matches(session, seen.hits, search.details["case_ref"])
+            measured = search.details.get("model") or self.engine.model_name  # its own model's bands
+            result.results = self._matches(session, seen.hits, search.details["case_ref"], measured)
             photo_of = dict(zip((face_id for face_id, _ in search.details["results"]),
                                 search.details.get("result_photos", [])))
             for match in result.results:
@@ -400,16 +456,19 @@ class Searcher(SubjectAccess):
         """True if a query face matches an opt-out (blocking radius): its search returns nothing."""
         return bool(self._opt_outs.get(session).blocked(vector)[0])
 
-    def _meaning(self, distance: float) -> str:
-        """What `distance` means at the index's current size, for the model in use ("" for a model
-        without a fitted impostor tail)."""
+    def _meaning(self, distance: float, model: str | None = None) -> str:
+        """What `distance` means at the index's current size, for the model in use or `model` ("" for
+        a model without a fitted impostor tail)."""
         try:
-            return meaning(distance, max(1, len(self.index)), self.engine.model_name)
+            return meaning(distance, max(1, len(self.index)), model or self.engine.model_name)
         except ValueError:
             return ""
 
-    def _matches(self, session, hits: list[tuple[int, float]], case_ref: str) -> list[Match]:
-        """Result rows for (face id, distance) hits: deleted and opted-out faces left out."""
+    def _matches(self, session, hits: list[tuple[int, float]], case_ref: str,
+                 model: str | None = None) -> list[Match]:
+        """Result rows for (face id, distance) hits: deleted and opted-out faces left out. `model`: the
+        model the distances were measured with, if not this searcher's (an earlier search read back);
+        else the stored faces must still be this model's (ModelSwitched)."""
         if not hits:
             return []
         rows = {
@@ -421,6 +480,11 @@ class Searcher(SubjectAccess):
             )
         }
         found = [face_id for face_id, _ in hits if face_id in rows]  # others were removed meanwhile
+        measured = model or self.engine.model_name
+        switched = {rows[i].model for i in found} - {measured}
+        if switched and model is None:  # the distances are this model's, the stored faces now another's
+            raise ModelSwitched(f"the stored faces were switched to the face model {switched.pop()} during "
+                                "the search: search again")
         blocked = self._opt_outs.get(session).blocked(  # the last guard: opted-out faces never return
             np.stack([np.frombuffer(rows[i].embedding, np.float32) for i in found])) if found else []
         shown = {face_id for face_id, out in zip(found, blocked) if not out}
@@ -435,9 +499,10 @@ class Searcher(SubjectAccess):
                 Match(
                     face_id=face_id,
                     distance=round(distance, 6),
-                    similarity=similarity(distance, self.match_threshold),
-                    band=band(distance, self.engine.model_name),
-                    band_meaning=self._meaning(distance),
+                    similarity=similarity(distance, self.match_threshold if measured == self.engine.model_name
+                                          else model_info(measured).calibration.match_threshold),
+                    band=band(distance, measured),
+                    band_meaning=self._meaning(distance, measured),
                     box=row.box,
                     image=image_dict(image, where.get(image.id, [])),
                 )

@@ -90,7 +90,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.opt_out_limit = RateLimiter(settings.opt_out_per_hour, 3600)
         app.state.cpu = CpuPool.from_settings(settings)  # decode, detect, embed, index search: off the loop
         stop = threading.Event()
-        follower = threading.Thread(target=follow_database, args=(app.state.searcher.index, db, stop),
+
+        def following():  # a model switch (facetrail reembed) first: that model's searcher, its index
+            app.state.searcher = searcher = app.state.searcher.following()
+            return searcher.index, searcher.engine.model_name
+
+        follower = threading.Thread(target=follow_database, args=(following, db, stop),
                                     daemon=True, name="facetrail-index-follow")
         follower.start()  # faces stored by other processes (index, crawl, workers) become searchable
         yield
