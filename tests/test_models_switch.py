@@ -21,6 +21,7 @@ from facetrail.ingest.reembed import reembed
 from facetrail.search.bands import band
 from facetrail.search.service import Searcher
 from facetrail.store import AuditEntry, Database
+from facetrail.store.models import Watch
 from facetrail.web import create_app
 
 from .support import (
@@ -104,6 +105,13 @@ def test_the_running_app_searches_with_the_new_model_after_the_switch(indexed, d
 
         # the follower's round settles the app on the new model's searcher
         assert client.app.state.searcher.following().engine.model_name == SFACE
+        client.app.state.searcher = client.app.state.searcher.following()
+        # what a request records names the model that described its faces: a watch's template
+        made = client.post("/api/v1/watches", data={"case_ref": "T-1", "days": "3"},
+                           files=upload(query.read_bytes()))
+        assert made.status_code == 200, made.text
+        with db.session() as session:
+            assert session.get(Watch, made.json()["id"]).model == SFACE
 
 
 def test_a_face_model_set_to_the_old_model_is_refused_with_what_to_do(indexed, dev_images, monkeypatch):

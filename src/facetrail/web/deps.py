@@ -46,7 +46,10 @@ templates = Jinja2Templates(directory=[HERE / "templates", transparency.TEMPLATE
 
 
 def settings(request: Request) -> Settings:
-    return request.app.state.settings
+    """The app's settings, with the face model of its searcher (which follows a model switch:
+    Searcher.following), so what a request records names the model that described its faces."""
+    searcher = getattr(request.app.state, "searcher", None)
+    return request.app.state.settings if searcher is None else searcher.settings
 
 
 def searcher(request: Request) -> Searcher:
