@@ -175,7 +175,7 @@ def test_searches_during_the_switch_each_use_one_model(indexed, dev_images):
             answers.append(_search(client, query))
         switching.join()
         answers.append(_search(client, query))
-    reference[SFACE] = Searcher.open(settings, db).search(query.read_bytes(), actor=investigator(), **SEARCH)
+    reference[SFACE] = Searcher.open(in_use(settings, db), db).search(query.read_bytes(), actor=investigator(), **SEARCH)
     models = [_entry(db, a["audit_id"])["model"] for a in answers]
     assert models[-1] == SFACE and DLIB in models[:1]  # the first search ran before the switch committed
     for answer, model in zip(answers, models):

@@ -10,13 +10,13 @@ meanwhile. When every face has one, a single transaction moves them into `faces`
 faces the new model cannot find in their crops, and records `model.switch` in the audit log.
 The index is then rebuilt for the new model, in its own folder.
 
-Which model is active after that (`after_switch` says it to the operator): where face_model is
-not set, the stored faces' model (faces/registry.py `in_use`), so a running `facetrail serve`
+Which model is active after that (`after_switch` says it to the operator): for `facetrail serve`
+without face_model set, the stored faces' model (faces/registry.py `in_use`), so a running server
 follows the switch at its next index round (`Searcher.following`: it loads the new model and
 opens its index, no restart), and a search under way during the switch runs entirely on one
 model. Where face_model is set to the old model, opening the index is refused
-(`model_mismatch`) until it names the new one. Ingest commands and workers load the model
-of face_model: they must be given the new one (and restarted if they were running).
+(`model_mismatch`) until it names the new one. Other commands and ingest workers load the
+model of face_model: they must be given the new one (and workers restarted).
 """
 
 from __future__ import annotations
@@ -156,8 +156,8 @@ def after_switch(settings: Settings, model: str, follow_seconds: float) -> str:
               "changed and it is restarted.")
     if pinned(settings):
         return f"Nothing to change here (face_model is {model}). {server}"
-    ingest = (f"Ingest commands and workers describe faces with face_model: set FACETRAIL_FACE_MODEL={model} "
-              "(or face_model in facetrail.toml) for them, and restart those running since before the "
+    ingest = (f"Other commands (ingest, workers, search) use face_model: set FACETRAIL_FACE_MODEL={model} "
+              "(or face_model in facetrail.toml) for them, and restart workers running since before the "
               "switch.")
     return f"{server}\n{ingest}"
 

@@ -97,14 +97,12 @@ class ModelSwitched(SearchRefused):
 class Searcher(SubjectAccess):
     @classmethod
     def open(cls, settings: Settings, db: Database, background: bool = False) -> Searcher:
-        """A searcher over the configured index with the face model in use (face_model when set, else
-        the stored faces' model: faces/registry.py `in_use`). `background`: train a compressed index
-        in a thread (the web app) instead of before returning."""
+        """A searcher over the configured index with the configured face model (the web app passes
+        the model in use, faces/registry.py `in_use`). `background`: train a compressed index in a
+        thread (the web app) instead of before returning."""
         from ..faces import load_engine
-        from ..faces.registry import in_use
         from ..index import open_index
 
-        settings = in_use(settings, db)
         searcher = cls(settings, db, open_index(settings, db, background=background), load_engine(settings))
         searcher._background = background
         return searcher
@@ -128,7 +126,7 @@ class Searcher(SubjectAccess):
         opened; once, then kept). The web app's follower asks every round; a search that finds the
         switch under it runs again on it. Refused (`model_mismatch`) if face_model is set to this
         searcher's model while the stored faces are another's."""
-        from ..faces.registry import pinned, stored_model
+        from ..faces.registry import in_use, pinned, stored_model
         from ..index import check_model
 
         if self._successor is not None:
@@ -141,7 +139,8 @@ class Searcher(SubjectAccess):
             return self
         with self._follow_lock:
             if self._successor is None:
-                self._successor = Searcher.open(self.settings, self.db, background=self._background)
+                followed = in_use(self.settings, self.db)
+                self._successor = Searcher.open(followed, self.db, background=self._background)
         return self._successor.following()
 
     @property

@@ -19,6 +19,7 @@ from .. import __version__
 from ..config import Settings
 from ..governance.checkpointer import Checkpointer
 from ..governance.retention import maintenance as retention_maintenance
+from ..faces.registry import in_use
 from ..governance.settings_log import record_if_changed as record_settings
 from ..index import follow_database
 from ..search import Searcher
@@ -85,7 +86,9 @@ def create_app(settings: Settings) -> FastAPI:
         for warning in checkpointer.start():
             print(f"facetrail: warning: {warning}", file=sys.stderr)
         app.state.db = db
-        app.state.searcher = Searcher.open(settings, db, background=True)  # training never blocks a search
+        # training never blocks a search; the face model: face_model when set, else the stored faces'
+        # (registry.in_use), followed after a switch (below)
+        app.state.searcher = Searcher.open(in_use(settings, db), db, background=True)
         app.state.media = MediaStore(settings.media_dir)
         app.state.opt_out_limit = RateLimiter(settings.opt_out_per_hour, 3600)
         app.state.cpu = CpuPool.from_settings(settings)  # decode, detect, embed, index search: off the loop
