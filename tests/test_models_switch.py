@@ -6,7 +6,9 @@ explicitly to the old model is refused with a message that says what to do."""
 from __future__ import annotations
 
 import threading
+import time
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -15,12 +17,12 @@ from typer.testing import CliRunner
 from facetrail.cli import app as cli
 from facetrail.errors import Refused
 from facetrail.faces.registry import in_use, model_info, stored_model
-from facetrail.index import open_index
+from facetrail.index import follow_database, open_index
 from facetrail.ingest import walk
 from facetrail.ingest.reembed import reembed
 from facetrail.search.bands import band
 from facetrail.search.service import Searcher
-from facetrail.store import AuditEntry, Database
+from facetrail.store import AuditEntry, Database, Face
 from facetrail.store.models import Watch
 from facetrail.web import create_app
 
@@ -175,7 +177,8 @@ def test_searches_during_the_switch_each_use_one_model(indexed, dev_images):
             answers.append(_search(client, query))
         switching.join()
         answers.append(_search(client, query))
-    reference[SFACE] = Searcher.open(in_use(settings, db), db).search(query.read_bytes(), actor=investigator(), **SEARCH)
+    followed = Searcher.open(in_use(settings, db), db)
+    reference[SFACE] = followed.search(query.read_bytes(), actor=investigator(), **SEARCH)
     models = [_entry(db, a["audit_id"])["model"] for a in answers]
     assert models[-1] == SFACE and DLIB in models[:1]  # the first search ran before the switch committed
     for answer, model in zip(answers, models):
@@ -184,3 +187,50 @@ def test_searches_during_the_switch_each_use_one_model(indexed, dev_images):
             (m.face_id, pytest.approx(m.distance, abs=1e-5)) for m in expected]
         assert answer["results"][0]["band"] == band(answer["results"][0]["distance"], model)
     assert model_info(SFACE).calibration.match_threshold > model_info(DLIB).calibration.match_threshold
+
+
+def test_the_follower_round_swaps_in_the_new_model_and_never_feeds_it_old_vectors(indexed, dev_images):
+    """The web app's follower round, as create_app wires it: the switch is picked up by the round
+    alone (no search needed), and a face an ingest still running with the old model stores after
+    the switch never enters the new model's index (the server keeps serving the new model)."""
+    settings, db, _, photos = indexed
+    held = {"searcher": Searcher.open(in_use(settings, db), db)}
+
+    def following():
+        held["searcher"] = searcher = held["searcher"].following()
+        return searcher.index, searcher.engine.model_name
+
+    stop = threading.Event()
+    follower = threading.Thread(target=follow_database, args=(following, db, stop, 0.05), daemon=True)
+    follower.start()
+    try:
+        reembed(settings, db, None, SFACE)
+        deadline = time.monotonic() + 60
+        while held["searcher"].engine.model_name != SFACE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        searcher = held["searcher"]
+        assert searcher.engine.model_name == SFACE and searcher.settings.face_model == SFACE
+        assert sorted(searcher.index.ids().tolist()) == _face_ids(db)
+        with db.session() as session, session.begin():  # a late ingest with the old model
+            image_id = session.scalar(select(Face.image_id).limit(1))
+            stale = Face(image_id=image_id, idx=99, left=0, top=0, right=1, bottom=1, score=1.0,
+                         detector="hog", landmarks=[], model=DLIB,
+                         embedding=np.full(128, 0.05, np.float32).tobytes())
+            session.add(stale)
+            session.flush()
+            stale_id = stale.id
+        time.sleep(0.5)  # several rounds
+        assert held["searcher"] is searcher and stored_model(db) == SFACE  # the latest switch decides
+        assert stale_id not in set(searcher.index.ids().tolist())
+        query = photo_of(dev_images, "madonna", 0).read_bytes()
+        found = searcher.search(query, actor=investigator(), **SEARCH)
+        assert found.results[0].image["location"] == str(photos[0])
+        assert _entry(db, found.audit_id)["model"] == SFACE
+    finally:
+        stop.set()
+        follower.join(timeout=5)
+
+
+def _face_ids(db) -> list[int]:
+    with db.session() as session:
+        return sorted(session.scalars(select(Face.id)))
