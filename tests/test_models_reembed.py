@@ -91,6 +91,25 @@ def test_no_switch_while_a_face_lacks_the_new_models_descriptor(tmp_path, db_url
     assert done.faces == 2 and _count(db, Face, Face.model == "sface_2021dec") == 2
 
 
+def test_no_switch_while_opt_outs_of_the_old_model_exist(tmp_path, db_url, dev_images):
+    """An opt-out keeps the old model's descriptors only: a switch would let the person back in."""
+    import numpy as np
+
+    from facetrail.governance.optout import record
+
+    dlib = settings_for(tmp_path / "data", database_url=db_url)
+    db = Database(dlib.db_url)
+    _ingest(dlib, db, [photo_of(dev_images, "madonna", 1), photo_of(dev_images, "bill_gates")])
+    with db.session() as session, session.begin():
+        record(session, np.zeros((1, 128), np.float32), None, "dlib_resnet_v1")
+    result = runner.invoke(app, [*cli_base(dlib), "reembed", "--model", "sface_2021dec"])
+    assert result.exit_code != 0 and "opt-out" in result.output
+    assert _count(db, Face, Face.model == "dlib_resnet_v1") == 2 and _count(db, FaceVector) == 0  # no work done
+    with pytest.raises(Refused) as refused:
+        switch(db, None, "sface_2021dec", MediaStore(dlib.media_dir))
+    assert refused.value.code == "opt_outs_of_another_model"
+
+
 @pytest.mark.slow
 def test_reembed_killed_mid_run_keeps_its_batches_and_a_rerun_finishes_the_switch(tmp_path, db_url, dev_images):
     import os

@@ -38,7 +38,7 @@ from ..index import load_index
 from ..store import Database, Face, Image
 from ..store.db import write_lock
 from ..store.media import MediaStore
-from ..store.models import FaceVector
+from ..store.models import FaceVector, OptOut
 
 BATCH = 32
 INDEX_BATCH = 10_000  # descriptors read per query while building the new model's index
@@ -110,12 +110,26 @@ def embed_pending(settings: Settings, db: Database, engine: FaceEngine, batch: i
             advance(len(rows))
 
 
+def refuse_if_opt_outs_stay_behind(session, model: str) -> None:
+    """Refused while opt-outs recorded with another model exist: an opt-out keeps that model's
+    descriptors only, never the photos, so after a switch it could recognise neither new photos
+    of the person nor their faces hidden at query time: they would come back."""
+    behind = session.scalar(select(func.count()).select_from(OptOut).where(
+        func.coalesce(OptOut.model, "dlib_resnet_v1") != model))
+    if behind:
+        raise Refused(f"{behind} opt-out(s) were recorded with another face model than {model}; an opt-out "
+                      "keeps only that model's descriptors (never the photos), so after the switch those people "
+                      "could be found again. Switching models with opt-outs is not possible yet (docs/models.md)",
+                      code="opt_outs_of_another_model")
+
+
 def switch(db: Database, actor: Actor | None, model: str, media: MediaStore) -> Switch | None:
     """In one transaction: every face takes its descriptor by `model`, faces without one are
     deleted, the switch is recorded. None (nothing changed) if some face still lacks one (an
-    ingest added it meanwhile): describe it first."""
+    ingest added it meanwhile): describe it first. Refused while opt-outs of another model exist."""
     with db.session() as session, session.begin():
         write_lock(session, "faces")
+        refuse_if_opt_outs_stay_behind(session, model)
         if session.get_bind().dialect.name == "postgresql":
             session.execute(select(Face.id).with_for_update())  # no ingest commits faces meanwhile
         done = select(FaceVector.face_id).where(FaceVector.model == model)
@@ -198,6 +212,8 @@ def reembed(settings: Settings, db: Database, actor: Actor | None, model: str, b
     if info.dim != INDEX_DIM:
         raise Refused(f"{model} gives {info.dim}-d vectors; the index holds {INDEX_DIM}-d ones",
                       code="model_not_indexable")
+    with db.session() as session:
+        refuse_if_opt_outs_stay_behind(session, model)  # before any work
     engine = load_engine(settings, model)
     media = MediaStore(settings.media_dir)
     while True:
