@@ -84,6 +84,8 @@ def test_a_held_search_with_several_photos_is_run_with_all_of_them_when_approved
     people = found_people(shown, dev_images)
     assert decided["state"] == "approved" and people.count(PERSON) >= len(photos_of(dev_images)) - 2
     assert people[0] == PERSON
+    # read back, each result still says which photo it matched (both photos are indexed: each finds itself)
+    assert {m.query_photo for m in shown.results} == {0, 1}
 
 
 def test_the_api_takes_the_image_field_repeated(dev_index, dev_images):

@@ -162,7 +162,8 @@ def decide(session: Session, actor: Actor, approval_id: int, approve: bool, reas
     return approval, overdue
 
 
-def record_decision(session: Session, actor: Actor, approval: Approval, overdue: bool) -> None:
+def record_decision(session: Session, actor: Actor, approval: Approval, overdue: bool, **extra) -> None:
+    """The decision's audit entry; `extra`: more of its details (e.g. result_photos)."""
     audit.record(
         session,
         actor,
@@ -175,4 +176,5 @@ def record_decision(session: Session, actor: Actor, approval: Approval, overdue:
         overdue=overdue,
         results=approval.results,
         result_count=None if approval.results is None else len(approval.results),
+        **extra,
     )

@@ -99,6 +99,7 @@ class Visible:
     shown: bool  # its results may be seen now: not held for (or refused) approval
     hits: list[tuple[int, float]]  # (face id, distance) shown; empty while not shown
     copies: list[tuple[int, int]]  # (image id, bits apart) of a copy search
+    photo_of: dict[int, int]  # face id -> the query photo it matched (several photos; else none)
 
     @property
     def face_ids(self) -> set[int]:
@@ -129,5 +130,11 @@ def visible_search(session: Session, actor: Actor, search_id: int) -> Visible:
     shown = not held or approval.state == "approved"
     hits = ((approval.results if held else entry.details.get("results")) or []) if shown else []
     copies = entry.details.get("copies", []) if shown else []
+    recorded = entry  # where the photo each result matched is written: the search's entry, or its approval's
+    if held and shown:
+        recorded = session.scalar(select(AuditEntry).where(
+            AuditEntry.action == "search.approve", AuditEntry.details["approval_id"].as_integer() == approval.id))
+    photos = (recorded.details.get("result_photos") or []) if recorded is not None else []
     return Visible(entry, approval, shown, [(int(i), float(d)) for i, d in hits],
-                   [(int(i), int(b)) for i, b in copies])
+                   [(int(i), int(b)) for i, b in copies],
+                   {int(hit[0]): int(photo) for hit, photo in zip(hits, photos)})

@@ -286,6 +286,7 @@ class Searcher(SubjectAccess):
         held descriptor, which is then deleted (as it is on denial)."""
         if self._successor is not None:
             return self.following().decide(actor, approval_id, approve, reason)
+        extra = {}
         with self.db.session() as session, session.begin():
             approval, overdue = approvals.decide(session, actor, approval_id, approve, reason)
             if approval.held_embedding is not None:
@@ -302,8 +303,10 @@ class Searcher(SubjectAccess):
                                              search.details["case_ref"])
                     blocked = any(self._query_blocked(session, vector) for vector in vectors)
                     approval.results = [] if blocked else [[m.face_id, round(m.distance, 6)] for m in found]
+                    if len(vectors) > 1:  # which photo each result matched, as a search's own entry says
+                        extra["result_photos"] = [] if blocked else [m.query_photo for m in found]
                 approval.held_embedding = None
-            approvals.record_decision(session, actor, approval, overdue)
+            approvals.record_decision(session, actor, approval, overdue, **extra)
             return approvals.describe(approval)
 
     def results_of(self, actor: Actor, search_id: int) -> SearchResult:
@@ -325,10 +328,8 @@ class Searcher(SubjectAccess):
                 return result
             measured = search.details.get("model") or self.engine.model_name  # its own model's bands
             result.results = self._matches(session, seen.hits, search.details["case_ref"], measured)
-            photo_of = dict(zip((face_id for face_id, _ in search.details["results"]),
-                                search.details.get("result_photos", [])))
             for match in result.results:
-                match.query_photo = photo_of.get(match.face_id, 0)  # a held search's: not recorded, the first
+                match.query_photo = seen.photo_of.get(match.face_id, 0)
             return result
 
     def may_see(self, actor: Actor, search_id: int) -> bool:
