@@ -291,6 +291,17 @@ def test_results_are_grouped_by_site_and_compared_side_by_side_from_the_keyboard
     screenshot(supervisor, "verified")
     supervisor.keyboard.press("Escape")
     assert card.locator(".verify span").inner_text() == "Verified by ivan and sue"
+
+    # the supervisor downloads the evidence package of this search; it verifies offline
+    from facetrail.search.wacz import verify
+
+    with supervisor.expect_download() as download:
+        supervisor.click("form.evidence button[type=submit]")
+    package = tmp_path / download.value.suggested_filename
+    download.value.save_as(package)
+    assert package.suffix == ".wacz"
+    checks = verify(package)
+    assert checks and all(check.ok for check in checks), [c.line() for c in checks if not c.ok]
     supervisor.context.close()
 
 
