@@ -176,21 +176,30 @@ def _report_timestamps(notes, roots: bytes) -> bool:
 def audit_checkpoint(ctx: typer.Context) -> None:
     """Sign a checkpoint of the log now (needs the signing key), send it to the witnesses and
     print it. The server writes one every few minutes when the log grew, and at shutdown."""
-    from ..governance import checkpoints, witnesses
+    from ..governance import checkpoints
 
     settings = ctx.obj.settings
     db = open_db(settings)
     key = checkpoints.load_key(settings)
     with db.session() as session, session.begin():
         row = checkpoints.make(session, settings, key)
-    with db.session() as session, session.begin():
-        failing = witnesses.deliver_pending(session)
+    failing = deliver_to_witnesses(db, "red")
     print(row.note, end="")  # a signed note, exactly as signed (save it: verify --checkpoint reads it)
-    for delivery in failing:
-        err.print(f"[red]witness not reached:[/] {literal(delivery.witness)}: {literal(delivery.last_error)} "
-                  "(retried with the next checkpoint; see facetrail audit status)", soft_wrap=True)
     if failing:
         raise typer.Exit(1)
+
+
+def deliver_to_witnesses(db, style: str) -> list:
+    """Send the checkpoints not delivered yet to the witnesses now; say each witness not reached
+    (in `style`: it is retried with the next checkpoint) and return their deliveries."""
+    from ..governance import witnesses
+
+    with db.session() as session, session.begin():
+        failing = witnesses.deliver_pending(session)
+    for delivery in failing:
+        err.print(f"[{style}]witness not reached:[/] {literal(delivery.witness)}: {literal(delivery.last_error)} "
+                  "(retried with the next checkpoint; see facetrail audit status)", soft_wrap=True)
+    return failing
 
 
 @audit_app.command("prove")

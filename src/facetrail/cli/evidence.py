@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from .audit import deliver_to_witnesses
 from .common import acting, err, literal, open_db, out, refuse
 
 commands = typer.Typer()
@@ -58,21 +59,9 @@ def evidence_export(
         handle.write(package.data)
     for note in package.notes:
         err.print(f"note: {literal(note)}", soft_wrap=True)
-    _deliver(db)
+    deliver_to_witnesses(db, "yellow")  # the checkpoint the export signed, at once, as `audit checkpoint` does
     out.print(f"Evidence package of {len(package.searches)} search(es) written to {literal(target)}: "
               f"{len(package.data)} bytes, sha256 {package.sha256} (audit entry {package.audit_id})", soft_wrap=True)
-
-
-def _deliver(db) -> None:
-    """A checkpoint the export signed goes to the witnesses now, as `audit checkpoint` does (one that
-    cannot be reached is retried later and shown by `audit status`)."""
-    from ..governance import witnesses
-
-    with db.session() as session, session.begin():
-        failing = witnesses.deliver_pending(session)
-    for delivery in failing:
-        err.print(f"[yellow]witness not reached:[/] {literal(delivery.witness)}: {literal(delivery.last_error)} "
-                  "(retried with the next checkpoint; see facetrail audit status)", soft_wrap=True)
 
 
 @evidence_app.command("verify")

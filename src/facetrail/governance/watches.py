@@ -159,6 +159,13 @@ def _case_open(watch: Watch) -> None:
         raise WatchRefused(f"case {watch.case.ref!r} {cases.WHY_NOT[state]}")
 
 
+def _approved(watch: Watch, actor: Actor, days: int) -> None:
+    """Approved by `actor` now, for `days` from now (an approval or a renewal)."""
+    at = now()
+    watch.status, watch.days, watch.approved_by, watch.approved_at = APPROVED, days, actor.username, at
+    watch.expires_at, watch.changed_at = at + timedelta(days=days), at
+
+
 def approve(session: Session, actor: Actor, watch_id: int) -> Watch:
     """A supervisor approves a requested watch: it runs for its days from now. `watch.approve`."""
     watch = _get(session, watch_id)
@@ -166,9 +173,7 @@ def approve(session: Session, actor: Actor, watch_id: int) -> Watch:
     if watch.status != REQUESTED:
         raise WatchRefused(f"watch {watch.id} is {watch.status}, not waiting for approval")
     _case_open(watch)
-    at = now()
-    watch.status, watch.approved_by, watch.approved_at = APPROVED, actor.username, at
-    watch.expires_at, watch.changed_at = at + timedelta(days=watch.days), at
+    _approved(watch, actor, watch.days)
     audit.record(session, actor, "watch.approve", watch.case.purpose, **_details(watch))
     return watch
 
@@ -181,10 +186,8 @@ def renew(session: Session, actor: Actor, watch_id: int, days: int) -> Watch:
     if watch.status != APPROVED:
         raise WatchRefused(f"watch {watch.id} is {watch.status}: only an approved watch is renewed")
     _case_open(watch)
-    at = now()
     before = watch.expires_at
-    watch.days, watch.approved_by, watch.approved_at = _days(days), actor.username, at
-    watch.expires_at, watch.changed_at = at + timedelta(days=days), at
+    _approved(watch, actor, _days(days))
     audit.record(session, actor, "watch.renew", watch.case.purpose, **_details(watch), days=days,
                  expired_at=before.isoformat(timespec="seconds") if before else None)
     return watch
