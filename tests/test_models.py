@@ -142,10 +142,8 @@ def test_thresholds_and_bands_in_use_are_the_active_models():
     assert band(0.45) == "strong"
 
 
-def test_the_256_d_fusion_can_be_measured_but_not_made_the_active_model():
-    with pytest.raises(ModelError) as refused:
-        load_engine(Settings(face_model="fusion_dlib_sface"))
-    assert refused.value.code == "model_not_indexable"
+def test_the_fusion_gives_256_d_descriptors_of_both_models():
+    assert load_engine(Settings(face_model="fusion_dlib_sface")).dim == 256
     fusion = load_engine(Settings(), "fusion_dlib_sface")
     face = fusion.faces(_rgb("anthony_hopkins/1.jpg"))[0]
     assert face.embedding.shape == (256,) and fusion.model_name == "fusion_dlib_sface"

@@ -52,6 +52,25 @@ def test_an_sface_index_finds_the_same_person_with_sface_distances(tmp_path, db_
     assert first.distance < 1.1 < second.distance  # SFace's match threshold lies between them
 
 
+def test_the_256_d_fusion_is_indexed_and_searched_in_its_own_index(tmp_path, db_url, photos):
+    settings = settings_for(tmp_path / "data", database_url=db_url, face_model="fusion_dlib_sface")
+    db = _ingest(settings, photos[1:])
+    add_accounts(db)
+    index = open_index(settings, db)
+    assert index.dim == 256 and len(index) == 2 and settings.index_dir.name == "index-fusion_dlib_sface"
+    with db.session() as session:
+        assert {len(blob) for blob in session.scalars(select(Face.embedding))} == {256 * 4}
+    result = Searcher.open(settings, db).search(photos[0].read_bytes(), actor=investigator(), top_k=2,
+                                                threshold=2.0, **SEARCH)
+    first, second = result.results
+    assert "madonna" in first.image["location"] and "bill_gates" in second.image["location"]
+    assert first.distance < 0.8 < second.distance  # the fusion's match threshold lies between them
+    dlib = settings.model_copy(update={"face_model": "dlib_resnet_v1"})
+    with pytest.raises(Refused) as refused:  # its 256-d vectors never meet a 128-d index
+        open_index(dlib, db)
+    assert refused.value.code == "model_mismatch"
+
+
 def test_facetrail_models_says_what_the_bands_mean_at_this_indexs_size(tmp_path, db_url, photos):
     from typer.testing import CliRunner
 

@@ -253,18 +253,13 @@ def model_info(name: str) -> ModelInfo:
         raise ModelError(f"unknown face model {name!r}; known: {', '.join(MODELS)}", code="unknown_model") from None
 
 
-INDEX_DIM = 128  # the vector index holds 128-d vectors (index/faiss_store.py)
+INDEX_DIM = 128  # deprecated: the index takes the active model's `dim` (index/faiss_store.py store_for)
 
 
 def active(settings: Settings) -> ModelInfo:
-    """The active model: the one whose vectors the index holds. Refused if the index cannot hold
-    them (the fusion's 256-d vectors: it can be evaluated, not yet indexed)."""
-    info = model_info(settings.face_model)
-    if info.dim != INDEX_DIM:
-        raise ModelError(f"{info.name} gives {info.dim}-d vectors; the vector index holds {INDEX_DIM}-d ones: "
-                         "it can be measured with `facetrail evaluate --model`, not made the active model",
-                         code="model_not_indexable")
-    return info
+    """The active model: the one whose vectors the index holds (in its own folder or collection,
+    of the model's dimension)."""
+    return model_info(settings.face_model)
 
 
 def stored_model(db: Database) -> str | None:

@@ -152,7 +152,7 @@ def apply(session: Session, index: VectorIndex, media: MediaStore, opt_out: OptO
     blocking radius; blur them in their images' thumbnails, delete their crops, leave their images
     out of copy search, and have `forget_images` drop every other copy of those images kept (their
     captures, by sha256). In the caller's transaction; returns (deleted, hidden) for the day's totals."""
-    vectors = np.frombuffer(opt_out.embedding, np.float32).reshape(-1, 128)
+    vectors = np.frombuffer(opt_out.embedding, np.float32).reshape(-1, index.dim)
     near = within(index, vectors, radius.block)  # one search of the index for every photo
     doomed = reach(session, index, vectors, radius, near)  # and one per chaining round that finds faces
     hidden = set(near) - doomed
@@ -228,7 +228,7 @@ def reach(session: Session, index: VectorIndex, vectors: np.ndarray, radius: Rad
         budget -= len(frontier)
         blobs = [blob for ids in _chunks(sorted(frontier))
                  for blob in session.scalars(select(Face.embedding).where(Face.id.in_(ids)))]
-        found = within(index, np.frombuffer(b"".join(blobs), np.float32).reshape(-1, 128), radius.delete)
+        found = within(index, np.frombuffer(b"".join(blobs), np.float32).reshape(-1, index.dim), radius.delete)
         frontier = set(found) - reached
         reached |= frontier
     return reached

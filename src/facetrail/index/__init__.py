@@ -33,7 +33,8 @@ from ..errors import Refused
 from ..store import Database, Face
 from .base import VectorIndex
 from .faiss_index import FaissIndex
-from .faiss_store import DIM, FaissStore, remove_legacy_files, store_for
+from ..faces.registry import model_info
+from .faiss_store import FaissStore, remove_legacy_files, store_for
 
 BATCH = 10_000
 COLLECTION = "faces"
@@ -136,7 +137,8 @@ def _milvus_uri(settings: Settings) -> str:
 def _milvus(settings: Settings) -> VectorIndex:
     from .milvus_index import MilvusIndex  # pymilvus is needed only when chosen
 
-    return MilvusIndex(_milvus_uri(settings), collection(settings), DIM, token=settings.vector_token)
+    return MilvusIndex(_milvus_uri(settings), collection(settings), model_info(settings.face_model).dim,
+                       token=settings.vector_token)
 
 
 def collection(settings: Settings) -> str:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Settings
+from ..faces.registry import model_info
 from .base import VectorIndex
 from .compressed import CompressedIndex
 from .sharing import Overlay, lock_folder, lock_holder
@@ -246,7 +247,7 @@ def store_for(settings: Settings, background: bool) -> FaissStore:
     with _stores_lock:
         store = _stores.get(key)
         if store is None or store.closed:
-            store = FaissStore(folder, DIM, exact_limit=settings.exact_limit, background=background)
+            store = FaissStore(folder, model_info(settings.face_model).dim, exact_limit=settings.exact_limit, background=background)
             _stores[key] = store
         else:
             store.exact_limit = settings.exact_limit

@@ -30,7 +30,7 @@ from sqlalchemy import delete, func, select, update
 from ..config import Settings
 from ..errors import Refused
 from ..faces import FaceEngine, load_engine
-from ..faces.registry import INDEX_DIM, model_info, pinned
+from ..faces.registry import model_info, pinned
 from ..governance import audit
 from ..governance.actors import Actor
 from ..images.decode import DecodeError, decode
@@ -208,10 +208,7 @@ def reembed(settings: Settings, db: Database, actor: Actor | None, model: str, b
             advance: Callable[[int], None] | None = None) -> Switch:
     """Describe every stored face with `model` (resumable), build its index, then switch in one
     transaction."""
-    info = model_info(model)
-    if info.dim != INDEX_DIM:
-        raise Refused(f"{model} gives {info.dim}-d vectors; the index holds {INDEX_DIM}-d ones",
-                      code="model_not_indexable")
+    model_info(model)  # a known model, or refused before any work
     with db.session() as session:
         refuse_if_opt_outs_stay_behind(session, model)  # before any work
     engine = load_engine(settings, model)
