@@ -80,7 +80,9 @@ class RefusingGroup(TyperGroup):
 
 
 def open_db(settings: Settings) -> Database:
-    """The database, migrated; a change of settings since the last command is recorded first."""
+    """The database, migrated; a change of settings since the last command is recorded first. Where
+    face_model is not set, `settings` then takes the model of the stored faces (`follow_stored_model`),
+    so every command follows `facetrail reembed`."""
     from ..governance.actors import os_login, system
     from ..governance.settings_log import record_if_changed
     from ..store import Database
@@ -91,7 +93,21 @@ def open_db(settings: Settings) -> Database:
     db = Database(settings.db_url)
     with db.session() as session, session.begin():
         record_if_changed(session, settings, system("cli", os_login()))  # who ran the command that noticed
+    follow_stored_model(settings, db)
     return db
+
+
+def follow_stored_model(settings: Settings, db: Database) -> None:
+    """Where face_model is not set, make `settings` (in place: the command's own copy, which it goes
+    on using) the model of the stored faces (faces/registry.py `in_use`): after `facetrail reembed`,
+    the new one. A face_model that is set stays, and is refused (`model_mismatch`) where the index
+    is opened if the stored faces are another model's."""
+    from ..faces.registry import in_use
+
+    followed = in_use(settings, db)
+    if followed is not settings:
+        settings.face_model = followed.face_model
+        settings.model_fields_set.discard("face_model")  # still followed, not set
 
 
 def _password(context: Context, session, os_user: str) -> str | None:

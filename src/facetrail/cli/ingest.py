@@ -99,7 +99,11 @@ def index_command(
         from ..ingest import walk
         from ..ingest.sources import folder_source
 
-        db = open_db(settings)
+        model = settings.face_model
+        db = open_db(settings)  # the stored faces' model, if face_model is not set
+        if pool is not None and settings.face_model != model:  # started for another model: again
+            pool.shutdown(wait=True, cancel_futures=True)
+            pool = start_pool(settings)
         with db.session() as session, session.begin():
             source = folder_source(session, operator(ctx, db), paths, legal_basis, source_name)
         entries = list(walk(paths))
