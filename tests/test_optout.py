@@ -437,7 +437,7 @@ def test_opt_outs_from_before_the_upgrade_keep_working_and_lose_their_per_person
         assert (row.photos, row.faces_removed) == (1, 0) and row.applied_at is not None
         day = session.get(OptOutDay, "2026-03-14")
         assert (day.opt_outs, day.faces_removed, day.faces_hidden) == (1, 4, 0)
-        assert OptOutFilter.load(session, 0.6).blocked(descriptors(engine, of(dev_images, "madonna")[7:8])).all()
+        assert OptOutFilter.load(session, 0.6, "dlib_resnet_v1").blocked(descriptors(engine, of(dev_images, "madonna")[7:8])).all()
 
 
 def test_deletion_chains_one_round_and_stops_at_its_budget(tmp_path):

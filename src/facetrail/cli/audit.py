@@ -32,7 +32,7 @@ def report(
     db = open_db(settings)
     actor = acting(ctx, db, "audit.read")
     with db.session() as session, session.begin():
-        data = transparency.make(session, actor, start.date(), end.date(), settings.match_threshold)
+        data = transparency.make(session, actor, start.date(), end.date())  # each model's match threshold
     page = transparency.write(data, output)
     out.print(f"Report for {data['from']} to {data['to']} written to {literal(page)}", soft_wrap=True)
 

@@ -54,7 +54,8 @@ def request(
     settings = ctx.obj.settings
     db = open_db(settings)
     actor = acting(ctx, db, "search")
-    vectors, shas = watches.template([p.read_bytes() for p in photos], Searcher.open(settings, db).faces_in)
+    vectors, shas = watches.templates_by_model(settings, [p.read_bytes() for p in photos],
+                                               Searcher.open(settings, db).faces_in)
     with db.session() as session, session.begin():
         watch = watches.describe(session, watches.request(session, settings, actor, case, vectors, shas, days=days,
                                                           webhook=webhook, email=email))

@@ -1,7 +1,9 @@
 """Opt-out: a person removes their face from the index, and it never comes back.
 
 A person's opt-out is one record holding the descriptors of the faces in their photos (1-10;
-never the photos). Two radii, both from the face model's calibration (`radii`):
+never the photos), made by every registered face model (`OptOutVector`, one set per model:
+faces/templates.py); what filters faces reads the active model's set only, so a model switch
+(`facetrail reembed`) keeps every opt-out. Two radii, both from the face model's calibration (`radii`):
 
 - blocking (the model's match threshold): no search returns a face within it of any opted-out
   descriptor, and a search whose query face is within it returns nothing (search/service.py);
@@ -31,13 +33,13 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from ..faces.registry import calibration
+from ..faces.registry import calibration, model_info
 from ..faces.tail import distance_at_pair_rate
 from ..images.previews import blur_faces
 from ..index import VectorIndex
 from ..store import Face, Image, OptOut
 from ..store.media import MediaStore
-from ..store.models import OptOutDay
+from ..store.models import OptOutDay, OptOutVector
 from . import audit
 from .actors import DATA_SUBJECT, Actor
 
@@ -94,16 +96,16 @@ def safe_radius(tail, rate: float) -> float | None:
 
 @dataclass
 class OptOutFilter:
-    """The opted-out descriptors, to test faces against."""
+    """The opted-out descriptors of one face model, to test that model's faces against."""
 
-    vectors: np.ndarray  # N x 128 float32 (every photo of every opt-out)
+    vectors: np.ndarray  # N x the model's dim, float32 (every photo of every opt-out)
     threshold: float
 
     @classmethod
-    def load(cls, session: Session, threshold: float) -> OptOutFilter:
-        blobs = session.scalars(select(OptOut.embedding)).all()
-        vectors = np.frombuffer(b"".join(blobs), np.float32).reshape(-1, 128) if blobs else np.zeros((0, 128))
-        return cls(vectors.astype(np.float32), threshold)
+    def load(cls, session: Session, threshold: float, model: str) -> OptOutFilter:
+        """Every opt-out's descriptors by `model` (an opt-out without them blocks nothing of this
+        model's: a switch to it is refused while one exists, ingest/reembed.py)."""
+        return cls(descriptors(session, model), threshold)
 
     def blocked(self, vectors: np.ndarray) -> np.ndarray:
         """A boolean per row of `vectors`: True if it matches an opt-out."""
@@ -120,39 +122,57 @@ class OptOutCache:
     """The opt-out filter of a long-lived process (the web app's searcher), loaded again only
     when the opt-outs changed (their count or highest id), so a search does not read them all."""
 
-    def __init__(self, threshold: float) -> None:
-        self.threshold = threshold
+    def __init__(self, threshold: float, model: str) -> None:
+        self.threshold, self.model = threshold, model
         self._held: tuple[tuple, OptOutFilter] | None = None  # (key, filter), replaced whole: threads share it
 
     def get(self, session: Session) -> OptOutFilter:
-        key = tuple(session.execute(select(func.count(OptOut.id), func.max(OptOut.id))).one())
+        key = tuple(session.execute(select(func.count(OptOutVector.opt_out_id), func.max(OptOutVector.opt_out_id))
+                                    .where(OptOutVector.model == self.model)).one())
         held = self._held
         if held is None or held[0] != key:
-            held = (key, OptOutFilter.load(session, self.threshold))
+            held = (key, OptOutFilter.load(session, self.threshold, self.model))
             self._held = held
         return held[1]  # the filter of the opt-outs this session sees, never another thread's
 
 
-def record(session: Session, vectors: np.ndarray, contact: str | None, model: str | None) -> OptOut:
-    """Keep a person's opt-out (their descriptors, one per photo) in the caller's transaction,
-    with its audit entry. From the commit on, no search returns a matching face; the faces
-    themselves are removed by `apply` (after the answer)."""
+def descriptors(session: Session, model: str) -> np.ndarray:
+    """Every opt-out's descriptors by `model`, one row per photo (N x the model's dim, float32)."""
+    blobs = session.scalars(select(OptOutVector.embedding).where(OptOutVector.model == model)).all()
+    return np.frombuffer(b"".join(blobs), np.float32).reshape(-1, model_info(model).dim).copy()
+
+
+def record(session: Session, vectors: np.ndarray, contact: str | None, model: str,
+           others: dict[str, np.ndarray] | None = None) -> OptOut:
+    """Keep a person's opt-out in the caller's transaction, with its audit entry: `vectors`, their
+    descriptors by `model` (one per photo; the model in use, which found a face in every photo),
+    and `others`, those of other models (model -> rows: faces/templates.py), one set per model.
+    From the commit on, no search returns a matching face; the faces themselves are removed by
+    `apply` (after the answer)."""
     vectors = np.atleast_2d(np.asarray(vectors, np.float32))
     row = OptOut(created_at=datetime.now(UTC), embedding=vectors.tobytes(), contact=contact or None,
                  faces_removed=0, photos=len(vectors), model=model)
     session.add(row)
     session.flush()
-    audit.record(session, DATA_SUBJECT, "opt_out", photos=len(vectors), contact_given=bool(contact))
+    described = {**(others or {}), model: vectors}
+    session.add_all(OptOutVector(opt_out_id=row.id, model=name, photos=len(rows),
+                                 embedding=np.asarray(rows, np.float32).tobytes())
+                    for name, rows in sorted(described.items()))
+    audit.record(session, DATA_SUBJECT, "opt_out", photos=len(vectors), contact_given=bool(contact),
+                 models=sorted(described))
     return row
 
 
-def apply(session: Session, index: VectorIndex, media: MediaStore, opt_out: OptOut, radius: Radii,
+def apply(session: Session, index: VectorIndex, media: MediaStore, opt_out: OptOut, radius: Radii, model: str,
           forget_images: Callable[[set[str]], object] = lambda sha256s: None) -> tuple[int, int]:
     """Delete the faces within the deletion radius of the opt-out (chained), hide those within the
     blocking radius; blur them in their images' thumbnails, delete their crops, leave their images
     out of copy search, and have `forget_images` drop every other copy of those images kept (their
-    captures, by sha256). In the caller's transaction; returns (deleted, hidden) for the day's totals."""
-    vectors = np.frombuffer(opt_out.embedding, np.float32).reshape(-1, index.dim)
+    captures, by sha256). `model`: the index's, whose descriptors of the opt-out are used. In the
+    caller's transaction; returns (deleted, hidden) for the day's totals."""
+    blob = session.scalar(select(OptOutVector.embedding).where(OptOutVector.opt_out_id == opt_out.id,
+                                                               OptOutVector.model == model))
+    vectors = np.frombuffer(blob or b"", np.float32).reshape(-1, index.dim)
     near = within(index, vectors, radius.block)  # one search of the index for every photo
     doomed = reach(session, index, vectors, radius, near)  # and one per chaining round that finds faces
     hidden = set(near) - doomed
@@ -170,10 +190,11 @@ def apply(session: Session, index: VectorIndex, media: MediaStore, opt_out: OptO
 _applying = threading.Lock()  # one process applies one opt-out at a time
 
 
-def apply_pending(db, index: VectorIndex, media: MediaStore, radius: Radii,
+def apply_pending(db, index: VectorIndex, media: MediaStore, radius: Radii, model: str,
                   forget_images: Callable[[set[str]], object] = lambda sha256s: None) -> int:
     """Apply every opt-out not applied yet (the one just answered, or one a crash left pending),
-    each in its own transaction. Returns how many were applied."""
+    each in its own transaction, with its descriptors by `model` (the index's). Returns how many
+    were applied."""
     applied = 0
     with _applying:
         while True:
@@ -182,7 +203,7 @@ def apply_pending(db, index: VectorIndex, media: MediaStore, radius: Radii,
                                          .limit(1).with_for_update(skip_locked=True))
                 if pending is None:
                     break
-                apply(session, index, media, pending, radius, forget_images)
+                apply(session, index, media, pending, radius, model, forget_images)
             applied += 1
         if applied:
             index.save()

@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..faces.registry import INDEX_DIM
+from ..faces.registry import model_info
 from ..store import AuditEntry, Face, Image, Location, QueryEmbedding, Source
 from . import audit
 from .optout import monthly_totals
@@ -61,7 +61,21 @@ def distinct_subjects(vectors: np.ndarray, threshold: float) -> int:
     return len({root(i) for i in range(n)})
 
 
-def collect(session: Session, start: date, end: date, threshold: float) -> dict:
+def subjects_searched(session: Session, since: datetime, until: datetime, threshold: float | None = None) -> int:
+    """The distinct people searched in [since, until), from the query descriptors still kept: per
+    face model (descriptors of different models are never compared), one descriptor per search (the
+    first photo's), grouped within `threshold` (None: each model's calibrated match threshold)."""
+    per_model: dict[str, list[np.ndarray]] = {}
+    for model, blob in session.execute(select(QueryEmbedding.model, QueryEmbedding.embedding).where(
+            QueryEmbedding.created_at >= since, QueryEmbedding.created_at < until)):
+        per_model.setdefault(model, []).append(np.frombuffer(blob, np.float32)[:model_info(model).dim])
+    return sum(distinct_subjects(np.stack(rows), threshold or model_info(model).calibration.match_threshold)
+               for model, rows in per_model.items())
+
+
+def collect(session: Session, start: date, end: date, threshold: float | None = None) -> dict:
+    """The report's data for [start, end]. `threshold`: the distance within which two searches are
+    of one person, for every model (None: each model's calibrated match threshold)."""
     since, until = period(start, end)
     entries = session.scalars(
         select(AuditEntry)
@@ -71,11 +85,6 @@ def collect(session: Session, start: date, end: date, threshold: float) -> dict:
     searches = [e for e in entries if e.action == "search"]
     by_action = Counter(e.action for e in entries)
     decisions = [e for e in entries if e.action in ("search.approve", "search.deny")]
-    descriptors = session.execute(
-        select(QueryEmbedding.embedding).where(QueryEmbedding.created_at >= since, QueryEmbedding.created_at < until)
-    ).scalars().all()
-    # one descriptor per search: the first photo's (a search with several photos keeps one per photo)
-    vectors = np.stack([np.frombuffer(d, np.float32)[:INDEX_DIM] for d in descriptors]) if descriptors else None
     count = lambda model: session.scalar(select(func.count()).select_from(model))  # noqa: E731
     return {
         "from": start.isoformat(),
@@ -94,7 +103,7 @@ def collect(session: Session, start: date, end: date, threshold: float) -> dict:
         "urgent_searches": sum(1 for e in searches if e.details.get("approval_policy") == "urgent"),
         "repeat_subject_holds": sum(1 for e in searches if e.details.get("hold")),
         "verified_matches": sum(1 for e in entries if e.action == "match.confirm" and e.details.get("state") == "verified"),
-        "distinct_subjects": distinct_subjects(vectors, threshold) if vectors is not None else 0,
+        "distinct_subjects": subjects_searched(session, since, until, threshold),
         "subjects_note": "query descriptors are kept for the repeat-subject window only, so older searches are not counted",
         "opt_outs": by_action["opt_out"],
         **opt_out_totals(session, start, end),
@@ -163,7 +172,7 @@ def render(data: dict, images: dict[str, str]) -> str:
     return environment.get_template("report.html").render(report=data, images=images, standalone=True)
 
 
-def make(session: Session, actor, start: date, end: date, threshold: float) -> dict:
+def make(session: Session, actor, start: date, end: date, threshold: float | None = None) -> dict:
     """The report's data for [start, end], recorded in the audit log as read by `actor` (the
     caller's transaction: the record and the reading stand or fall together)."""
     data = collect(session, start, end, threshold)

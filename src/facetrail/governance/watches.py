@@ -1,7 +1,9 @@
 """Watches: standing searches bound to an open case, that report new appearances (issue 18, 4-6).
 
 A watch holds the query template (the descriptors of 1-10 photos of one person, computed as a
-multi-photo search computes them: each photo's largest face; never the photos), the case, its
+multi-photo search computes them: each photo's largest face; never the photos), made by every
+registered face model when it is requested (`WatchVector`, one set per model: faces/templates.py),
+so that it keeps firing after a model switch (`facetrail reembed`); the case, its
 owner and who is notified (the owner's inbox always; optionally a webhook and an email address),
 and an expiry: at most MAX_DAYS days from its approval, renewed only by a supervisor's new
 approval. An investigator or supervisor who is a member of an open case requests it; another
@@ -12,7 +14,7 @@ A watch is active while it is approved, unexpired, not stopped, and its case is 
 owner still a member (`cases.for_search`, the rule every search passes). Every ingest and crawl
 checks the faces it has just stored against the active watches (`WatchChecker`, called once per
 stored batch by ingest/pipeline.py): one matrix product against an in-memory matrix of every
-active watch's descriptors, reloaded when a watch changes. A face within the active model's
+active watch's descriptors by the model in use, reloaded when a watch changes. A face within the active model's
 match threshold of any descriptor of a watch is a hit, unless the face or the watch's template
 is within an opt-out's blocking radius (as a search returns nothing for an opted-out query face
 and never an opted-out face; opted-out faces are not stored at all).
@@ -41,10 +43,11 @@ from sqlalchemy.orm import Session
 from ..config import Settings
 from ..errors import Refused
 from ..faces.registry import calibration
+from ..faces.templates import describe_with_each_model
 from ..faces.tail import distance_at_pair_rate
 from ..images.decode import DecodeError
 from ..store import AuditEntry, Database, User
-from ..store.models import Case, CaseMember, Watch, WatchHit
+from ..store.models import Case, CaseMember, Watch, WatchHit, WatchVector
 from . import art12, audit, cases, notify
 from . import limits as rate_limits
 from .actors import Actor
@@ -79,20 +82,37 @@ def template(photos: list[bytes], faces_in: Callable) -> tuple[np.ndarray, list[
     """The descriptors of `photos` (each photo's largest face, as a search chooses by default) and
     the photos' sha256; `faces_in(photo) -> (image, faces largest first)` is the searcher's.
     WatchRefused for a photo without a usable face."""
+    vectors, shas, _ = _described(photos, faces_in)
+    return vectors, shas
+
+
+def templates_by_model(settings: Settings, photos: list[bytes],
+                       faces_in: Callable) -> tuple[dict[str, np.ndarray], list[str]]:
+    """As `template`, by every registered model: model -> descriptors (the searcher's model, named
+    by settings.face_model, finds a face in every photo; another model has a row per photo where it
+    finds one, none if it finds none), and the photos' sha256."""
+    vectors, shas, pixels = _described(photos, faces_in)
+    others = describe_with_each_model(settings, pixels, skip={settings.face_model})
+    return {**others, settings.face_model: vectors}, shas
+
+
+def _described(photos: list[bytes], faces_in: Callable) -> tuple[np.ndarray, list[str], list[np.ndarray]]:
+    """The descriptors, sha256 and decoded pixels of `photos` (`template`)."""
     if not 1 <= len(photos) <= MAX_PHOTOS:
         raise WatchRefused(f"a watch takes 1 to {MAX_PHOTOS} photos of one person, not {len(photos)}")
-    vectors, shas = [], []
+    vectors, shas, pixels = [], [], []
     for n, photo in enumerate(photos, 1):
         name = f"photo {n}: " if len(photos) > 1 else ""
         try:
-            _, faces = faces_in(photo)
+            image, faces = faces_in(photo)
         except DecodeError as exc:
             raise WatchRefused(f"{name}not a usable image: {exc}") from None
         if not faces:
             raise WatchRefused(f"{name}no face found in the photo")
         vectors.append(np.asarray(faces[0].embedding, np.float32))
         shas.append(hashlib.sha256(photo).hexdigest())
-    return np.stack(vectors), shas
+        pixels.append(image.pixels)
+    return np.stack(vectors), shas, pixels
 
 
 # Requests, approvals, stops, renewals
@@ -116,11 +136,13 @@ def _details(watch: Watch) -> dict:
             "expires_at": watch.expires_at.isoformat(timespec="seconds") if watch.expires_at else None}
 
 
-def request(session: Session, settings: Settings, actor: Actor, case_ref: str, vectors: np.ndarray,
-            photo_sha256: list[str], *, days: int = MAX_DAYS, webhook: str | None = None,
-            email: str | None = None) -> Watch:
+def request(session: Session, settings: Settings, actor: Actor, case_ref: str,
+            vectors: np.ndarray | dict[str, np.ndarray], photo_sha256: list[str], *, days: int = MAX_DAYS,
+            webhook: str | None = None, email: str | None = None) -> Watch:
     """A watch asked for by `actor`, who must be allowed to search under the case now; it does
-    nothing until a supervisor approves it. Recorded as `watch.request`."""
+    nothing until a supervisor approves it. Recorded as `watch.request`. `vectors`: the template
+    by the model in use (settings.face_model), or by each model (`templates_by_model`: model -> rows,
+    holding the model in use's)."""
     if not actor.can("search"):
         raise WatchRefused(f"the {actor.role} role may not search, so may not watch")
     case = cases.for_search(session, actor, case_ref)
@@ -132,7 +154,8 @@ def request(session: Session, settings: Settings, actor: Actor, case_ref: str, v
         email = notify.check_email(email)
     else:
         email = None
-    vectors = np.atleast_2d(np.asarray(vectors, np.float32))
+    described = vectors if isinstance(vectors, dict) else {settings.face_model: vectors}
+    vectors = np.atleast_2d(np.asarray(described[settings.face_model], np.float32))
     owner = session.scalar(select(User).where(User.username == actor.username))
     at = now()
     watch = Watch(case_id=case.id, owner_id=owner.id, status=REQUESTED, days=days, template=vectors.tobytes(),
@@ -140,9 +163,13 @@ def request(session: Session, settings: Settings, actor: Actor, case_ref: str, v
                   webhook_url=webhook, email=email, created_at=at, changed_at=at)
     session.add(watch)
     session.flush()
+    session.add_all(WatchVector(watch_id=watch.id, model=model, photos=len(rows),
+                                embedding=np.asarray(rows, np.float32).tobytes())
+                    for model, rows in sorted(described.items()) if len(rows))
+    session.flush()
     session.refresh(watch)
     audit.record(session, actor, "watch.request", case.purpose, **_details(watch), days=days, photos=len(vectors),
-                 photo_sha256=list(photo_sha256), webhook=webhook, email=email)
+                 photo_sha256=list(photo_sha256), webhook=webhook, email=email, models=sorted(described))
     return watch
 
 
@@ -237,9 +264,11 @@ def describe(session: Session, watch: Watch) -> dict:
     iso = lambda t: t.isoformat(timespec="seconds") if t else None  # noqa: E731
     hits = session.execute(select(WatchHit.state, func.count()).where(WatchHit.watch_id == watch.id)
                            .group_by(WatchHit.state)).all()
+    models = session.scalars(select(WatchVector.model).where(WatchVector.watch_id == watch.id)
+                             .order_by(WatchVector.model)).all()
     return {"id": watch.id, "case_ref": watch.case.ref, "case_id": watch.case_id, "owner": watch.owner.username,
             "state": state(watch), "status": watch.status, "days": watch.days, "photos": watch.photos,
-            "model": watch.model, "webhook": watch.webhook_url, "email": watch.email,
+            "model": watch.model, "models": list(models), "webhook": watch.webhook_url, "email": watch.email,
             "created_at": iso(watch.created_at), "approved_by": watch.approved_by,
             "approved_at": iso(watch.approved_at), "expires_at": iso(watch.expires_at),
             "stopped_by": watch.stopped_by, "stopped_at": iso(watch.stopped_at),
@@ -333,9 +362,10 @@ def threshold(settings: Settings, templates: int = 1) -> float:
 
 
 def active_photos(session: Session, settings: Settings) -> int:
-    """How many watch photos (templates) are active now for the model in use."""
-    return int(session.scalar(select(func.coalesce(func.sum(Watch.photos), 0)).where(
-        Watch.status == APPROVED, Watch.expires_at > now(), Watch.model == settings.face_model)))
+    """How many watch photos (templates) are active now for the model in use (its descriptors)."""
+    return int(session.scalar(select(func.coalesce(func.sum(WatchVector.photos), 0))
+                              .join(Watch, Watch.id == WatchVector.watch_id).where(
+        Watch.status == APPROVED, Watch.expires_at > now(), WatchVector.model == settings.face_model)))
 
 
 def owner_actor(watch: Watch) -> Actor:
@@ -361,8 +391,8 @@ def _record_search(session: Session, settings: Settings, watch: Watch, hit: Watc
         "query_photos": [{"sha256": sha, "faces_found": 1, "selected_face": 0} for sha in shas],
         "faces_found": 1, "selected_face": 0, "top_k": 1,
         "threshold": threshold(settings, active_photos(session, settings)),
-        "model": watch.model, "use": use.period(),
-        "index": {"kind": "watch: newly stored faces", "size": checked, "model": watch.model,
+        "model": settings.face_model, "use": use.period(),
+        "index": {"kind": "watch: newly stored faces", "size": checked, "model": settings.face_model,
                   "newest_face": hit.face_id},
         "results": [[hit.face_id, round(hit.distance, 6)]], "result_count": 1, "blocked_by_opt_out": False,
         "approval_policy": "watch", "approved_by": watch.approved_by, "hold": None, "outcome": "ok",
@@ -417,7 +447,7 @@ def _active(session: Session, watch: Watch) -> bool:
 
 @dataclass
 class _Templates:
-    """The descriptors of every approved, unexpired watch of the active model, in one matrix."""
+    """The descriptors by the active model of every approved, unexpired watch, in one matrix."""
 
     watch_ids: np.ndarray  # per row of `vectors`: its watch
     vectors: np.ndarray  # rows x dim float32
@@ -430,7 +460,7 @@ class WatchChecker:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings, self.db = settings, db
         self.threshold = threshold(settings)
-        self.opt_outs = OptOutCache(radii(settings).block)
+        self.opt_outs = OptOutCache(radii(settings).block, settings.face_model)
         self._held: tuple[tuple, _Templates] | None = None
 
     def templates(self, session: Session) -> _Templates:
@@ -438,8 +468,11 @@ class WatchChecker:
         key = tuple(session.execute(select(func.count(Watch.id), func.max(Watch.changed_at))).one())
         held = self._held
         if held is None or held[0] != key:
-            rows = session.execute(select(Watch.id, Watch.template, Watch.photos).where(
-                Watch.status == APPROVED, Watch.expires_at > now(), Watch.model == self.settings.face_model)).all()
+            rows = session.execute(
+                select(Watch.id, WatchVector.embedding, WatchVector.photos)
+                .join(WatchVector, WatchVector.watch_id == Watch.id)
+                .where(Watch.status == APPROVED, Watch.expires_at > now(),
+                       WatchVector.model == self.settings.face_model).order_by(Watch.id)).all()
             blocks = [np.frombuffer(blob, np.float32).reshape(photos, -1) for _, blob, photos in rows]
             vectors = np.concatenate(blocks) if blocks else np.zeros((0, 0), np.float32)
             ids = np.concatenate([np.full(len(b), watch_id, np.int64) for (watch_id, _, _), b in zip(rows, blocks)]) \
@@ -468,7 +501,8 @@ class WatchChecker:
         vectors = np.atleast_2d(np.asarray(vectors, np.float32))
         use = art12.Use()
         with self.db.session() as session:
-            found = self.matches(self.templates(session), vectors)
+            templates = self.templates(session)
+            found = self.matches(templates, vectors)
             waiting = session.scalar(select(WatchHit.id).where(WatchHit.state == WITHHELD).limit(1))
         if not found and waiting is None:
             return []
@@ -481,7 +515,7 @@ class WatchChecker:
                 watch = session.get(Watch, watch_id)
                 if blocked_faces[row] or not _active(session, watch):
                     continue
-                if opt_outs.blocked(np.frombuffer(watch.template, np.float32).reshape(watch.photos, -1)).any():
+                if opt_outs.blocked(templates.vectors[templates.watch_ids == watch_id]).any():
                     continue  # an opted-out person's watch finds nothing, as their search would
                 hit = WatchHit(watch_id=watch_id, face_id=int(face_ids[row]), image_id=int(image_ids[row]),
                                distance=distance, state=WITHHELD, created_at=now(), delivery={})

@@ -94,7 +94,7 @@ class Ingestor:
         self.source_id = source.id
         self.summary = Summary()
         self.media = MediaStore(settings.media_dir)
-        self.opt_outs = OptOutCache(radii(settings).block)  # read again per batch when the opt-outs changed
+        self.opt_outs = OptOutCache(radii(settings).block, settings.face_model)  # read again when they changed
         self.watches = WatchChecker(settings, db)  # new faces against the active watches, per batch
         self._pending: dict[str, list[Item]] = {}  # sha256 in flight or not yet stored -> files with those bytes
         self._finished: list[Analysis] = []  # analysed, waiting to be stored (STORE_BATCH at a time)

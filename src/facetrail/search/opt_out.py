@@ -2,8 +2,9 @@
 
 The flow both front doors share: the person states that the photos show them (1-10 photos;
 three or more, from different days and angles, cover their face far better than one), the
-largest face in each is found, and their descriptors are kept as one opt-out (the photos are
-not). From then on no search returns a matching face. The answer is given then, in a time that
+largest face in each is found, and their descriptors are kept as one opt-out, by every registered
+face model (faces/templates.py: one set per model, so a model switch keeps it; the photos are
+not kept). From then on no search returns a matching face. The answer is given then, in a time that
 depends on the photos only; the matching faces are removed and hidden afterwards (`finish`),
 so the answer is the same, and as quick, whether or not the person was in the index. Rate
 limits (per client) are the front door's.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import Refused
+from ..faces.templates import describe_with_each_model
 from ..ingest import capture
 from ..governance.optout import apply_pending, radii, record
 from ..store.media import MediaStore
@@ -45,20 +47,23 @@ def take(searcher: Searcher, photos: list[bytes] | bytes, contact: str = "") -> 
     then nothing is recorded."""
     photos = [photos] if isinstance(photos, bytes) else list(photos)
     check_photo_count(len(photos))
-    vectors = []
+    vectors, pixels = [], []
     for number, photo in enumerate(photos, 1):
-        _, found = searcher.faces_in(photo)
+        image, found = searcher.faces_in(photo)
         if not found:
             which = f"photo {number}" if len(photos) > 1 else "this photo"
             raise Refused(f"No face was found in {which}. Try a clearer, larger photo of your face.", "no_face")
         vectors.append(np.asarray(found[0].embedding, np.float32))
-    del photos  # the photos are not kept
+        pixels.append(image.pixels)
+    model = searcher.engine.model_name
+    others = describe_with_each_model(searcher.settings, pixels, skip={model})
+    del photos, pixels  # the photos are not kept
     with searcher.db.session() as session, session.begin():
-        record(session, np.stack(vectors), contact.strip()[:320] or None, searcher.engine.model_name)
+        record(session, np.stack(vectors), contact.strip()[:320] or None, model, others)
 
 
 def finish(searcher: Searcher, media: MediaStore) -> None:
     """Remove and hide the faces matching every opt-out not yet applied (run after answering), and
     the crawl captures of the images they are in (ingest/capture.py: the original photos)."""
-    apply_pending(searcher.db, searcher.index, media, radii(searcher.settings),
+    apply_pending(searcher.db, searcher.index, media, radii(searcher.settings), searcher.engine.model_name,
                   lambda sha256s: capture.forget(searcher.settings, sha256s))

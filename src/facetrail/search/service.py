@@ -114,7 +114,7 @@ class Searcher(SubjectAccess):
         self.engine = engine
         self.limits = Limits.from_settings(settings)
         self._engine_lock = threading.Lock()
-        self._opt_outs = OptOutCache(radii(settings).block)
+        self._opt_outs = OptOutCache(radii(settings).block, engine.model_name)
         self._copy_hashes = CopyHashes()
         self._background = False
         self._successor: Searcher | None = None  # the searcher of the model the stored faces were switched to
@@ -205,7 +205,8 @@ class Searcher(SubjectAccess):
         note = None
         with self.db.session() as session, session.begin():
             for vector in vectors:
-                note = note or retention.repeat_subject_note(session, self.settings, actor.username, case_ref, vector)
+                note = note or retention.repeat_subject_note(session, self.settings, actor.username, case_ref, vector,
+                                                             self.engine.model_name)
             if note:
                 policy = "prior"  # held for a supervisor, whatever the role's policy
             withheld = policy == "prior" and bool(vectors)
@@ -241,7 +242,7 @@ class Searcher(SubjectAccess):
             result.audit_id = entry.id
             if vectors:
                 stacked = np.stack([np.asarray(v, np.float32) for v in vectors])
-                retention.remember(session, entry.id, actor.username, case_ref, stacked)
+                retention.remember(session, entry.id, actor.username, case_ref, stacked, self.engine.model_name)
                 if policy != "none":
                     held = stacked if withheld else None
                     approval = approvals.open_approval(session, self.settings, entry, actor, policy, held, note)

@@ -217,7 +217,7 @@ def reports_page(request: Request, web: SignedIn, start: Annotated[date | None, 
     end = end or datetime.now(UTC).date()
     start = start or end - timedelta(days=30)
     with deps.database(request).session() as session, session.begin():
-        data = transparency.make(session, actor, start, end, deps.settings(request).match_threshold)
+        data = transparency.make(session, actor, start, end)  # each model's match threshold
     images = {
         name: "data:image/png;base64," + base64.b64encode(png).decode()
         for name, png in transparency.charts(data).items()

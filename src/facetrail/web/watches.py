@@ -67,8 +67,9 @@ async def request_watch(
     if not 1 <= len(image) <= watches.MAX_PHOTOS:
         raise Refused(f"Send 1 to {watches.MAX_PHOTOS} photos of one person.", "too_many_photos")
     photos = await deps.read_uploads(request, image)
-    vectors, shas = await cpu.run(request, watches.template, photos, deps.searcher(request).faces_in)
-    settings = deps.settings(request)
+    searcher = deps.searcher(request)
+    settings = searcher.settings  # its face_model is the model of its faces_in (deps.settings)
+    vectors, shas = await cpu.run(request, watches.templates_by_model, settings, photos, searcher.faces_in)
     return _run(request, watches.request, settings, actor, case_ref, vectors, shas, days=days, webhook=webhook,
                 email=email, write=True)
 
