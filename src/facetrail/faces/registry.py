@@ -283,9 +283,6 @@ def model_info(name: str) -> ModelInfo:
         raise ModelError(f"unknown face model {name!r}; known: {', '.join(MODELS)}", code="unknown_model") from None
 
 
-INDEX_DIM = 128  # deprecated: the index takes the active model's `dim` (index/faiss_store.py store_for)
-
-
 def active(settings: Settings) -> ModelInfo:
     """The active model: the one whose vectors the index holds (in its own folder or collection,
     of the model's dimension)."""
