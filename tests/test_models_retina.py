@@ -159,3 +159,18 @@ def test_a_retinaface_index_finds_the_same_person(tmp_path, db_url, dev_images, 
     assert "madonna" in first.image["location"]
     threshold = model_info("retinaface_sface").calibration.match_threshold
     assert first.distance < threshold < second.distance
+
+
+def test_retinaface_finds_each_face_again_in_its_stored_crop_for_a_reembed():
+    """`facetrail reembed --model retinaface_sface` describes the 160 px crops kept at ingest, not
+    the photos: the face must be found there again, and described like in the photo."""
+    from facetrail.images.previews import make_crop
+    from facetrail.ingest.reembed import describe_crop
+
+    engine = load_engine(Settings(), "retinaface_sface")
+    radius = model_info("retinaface_sface").calibration.deletion_radius
+    for path in PHOTOS[:5]:
+        face = engine.faces(_rgb(path))[0]
+        again = describe_crop(engine, make_crop(_rgb(path), face.box))
+        assert again is not None, path
+        assert np.linalg.norm(again - face.embedding) < radius, path
