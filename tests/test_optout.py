@@ -475,7 +475,8 @@ def test_deletion_chains_one_round_and_stops_at_its_budget(tmp_path):
                 ids.append(face.id)
         index.add(np.array(ids, np.int64), np.stack(line))
         with db.session() as session, session.begin():
-            apply(session, index, MediaStore(tmp_path / "media"), record(session, origin, None, "test"), radius)
+            apply(session, index, MediaStore(tmp_path / "media"), record(session, origin, None, "test"), radius,
+                  "test")
         with db.session() as session:
             left = session.scalars(select(Face.id).order_by(Face.id)).all()
             cleared = session.scalars(select(Image.id).where(Image.copy_hash.is_(None))).all()
