@@ -81,8 +81,8 @@ class Settings(BaseSettings):
     face_model: str = Field(
         "dlib_resnet_v1",
         description="The active face model (`facetrail models` lists them): detector, alignment and descriptor. "
-        "Vectors of one model only are indexed and searched. Not set, `facetrail serve` uses the stored faces' "
-        "model, so it follows `facetrail reembed`'s switch (other commands use the default); set to another "
+        "Vectors of one model only are indexed and searched. Not set, every command (and a running server or "
+        "worker) uses the stored faces' model, so it follows `facetrail reembed`'s switch; set to another "
         "model than the stored faces', it is refused (model_mismatch). See docs/models.md.",
     )
 

@@ -242,8 +242,9 @@ def worker_command(
     name: Annotated[str | None, typer.Option(help="Worker name in the queue (default: host:pid).")] = None,
     workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
 ) -> None:
-    """Ingest queued files (`facetrail index PATH --queue`); run any number of workers, on any number
-    of machines sharing a PostgreSQL database."""
+    """Ingest queued files (`facetrail index PATH --queue`) and run a queued re-embed (`facetrail reembed
+    --background`) between batches; run any number of workers, on any number of machines sharing a
+    PostgreSQL database. Without face_model set, a worker follows a model switch before its next batch."""
     from ..index import open_index
     from ..ingest.worker import DatabaseOnly, default_name, run_worker
 
@@ -251,9 +252,13 @@ def worker_command(
     interrupts.defer_while_in_session()
     db = open_db(settings)
     # FAISS files belong to one process: workers then write the database only (the index follows it)
-    index = open_index(settings, db) if settings.vector_uri else DatabaseOnly()
+    def index_for(followed: Settings):
+        return open_index(followed, db) if followed.vector_uri else DatabaseOnly()
+
+    index = index_for(settings)
     who = literal(name or default_name())
-    err.print(f"worker {who}: waiting for queued files (Ctrl-C stops at once, SIGTERM after the files in hand)")
+    err.print(f"worker {who}: waiting for queued files and re-embeds, model {literal(settings.face_model)} "
+              "(Ctrl-C stops at once, SIGTERM after the files in hand)", soft_wrap=True)
 
     def report(summary) -> None:
         err.print(f"worker {who}: {summary.files} files, {summary.images} images, {summary.faces} faces "
@@ -261,7 +266,8 @@ def worker_command(
 
     try:
         summary = run_worker(settings, db, index, who, batch=batch, lease_seconds=lease,
-                             until_empty=until_empty, on_batch=report)
+                             until_empty=until_empty, on_batch=report, reopen_index=index_for,
+                             log=lambda message: err.print(f"worker {who}: {literal(message)}", soft_wrap=True))
     except KeyboardInterrupt:
         err.print(f"worker {who}: stopped; the files it held are back in the queue")
         raise typer.Exit(130) from None

@@ -5,18 +5,27 @@ in batches with a lease: `SELECT ... FOR UPDATE SKIP LOCKED` hands each job to o
 job whose worker died (SIGKILL, power loss) is claimed again once its lease has run out. A job
 claimed twice is harmless: a file already stored is skipped as unchanged, and bytes stored by
 another worker meanwhile become one image with more locations (sha256 is unique).
+
+A re-embed (`facetrail reembed --background`) is queued the same way, as a row of `reembed_jobs`:
+one at a time, claimed by one worker under a lease, renewed in the transaction of every batch of
+descriptors it commits (so a worker whose lease ran out, or whose job was cancelled, commits none).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from ..errors import Refused
+from ..governance import audit
+from ..governance.actors import Actor
 from ..store import Database, Job, Source
+from ..store.db import write_lock
+from ..store.models import ReembedJob
 
 BATCH = 16
 
@@ -102,3 +111,117 @@ def counts(session: Session) -> dict[str, int]:
     found["expired"] = session.scalar(select(func.count()).select_from(Job).where(
         Job.status == "running", Job.lease_until < _now())) or 0
     return {status: found.get(status, 0) for status in ("queued", "running", "expired", "done", "failed")}
+
+
+# --- the re-embed job ----------------------------------------------------------------------------
+
+UNFINISHED = ("queued", "running")
+
+
+class ReembedQueued(Refused):
+    """Another model's re-embed is queued or running: one switch at a time."""
+
+    code = "reembed_queued"
+
+
+@dataclass(frozen=True)
+class ReembedClaim:
+    id: int
+    model: str
+    batch: int
+    actor: Actor | None  # who queued it: the switch is recorded in their name
+
+
+def queue_reembed(session: Session, actor: Actor | None, model: str, batch: int, total: int) -> tuple[ReembedJob, bool]:
+    """Queue the re-embed to `model` (recorded: `model.reembed.queue`); the job already queued or
+    running for `model` if there is one (False: not new). Refused while another model's is."""
+    write_lock(session, "reembed_jobs")  # SQLite: two commands queueing at once make one job
+    unfinished = session.scalars(select(ReembedJob).where(ReembedJob.status.in_(UNFINISHED))
+                                 .order_by(ReembedJob.id).with_for_update()).first()
+    if unfinished is not None and unfinished.model == model:
+        return unfinished, False
+    if unfinished is not None:
+        raise ReembedQueued(f"a re-embed to {unfinished.model} is {unfinished.status} (job {unfinished.id}): "
+                            "cancel it first (`facetrail reembed --cancel`) or wait until it has switched")
+    job = ReembedJob(model=model, status="queued", actor=asdict(actor) if actor else {}, batch=batch,
+                     described=0, total=total, created_at=_now())
+    session.add(job)
+    session.flush()
+    audit.record(session, actor, "model.reembed.queue", model=model, job=job.id, faces=total)
+    return job, True
+
+
+def claim_reembed(db: Database, worker: str, lease_seconds: float = 300) -> ReembedClaim | None:
+    """Lease the queued re-embed (or one whose worker's lease ran out) to `worker`."""
+    now = _now()
+    claimable = or_(ReembedJob.status == "queued",
+                    and_(ReembedJob.status == "running", ReembedJob.lease_until < now))
+    with db.session() as session, session.begin():
+        write_lock(session, "reembed_jobs")  # SQLite: no second worker reads it claimable meanwhile
+        job = session.scalars(select(ReembedJob).where(claimable).order_by(ReembedJob.id).limit(1)
+                              .with_for_update(skip_locked=True)).first()
+        if job is None:
+            return None
+        job.status, job.worker, job.lease_until = "running", worker, now + timedelta(seconds=lease_seconds)
+        return ReembedClaim(job.id, job.model, job.batch, Actor(**job.actor) if job.actor else None)
+
+
+def renew_reembed(session: Session, worker: str, job_id: int, lease_seconds: float, described: int = 0,
+                  total: int | None = None) -> bool:
+    """In the caller's transaction: extend `worker`'s lease and count `described` more faces. False if
+    the job is no longer this worker's (cancelled, or claimed by another after the lease ran out):
+    then the caller must roll back."""
+    values = {"lease_until": _now() + timedelta(seconds=lease_seconds),
+              "described": ReembedJob.described + described}
+    if total is not None:
+        values["total"] = total
+    return bool(session.execute(update(ReembedJob).where(
+        ReembedJob.id == job_id, ReembedJob.worker == worker, ReembedJob.status == "running").values(**values)
+    ).rowcount)
+
+
+def end_reembed(session: Session, worker: str, job_id: int, status: str, error: str | None = None) -> bool:
+    """In the caller's transaction: `worker`'s job is done (or failed); False if it is no longer its."""
+    return bool(session.execute(update(ReembedJob).where(
+        ReembedJob.id == job_id, ReembedJob.worker == worker, ReembedJob.status == "running").values(
+        status=status, error=error, lease_until=None, finished_at=_now())).rowcount)
+
+
+def release_reembed(db: Database, worker: str, job_id: int) -> bool:
+    """Give `worker`'s job back to the queue at once (a worker stopping)."""
+    with db.session() as session, session.begin():
+        return bool(session.execute(update(ReembedJob).where(
+            ReembedJob.id == job_id, ReembedJob.worker == worker, ReembedJob.status == "running").values(
+            status="queued", worker=None, lease_until=None)).rowcount)
+
+
+def cancel_reembed(session: Session, actor: Actor | None) -> ReembedJob | None:
+    """Cancel the queued or running re-embed (recorded: `model.reembed.cancel`); its worker stops at
+    its next batch, which it does not commit. The descriptors made so far stay: a later re-embed to
+    the same model resumes from them. None if there is none."""
+    write_lock(session, "reembed_jobs")
+    job = session.scalars(select(ReembedJob).where(ReembedJob.status.in_(UNFINISHED))
+                          .order_by(ReembedJob.id).with_for_update()).first()
+    if job is None:
+        return None
+    job.status, job.lease_until, job.finished_at = "cancelled", None, _now()
+    audit.record(session, actor, "model.reembed.cancel", model=job.model, job=job.id, described=job.described)
+    return job
+
+
+def reembed_jobs(session: Session, limit: int = 5) -> list[dict]:
+    """The latest re-embed jobs, newest first, as plain data (`facetrail reembed --status`)."""
+    jobs = session.scalars(select(ReembedJob).order_by(ReembedJob.id.desc()).limit(limit)).all()
+    now = _now()
+    return [{"id": j.id, "model": j.model, "status": j.status, "described": j.described, "total": j.total,
+             "queued_by": j.actor.get("username", "system"), "worker": j.worker,
+             "lease_until": j.lease_until.isoformat() if j.lease_until else None,
+             "lease_ran_out": j.status == "running" and j.lease_until is not None and j.lease_until < now,
+             "created_at": j.created_at.isoformat(), "finished_at": j.finished_at.isoformat() if j.finished_at else None,
+             "error": j.error} for j in jobs]
+
+
+def reembed_waiting(session: Session) -> bool:
+    """Whether a re-embed is queued or running (a worker with --until-empty waits for it)."""
+    return session.scalar(select(func.count()).select_from(ReembedJob).where(
+        ReembedJob.status.in_(UNFINISHED))) > 0

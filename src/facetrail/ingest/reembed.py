@@ -8,15 +8,16 @@ crop's centre) and its embedder describes it. They are written to `face_vectors`
 transaction, so a killed run resumes where it stopped; the active model's index keeps serving
 meanwhile. When every face has one, a single transaction moves them into `faces`, drops the
 faces the new model cannot find in their crops, and records `model.switch` in the audit log.
-The index is then rebuilt for the new model, in its own folder.
+The new model's index is built, in its own folder, just before the switch.
 
-Which model is active after that (`after_switch` says it to the operator): for `facetrail serve`
-without face_model set, the stored faces' model (faces/registry.py `in_use`), so a running server
-follows the switch at its next index round (`Searcher.following`: it loads the new model and
-opens its index, no restart), and a search under way during the switch runs entirely on one
-model. Where face_model is set to the old model, opening the index is refused
-(`model_mismatch`) until it names the new one. Other commands and ingest workers load the
-model of face_model: they must be given the new one (and workers restarted).
+It runs in the foreground (`reembed`) or, queued with `facetrail reembed --background`, in a
+`facetrail worker` between its ingest batches (`ReembedRunner`, the job in ingest/queue.py).
+
+Which model is active after that (`after_switch` says it to the operator): where face_model is
+not set, the stored faces' model (faces/registry.py `in_use`) for every command (cli/common.py
+`open_db`), for a running server at its next index round (`Searcher.following`) and for a running
+worker before its next batch (worker.py). Where face_model is set to the old model, they refuse
+(`model_mismatch`) until it names the new one.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..errors import Refused
 from ..faces import FaceEngine, load_engine
-from ..faces.registry import model_info, pinned
+from ..faces.registry import model_info, pinned, stored_model
 from ..governance import audit
 from ..governance.actors import Actor
 from ..images.decode import DecodeError, decode
@@ -38,7 +40,19 @@ from ..index import load_index
 from ..store import Database, Face, Image
 from ..store.db import write_lock
 from ..store.media import MediaStore
-from ..store.models import FaceVector, OptOut
+from ..store.models import FaceVector, OptOut, ReembedJob
+from .queue import (
+    UNFINISHED,
+    ReembedClaim,
+    ReembedQueued,
+    cancel_reembed,
+    claim_reembed,
+    end_reembed,
+    queue_reembed,
+    reembed_jobs,
+    release_reembed,
+    renew_reembed,
+)
 
 BATCH = 32
 INDEX_BATCH = 10_000  # descriptors read per query while building the new model's index
@@ -89,25 +103,37 @@ def _read(media: MediaStore, sha256: str, idx: int) -> bytes:
         return b""
 
 
+def embed_batch(settings: Settings, db: Database, engine: FaceEngine, batch: int = BATCH,
+                inside: Callable[[Session, int], bool] | None = None) -> int | None:
+    """Describes up to `batch` faces still lacking a descriptor by the engine's model, in one commit.
+    `inside(session, n)`, called in that transaction, may refuse it (False: rolled back, None
+    returned): a job's lease is renewed there. Returns how many were described (0: none pending)."""
+    media = MediaStore(settings.media_dir)
+    with db.session() as session:
+        rows = _pending(session, engine.model_name, batch)
+    if not rows:
+        return 0
+    vectors = [describe_crop(engine, _read(media, sha, idx)) for _, sha, idx in rows]
+    with db.session() as session, session.begin():
+        if inside is not None and not inside(session, len(rows)):
+            session.rollback()
+            return None
+        session.add_all(FaceVector(face_id=face_id, model=engine.model_name,
+                                   embedding=None if v is None else np.asarray(v, np.float32).tobytes())
+                        for (face_id, _, _), v in zip(rows, vectors))
+    return len(rows)
+
+
 def embed_pending(settings: Settings, db: Database, engine: FaceEngine, batch: int = BATCH,
                   advance: Callable[[int], None] | None = None) -> int:
     """Describes every face still lacking a descriptor by the engine's model, a batch per commit.
     Returns how many were described in this run."""
-    media = MediaStore(settings.media_dir)
     described = 0
-    while True:
-        with db.session() as session:
-            rows = _pending(session, engine.model_name, batch)
-        if not rows:
-            return described
-        vectors = [describe_crop(engine, _read(media, sha, idx)) for _, sha, idx in rows]
-        with db.session() as session, session.begin():
-            session.add_all(FaceVector(face_id=face_id, model=engine.model_name,
-                                       embedding=None if v is None else np.asarray(v, np.float32).tobytes())
-                            for (face_id, _, _), v in zip(rows, vectors))
-        described += len(rows)
+    while n := embed_batch(settings, db, engine, batch):
+        described += n
         if advance:
-            advance(len(rows))
+            advance(n)
+    return described
 
 
 def refuse_if_opt_outs_stay_behind(session, model: str) -> None:
@@ -123,17 +149,23 @@ def refuse_if_opt_outs_stay_behind(session, model: str) -> None:
                       code="opt_outs_of_another_model")
 
 
-def switch(db: Database, actor: Actor | None, model: str, media: MediaStore) -> Switch | None:
+def switch(db: Database, actor: Actor | None, model: str, media: MediaStore,
+           inside: Callable[[Session], bool] | None = None) -> Switch | None:
     """In one transaction: every face takes its descriptor by `model`, faces without one are
     deleted, the switch is recorded. None (nothing changed) if some face still lacks one (an
-    ingest added it meanwhile): describe it first. Refused while opt-outs of another model exist."""
+    ingest added it meanwhile): describe it first; or if `inside(session)`, called in that
+    transaction, says no (a queued job marks itself done there, so it switches once). Refused
+    while opt-outs of another model exist."""
     with db.session() as session, session.begin():
         write_lock(session, "faces")
+        if inside is not None and not inside(session):
+            return None
         refuse_if_opt_outs_stay_behind(session, model)
         if session.get_bind().dialect.name == "postgresql":
             session.execute(select(Face.id).with_for_update())  # no ingest commits faces meanwhile
         done = select(FaceVector.face_id).where(FaceVector.model == model)
         if session.scalar(select(func.count()).select_from(Face).where(Face.model != model, Face.id.not_in(done))):
+            session.rollback()  # `inside` may have written
             return None
         previous = sorted(set(session.scalars(select(Face.model).where(Face.model != model).distinct())))
         lost = session.execute(
@@ -158,22 +190,19 @@ def switch(db: Database, actor: Actor | None, model: str, media: MediaStore) -> 
 
 
 def after_switch(settings: Settings, model: str, follow_seconds: float) -> str:
-    """What the operator must do once the faces were switched to `model`, for a person."""
+    """What is true once the faces were switched to `model`, and what the operator must still do."""
     if pinned(settings) and settings.face_model != model:
         return (f"face_model is set to {settings.face_model} here (FACETRAIL_FACE_MODEL or facetrail.toml): "
-                f"set it to {model}, or remove it to follow the stored faces, wherever it is set, and "
-                "restart `facetrail serve` and ingest workers; until then they refuse to search or ingest "
-                "(model_mismatch).")
-    server = (f"A running `facetrail serve` without face_model set follows the switch by itself within "
-              f"{follow_seconds:g} s (it loads {model} and opens its index): no restart needed; one started "
-              "with face_model set to another model refuses searches (model_mismatch) until that setting is "
-              "changed and it is restarted.")
+                f"set it to {model}, or remove it to follow the stored faces, wherever it is set; until then "
+                "commands, workers and servers with that setting refuse to search or ingest (model_mismatch); "
+                "restart those already running once it is changed.")
+    following = (f"Where face_model is not set, every command (ingest, search, watch, evidence) now uses {model}; "
+                 "a running `facetrail worker` loads it before its next batch, and a running `facetrail serve` "
+                 f"within {follow_seconds:g} s (it opens the index built here): no restart needed. Where face_model "
+                 "is set to another model, they refuse to search or ingest (model_mismatch) until it is changed.")
     if pinned(settings):
-        return f"Nothing to change here (face_model is {model}). {server}"
-    ingest = (f"Other commands (ingest, workers, search) use face_model: set FACETRAIL_FACE_MODEL={model} "
-              "(or face_model in facetrail.toml) for them, and restart workers running since before the "
-              "switch.")
-    return f"{server}\n{ingest}"
+        return f"face_model is {model} here: nothing to change. {following}"
+    return following
 
 
 def build_index(settings: Settings, db: Database, model: str) -> int:
@@ -210,6 +239,7 @@ def reembed(settings: Settings, db: Database, actor: Actor | None, model: str, b
     transaction."""
     model_info(model)  # a known model, or refused before any work
     with db.session() as session:
+        refuse_while_queued(session)
         refuse_if_opt_outs_stay_behind(session, model)  # before any work
     engine = load_engine(settings, model)
     media = MediaStore(settings.media_dir)
@@ -219,3 +249,122 @@ def reembed(settings: Settings, db: Database, actor: Actor | None, model: str, b
         done = switch(db, actor, model, media)
         if done is not None:
             return done
+
+
+def queue(db: Database, actor: Actor | None, model: str, batch: int = BATCH) -> tuple[dict, bool]:
+    """Queue the re-embed to `model` for `facetrail worker` (`--background`): the job as plain data,
+    and whether it is new (a re-embed to `model` already queued or running is that one). Refused
+    for an unknown model, while opt-outs of another model exist, or while a re-embed to another
+    model is queued or running (`reembed_queued`)."""
+    model_info(model)
+    with db.session() as session:
+        refuse_if_opt_outs_stay_behind(session, model)  # before any work
+    total = pending_count(db, model)
+    if total == 0 and stored_model(db) == model:
+        raise Refused(f"the stored faces are all {model}'s already: nothing to re-embed", code="already_this_model")
+    with db.session() as session, session.begin():
+        job, new = queue_reembed(session, actor, model, batch, total)
+        return {"id": job.id, "model": job.model, "status": job.status, "total": job.total}, new
+
+
+def refuse_while_queued(session: Session) -> None:
+    """Refused while a queued re-embed is waiting or running: the two would describe the same faces."""
+    job = session.scalars(select(ReembedJob).where(ReembedJob.status.in_(UNFINISHED))).first()
+    if job is not None:
+        raise ReembedQueued(f"a re-embed to {job.model} is {job.status} (job {job.id}, for `facetrail worker`): "
+                            "wait for it (`facetrail reembed --status`) or cancel it (`facetrail reembed --cancel`)")
+
+
+def jobs(db: Database) -> list[dict]:
+    """The latest re-embed jobs, newest first (`facetrail reembed --status`)."""
+    with db.session() as session:
+        return reembed_jobs(session)
+
+
+def cancel(db: Database, actor: Actor | None) -> dict | None:
+    """Cancel the queued or running re-embed (its worker commits no further batch); None if none."""
+    with db.session() as session, session.begin():
+        job = cancel_reembed(session, actor)
+        return None if job is None else {"id": job.id, "model": job.model, "described": job.described}
+
+
+@dataclass
+class ReembedRunner:
+    """The re-embed job a `facetrail worker` runs between its ingest batches (`step`, one batch of
+    descriptors per call): claimed under a lease, renewed in each batch's transaction; when no face
+    lacks a descriptor, the new model's index is built and the switch committed together with the
+    job's end, in the name of whoever queued it. A cancelled job, or one another worker took over,
+    is dropped without committing the batch in hand."""
+
+    settings: Settings
+    db: Database
+    worker: str
+    lease_seconds: float = 300
+    log: Callable[[str], None] = print
+    job: ReembedClaim | None = None
+    engines: dict[str, FaceEngine] | None = None
+
+    def step(self) -> bool:
+        """One batch of the job (claimed first if need be). False: no re-embed to run."""
+        fresh = self.job is None
+        if fresh:
+            self.job = claim_reembed(self.db, self.worker, self.lease_seconds)
+            if self.job is None:
+                return False
+        job = self.job
+        try:
+            if fresh:
+                self._claimed()
+            described = embed_batch(self.settings, self.db, self._engine(job.model), job.batch,
+                                    lambda session, n: renew_reembed(session, self.worker, job.id,
+                                                                     self.lease_seconds, n))
+            if described is None:
+                self.log(f"re-embed to {job.model} (job {job.id}) was cancelled or taken over: stopped")
+                self.job = None
+            elif described == 0:
+                self._switch(job)
+        except Refused as exc:  # e.g. opt-outs of the old model: the job fails, the worker goes on
+            self._end(job, "failed", str(exc))
+            self.log(f"re-embed to {job.model} (job {job.id}) failed: {exc}")
+        return True
+
+    def release(self) -> None:
+        """Give the job back to the queue at once (the worker is stopping)."""
+        if self.job is not None:
+            release_reembed(self.db, self.worker, self.job.id)
+            self.job = None
+
+    def _claimed(self) -> None:
+        """Its total: what it described so far (an earlier worker) and what is left."""
+        job = self.job
+        model_info(job.model)
+        left = pending_count(self.db, job.model)
+        with self.db.session() as session, session.begin():
+            session.execute(update(ReembedJob).where(ReembedJob.id == job.id, ReembedJob.worker == self.worker)
+                            .values(total=ReembedJob.described + left))
+        self.log(f"re-embed to {job.model} (job {job.id}): {left} faces to describe")
+
+    def _engine(self, model: str) -> FaceEngine:
+        if self.engines is None:
+            self.engines = {}
+        if model not in self.engines:
+            self.engines[model] = load_engine(self.settings, model)
+        return self.engines[model]
+
+    def _switch(self, job: ReembedClaim) -> None:
+        with self.db.session() as session, session.begin():
+            if not renew_reembed(session, self.worker, job.id, self.lease_seconds):
+                self.job = None
+                return
+        build_index(self.settings, self.db, job.model)  # complete before the switch
+        done = switch(self.db, job.actor, job.model, MediaStore(self.settings.media_dir),
+                      lambda session: end_reembed(session, self.worker, job.id, "done"))
+        if done is not None:
+            self.job = None
+            self.log(f"switched to {job.model} (job {job.id}, from {', '.join(done.previous) or 'none'}): "
+                     f"{done.faces} faces, {done.dropped} without a face for it removed")
+
+    def _end(self, job: ReembedClaim, status: str, error: str | None = None) -> None:
+        with self.db.session() as session, session.begin():
+            end_reembed(session, self.worker, job.id, status, error)
+        self.job = None

@@ -1,5 +1,13 @@
 """`facetrail worker`: take files from the ingest queue (see queue.py) and ingest them, batch by
-batch, with one pool of analysis processes kept for the worker's life."""
+batch, with one pool of analysis processes; between batches, run a batch of a queued re-embed
+(reembed.py `ReembedRunner`), so neither starves the other.
+
+Before each batch of files the worker asks which model the stored faces are (`Engines.follow`: a
+few indexed lookups). Where face_model is not set and the faces were switched to another model
+(`facetrail reembed`), it starts its analysis processes (and, with Milvus, the index) again for
+that model before analysing the batch: a batch is analysed by one model, and no face of the old
+model is stored once it noticed. Where face_model is set and the database holds faces of another
+model, it gives the files in hand back and stops (`model_mismatch`)."""
 
 from __future__ import annotations
 
@@ -15,11 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Settings
+from ..errors import Refused
+from ..faces.registry import in_use, pinned
+from ..index import check_model
 from ..store import Database, Source
 from .files import Item
 from .pipeline import Ingestor
 from .pool import start_pool
-from .queue import BATCH, claim, counts, finish, release
+from .queue import BATCH, claim, counts, finish, reembed_waiting, release
+from .reembed import ReembedRunner
 
 
 class DatabaseOnly:
@@ -72,38 +84,78 @@ def _item(location: str) -> Item:
     return Item(location, stat.st_size, stat.st_mtime_ns, path=path)
 
 
+@dataclass
+class Engines:
+    """What a worker analyses and stores with: the settings of its model, the analysis processes
+    (each holding that model's engine) and the index. `follow` replaces them after a switch."""
+
+    settings: Settings
+    pool: object
+    index: object
+    reopen: Callable[[Settings], object] | None = None
+
+    def follow(self, db: Database, log: Callable[[str], None]) -> None:
+        """Refused (`model_mismatch`) if face_model is set and the database holds faces of another
+        model; where it is not set, the model of the stored faces, loaded anew if it changed."""
+        if pinned(self.settings):
+            check_model(self.settings, db)
+            return
+        followed = in_use(self.settings, db)
+        if followed.face_model == self.settings.face_model:
+            return
+        log(f"the stored faces are now {followed.face_model} (was {self.settings.face_model}): loading it "
+            "before the next batch")
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.settings = followed
+        self.pool = start_pool(followed)
+        if self.reopen is not None:
+            self.index = self.reopen(followed)
+
+
 def run_worker(settings: Settings, db: Database, index, name: str, *, batch: int = BATCH,
                lease_seconds: float = 300, until_empty: bool = False, poll_seconds: float = 1.0,
                on_batch: Callable[[WorkerSummary], None] | None = None,
-               stop: threading.Event | None = None) -> WorkerSummary:
+               stop: threading.Event | None = None,
+               reopen_index: Callable[[Settings], object] | None = None,
+               log: Callable[[str], None] = lambda message: None) -> WorkerSummary:
     """Process queued jobs until `stop` is set (SIGTERM sets it, in the main thread: the batch at
     hand is finished first), Ctrl-C (the batch at hand goes back to the queue at once), or, with
-    `until_empty`, until no job is queued or leased to a live worker."""
+    `until_empty`, until no job or re-embed is queued or leased to a live worker. `reopen_index`:
+    the index for another model's settings, after a switch (else `index` is kept: DatabaseOnly).
+    Refused (`model_mismatch`, the files in hand given back) when face_model is set and the stored
+    faces are another model's."""
     summary = WorkerSummary()
     started = time.monotonic()
     stop = stop or threading.Event()
     on_term = None
     if threading.current_thread() is threading.main_thread():
         on_term = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    pool = start_pool(settings)
+    engines = Engines(settings, start_pool(settings), index, reopen_index)
+    reembedding = ReembedRunner(settings, db, name, lease_seconds, log)
     jobs: list = []
     try:
+        engines.follow(db, log)
         while not stop.is_set():
+            reembedded = reembedding.step()  # one batch of a queued re-embed between batches of files
             jobs = claim(db, name, batch, lease_seconds)
             if not jobs:
+                if reembedded:
+                    continue
                 with db.session() as session:
                     waiting = counts(session)
-                if until_empty and waiting["queued"] == waiting["running"] == 0:
+                    reembed = reembed_waiting(session)
+                if until_empty and waiting["queued"] == waiting["running"] == 0 and not reembed:
                     break
                 stop.wait(poll_seconds)
                 continue
+            engines.follow(db, log)
             with db.session() as session:
                 source = session.get(Source, jobs[0].source_id)
             if source is None or source.status != "active":
                 finish(db, name, jobs, {job.location: "the source is suspended or removed" for job in jobs})
                 jobs = []
                 continue
-            ingestor = Ingestor(settings, db, index, source, pool=pool)
+            ingestor = Ingestor(engines.settings, db, engines.index, source, pool=engines.pool)
             done = ingestor.run([_item(job.location) for job in jobs])
             finish(db, name, jobs, {location: reason for location, reason, _ in done.errors})
             jobs = []
@@ -116,12 +168,13 @@ def run_worker(settings: Settings, db: Database, index, name: str, *, batch: int
             summary.seconds = time.monotonic() - started
             if on_batch:
                 on_batch(summary)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Refused):
         if jobs:
             release(db, name, jobs)
         raise
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        reembedding.release()
+        engines.pool.shutdown(wait=False, cancel_futures=True)
         if on_term is not None:
             signal.signal(signal.SIGTERM, on_term)
         summary.seconds = time.monotonic() - started

@@ -172,6 +172,29 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class ReembedJob(Base):
+    """A queued `facetrail reembed --background`: one model switch, run by one `facetrail worker` at a
+    time under a lease (a dead worker's job is claimed again once its lease has run out). The
+    descriptors it made are in `face_vectors` (a rerun resumes from them); `described`/`total` is its
+    progress. status: queued, running, done, cancelled, failed. `actor`: who queued it (the switch
+    is recorded in their name)."""
+
+    __tablename__ = "reembed_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    actor: Mapped[dict] = mapped_column(JSON)
+    batch: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    described: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
 class Face(Base):
     """A face in an image: box, landmarks, detector score and its descriptor."""
 
