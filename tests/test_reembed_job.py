@@ -135,3 +135,35 @@ def test_a_killed_workers_reembed_is_resumed_by_the_next_worker_and_switches_onc
     assert switched.actor == "ada"
     assert _count(db, Face, Face.model == "dlib_resnet_v1") == 0 and _count(db, FaceVector) == 0
     assert _count(db, Face, Face.model == SFACE) >= total - 1  # at most a face SFace cannot find
+
+
+def test_a_worker_alternates_files_and_reembed_batches_and_follows_its_own_switch(settings, dev_images, tmp_path):
+    import shutil
+
+    from facetrail.ingest.worker import DatabaseOnly, run_worker
+
+    from .support import LEGAL_BASIS
+
+    db = Database(settings.db_url)
+    _ingest(settings, db, [photo_of(dev_images, who) for who in ("madonna", "bill_gates", "anthony_hopkins")])
+    queued = runner.invoke(app, [*cli_base(settings), "reembed", "--model", SFACE, "--background", "--batch", "1"])
+    assert queued.exit_code == 0, queued.output
+    folder = tmp_path / "later"
+    folder.mkdir()
+    for n in range(1, 4):
+        photo = photo_of(dev_images, "madonna", n)
+        shutil.copy(photo, folder / photo.name)
+    done = runner.invoke(app, [*cli_base(settings), "index", str(folder), "--queue", "--legal-basis", LEGAL_BASIS])
+    assert done.exit_code == 0, done.output
+
+    events: list[str] = []
+    summary = run_worker(settings.model_copy(update={"workers": 1}), db, DatabaseOnly(), "w", batch=1,
+                         until_empty=True, on_batch=lambda s: events.append(f"files {s.files}"),
+                         log=events.append)
+    assert summary.files == 3
+    switched = next(i for i, e in enumerate(events) if e.startswith("switched to"))
+    assert "files 1" in events[:switched], events  # files were ingested while the re-embed ran
+    assert [e for e in events if e.startswith("files")] == ["files 1", "files 2", "files 3"]
+    assert _jobs(db)[0][0] == "done" and len(_switches(db)) == 1
+    assert _count(db, Face, Face.model != SFACE) == 0  # faces ingested before the switch were described too
+    assert _count(db, Face) >= 5

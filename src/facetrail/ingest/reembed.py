@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from ..config import Settings
 from ..errors import Refused
 from ..faces import FaceEngine, load_engine
-from ..faces.registry import model_info, pinned, stored_model
+from ..faces.registry import DEFAULT, model_info, pinned, stored_model
 from ..governance import audit
 from ..governance.actors import Actor
 from ..images.decode import DecodeError, decode
@@ -260,7 +260,7 @@ def queue(db: Database, actor: Actor | None, model: str, batch: int = BATCH) -> 
     with db.session() as session:
         refuse_if_opt_outs_stay_behind(session, model)  # before any work
     total = pending_count(db, model)
-    if total == 0 and stored_model(db) == model:
+    if total == 0 and (stored_model(db) or DEFAULT) == model:
         raise Refused(f"the stored faces are all {model}'s already: nothing to re-embed", code="already_this_model")
     with db.session() as session, session.begin():
         job, new = queue_reembed(session, actor, model, batch, total)
