@@ -367,7 +367,9 @@ class WebSession(Base):
 
 class OptOut(Base):
     """A person's request to be left out: only the descriptors of their face (one per photo,
-    1-10, concatenated float32 rows) are kept, never the photos."""
+    1-10, concatenated float32 rows) are kept, never the photos. `embedding`: those of the model
+    in use when it was recorded (`model`); every model's are in `opt_out_vectors`, which the
+    filters read."""
 
     __tablename__ = "opt_outs"
 
@@ -379,6 +381,19 @@ class OptOut(Base):
     photos: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # descriptors in `embedding`
     model: Mapped[str | None] = mapped_column(String(64))  # the face model that made them
     applied_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # matching faces removed (None: pending)
+
+
+class OptOutVector(Base):
+    """An opt-out's descriptors by one face model (concatenated float32 rows, one per photo in which
+    that model found a face), made from the photos when the opt-out was recorded, by every
+    registered model: the filters read the active model's, so a model switch keeps the opt-out."""
+
+    __tablename__ = "opt_out_vectors"
+
+    opt_out_id: Mapped[int] = mapped_column(ForeignKey("opt_outs.id", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    photos: Mapped[int] = mapped_column(Integer)  # rows in `embedding`
 
 
 class OptOutDay(Base):
@@ -442,6 +457,7 @@ class QueryEmbedding(Base):
     username: Mapped[str] = mapped_column(String(64))
     case_ref: Mapped[str] = mapped_column(String(200))
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    model: Mapped[str] = mapped_column(String(64))  # the face model that made it (only compared within one)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
@@ -483,8 +499,9 @@ class CaseMember(Base):
 
 class Watch(Base):
     """A standing search bound to a case (governance/watches.py): the query template (descriptors of
-    1-10 photos, concatenated float32 rows; never the photos), who asked and who approved it, until
-    when, and who is notified. `status`: requested, approved, stopped."""
+    1-10 photos, concatenated float32 rows, by the model in use when requested, `model`; every
+    model's are in `watch_vectors`, which the checker reads; never the photos), who asked and who
+    approved it, until when, and who is notified. `status`: requested, approved, stopped."""
 
     __tablename__ = "watches"
 
@@ -509,6 +526,19 @@ class Watch(Base):
 
     owner: Mapped[User] = relationship()
     case: Mapped[Case] = relationship()
+
+
+class WatchVector(Base):
+    """A watch's template by one face model (concatenated float32 rows, one per photo in which that
+    model found a face), made from the photos when the watch was requested, by every registered
+    model: the checker reads the active model's, so a watch keeps firing after a model switch."""
+
+    __tablename__ = "watch_vectors"
+
+    watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    photos: Mapped[int] = mapped_column(Integer)  # rows in `embedding`
 
 
 class WatchHit(Base):
