@@ -108,12 +108,13 @@ def reembed(
     if background:
         return _reembed_queue(ctx, model, batch)
     from ..index import FOLLOW_SECONDS
-    from ..ingest.reembed import after_switch, pending_count, reembed as run
+    from ..ingest.reembed import after_switch, preflight, reembed as run
 
     db = open_db(settings)
     actor = operator(ctx, db)
+    total = preflight(db, model)  # refused before the progress bar shows
     with progress() as bar:
-        task = bar.add_task(f"describing faces with {model}", total=pending_count(db, model))
+        task = bar.add_task(f"describing faces with {model}", total=total)
         done = run(settings, db, actor, model, batch, lambda n: bar.advance(task, n))
     out.print(f"switched to {literal(model)} (from {literal(', '.join(done.previous) or 'none')}): "
               f"{done.faces} faces described, {done.dropped} without a face for it removed; its index was "

@@ -233,14 +233,21 @@ def build_index(settings: Settings, db: Database, model: str) -> int:
         index.close()
 
 
+def preflight(db: Database, model: str) -> int:
+    """Refused before any work: an unknown model, a queued re-embed (`reembed_queued`), opt-outs
+    the switch would leave behind. Else how many faces lack a descriptor by `model`."""
+    model_info(model)
+    with db.session() as session:
+        refuse_while_queued(session)
+        refuse_if_opt_outs_stay_behind(session, model)
+    return pending_count(db, model)
+
+
 def reembed(settings: Settings, db: Database, actor: Actor | None, model: str, batch: int = BATCH,
             advance: Callable[[int], None] | None = None) -> Switch:
     """Describe every stored face with `model` (resumable), build its index, then switch in one
     transaction."""
-    model_info(model)  # a known model, or refused before any work
-    with db.session() as session:
-        refuse_while_queued(session)
-        refuse_if_opt_outs_stay_behind(session, model)  # before any work
+    preflight(db, model)
     engine = load_engine(settings, model)
     media = MediaStore(settings.media_dir)
     while True:
