@@ -40,7 +40,7 @@ from ..index import load_index
 from ..store import Database, Face, Image
 from ..store.db import write_lock
 from ..store.media import MediaStore
-from ..store.models import FaceVector, OptOut, ReembedJob
+from ..store.models import FaceVector, OptOut, OptOutVector, ReembedJob
 from .queue import (
     UNFINISHED,
     ReembedClaim,
@@ -137,15 +137,19 @@ def embed_pending(settings: Settings, db: Database, engine: FaceEngine, batch: i
 
 
 def refuse_if_opt_outs_stay_behind(session, model: str) -> None:
-    """Refused while opt-outs recorded with another model exist: an opt-out keeps that model's
-    descriptors only, never the photos, so after a switch it could recognise neither new photos
-    of the person nor their faces hidden at query time: they would come back."""
-    behind = session.scalar(select(func.count()).select_from(OptOut).where(
-        func.coalesce(OptOut.model, "dlib_resnet_v1") != model))
+    """Refused while some opt-out holds no descriptors by `model`: an opt-out keeps descriptors
+    (one set per model that described its photos when it was recorded), never the photos, so
+    after a switch one without `model`'s could recognise neither new photos of the person nor
+    their faces hidden at query time: they would come back."""
+    described = select(OptOutVector.opt_out_id).where(OptOutVector.model == model)
+    behind = session.scalars(select(OptOut.id).where(OptOut.id.not_in(described)).order_by(OptOut.id)).all()
     if behind:
-        raise Refused(f"{behind} opt-out(s) were recorded with another face model than {model}; an opt-out "
-                      "keeps only that model's descriptors (never the photos), so after the switch those people "
-                      "could be found again. Switching models with opt-outs is not possible yet (docs/models.md)",
+        shown = ", ".join(map(str, behind[:10])) + (", ..." if len(behind) > 10 else "")
+        raise Refused(f"{len(behind)} opt-out(s) hold no descriptors by {model} (ids {shown}): recorded before "
+                      "opt-outs kept every model's descriptors, or when that model found no face in their photos "
+                      "or was not installed. An opt-out never keeps the photos, so after the switch those people "
+                      "could be found again, and their descriptors cannot be made afterwards: stay with the "
+                      "current model (docs/models.md, Switching models)",
                       code="opt_outs_of_another_model")
 
 
