@@ -24,7 +24,7 @@ from facetrail.search import Searcher
 from facetrail.search import opt_out
 from facetrail.store import AuditEntry, Database, Face, Location, QueryEmbedding
 from facetrail.store.media import MediaStore
-from facetrail.store.models import FaceVector, OptOutVector, WatchHit
+from facetrail.store.models import FaceVector, OptOutVector, WatchHit, WatchVector
 
 from .support import add_accounts, folder_ingestor, investigator, open_case, photo_of, settings_for
 
@@ -101,7 +101,8 @@ def test_an_opt_out_made_under_dlib_keeps_the_person_out_after_the_switch_to_sfa
 
 def test_an_opt_out_from_before_keeps_refusing_the_switch(tmp_path, db_url, dev_images, engine):
     """An opt-out stored before migration 0019 (dlib descriptors only, model not recorded) keeps
-    working with dlib, and still refuses a switch to SFace: its descriptors cannot be made now."""
+    working with dlib, and still refuses a switch to SFace: its descriptors cannot be made now.
+    A watch from before keeps its template as its model's descriptors."""
     from alembic import command
 
     from facetrail.images.decode import decode
@@ -125,6 +126,16 @@ def test_an_opt_out_from_before_keeps_refusing_the_switch(tmp_path, db_url, dev_
         assert OptOutFilter.load(session, 0.6, DLIB).blocked(descriptor(photo_of(dev_images, "madonna", 7))).all()
         assert len(OptOutFilter.load(session, 1.14, SFACE).vectors) == 0
     _ingest(settings, db, _photos(dev_images, "bill_gates", 0))
+    add_accounts(db)
+    template = np.stack([descriptor(p) for p in _photos(dev_images, "bill_gates", 1, 2)])
+    with db.session() as session, session.begin():  # as a watch was requested before 0019: one model
+        watch_id = watches.request(session, settings, IVAN, "T-1", template, ["1" * 64, "2" * 64]).id
+    command.downgrade(alembic_config(db.engine), "0018")
+    command.upgrade(alembic_config(db.engine), "head")
+    with db.session() as session:
+        assert [(r.watch_id, r.model, r.photos) for r in session.scalars(select(WatchVector))] == [
+            (watch_id, DLIB, 2)]
+        assert [(r.model, r.photos) for r in session.scalars(select(OptOutVector))] == [(DLIB, 1)]
     with pytest.raises(Refused) as refused:
         reembed(settings, db, None, SFACE)
     assert refused.value.code == "opt_outs_of_another_model"
