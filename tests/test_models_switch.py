@@ -79,9 +79,9 @@ def test_the_running_app_searches_with_the_new_model_after_the_switch(indexed, d
         result = runner.invoke(cli, [*cli_base(settings), "reembed", "--model", SFACE],
                                catch_exceptions=False)
         assert result.exit_code == 0, result.output
-        assert "follows the switch by itself" in result.output
         assert "no restart needed" in result.output
-        assert f"FACETRAIL_FACE_MODEL={SFACE}" in result.output  # what ingest workers need
+        assert f"every command (ingest, search, watch, evidence) now uses {SFACE}" in result.output  # nothing to set
+        assert "a running `facetrail worker` loads it before its next batch" in result.output
 
         after = _search(client, query)  # the same app, at once (no follower round waited for)
         assert after["results"][0]["image"]["location"] == str(photos[0])

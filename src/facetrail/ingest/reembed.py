@@ -205,7 +205,7 @@ def after_switch(settings: Settings, model: str, follow_seconds: float) -> str:
                  f"within {follow_seconds:g} s (it opens the index built here): no restart needed. Where face_model "
                  "is set to another model, they refuse to search or ingest (model_mismatch) until it is changed.")
     if pinned(settings):
-        return f"face_model is {model} here: nothing to change. {following}"
+        return f"Nothing to change here (face_model is {model}). {following}"
     return following
 
 
