@@ -89,6 +89,7 @@ def test_a_cancelled_reembed_keeps_its_faces_and_the_next_one_resumes_and_switch
     second = ReembedRunner(settings, db, "w2", log=log.append)
     while second.step():
         pass
+    assert f"re-embed to sface_2021dec (job 2): {total - 2} of {total - 2} faces described" in log  # progress
     assert [status for status, _, _ in _jobs(db)] == ["cancelled", "done"]
     assert sum(described for _, described, _ in _jobs(db)) == total  # no face described twice
     assert _count(db, Face, Face.model == SFACE) == total and _count(db, FaceVector) == 0

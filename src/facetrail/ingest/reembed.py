@@ -314,6 +314,8 @@ class ReembedRunner:
     log: Callable[[str], None] = print
     job: ReembedClaim | None = None
     engines: dict[str, FaceEngine] | None = None
+    left: int = 0  # faces the job had to describe when this worker claimed it
+    described: int = 0  # of those, described by this worker (progress logged every tenth)
 
     def step(self) -> bool:
         """One batch of the job (claimed first if need be). False: no re-embed to run."""
@@ -334,6 +336,8 @@ class ReembedRunner:
                 self.job = None
             elif described == 0:
                 self._switch(job)
+            else:
+                self._progress(job, described)
         except Refused as exc:  # e.g. opt-outs of the old model: the job fails, the worker goes on
             self._end(job, "failed", str(exc))
             self.log(f"re-embed to {job.model} (job {job.id}) failed: {exc}")
@@ -353,7 +357,15 @@ class ReembedRunner:
         with self.db.session() as session, session.begin():
             session.execute(update(ReembedJob).where(ReembedJob.id == job.id, ReembedJob.worker == self.worker)
                             .values(total=ReembedJob.described + left))
+        self.left, self.described = left, 0
         self.log(f"re-embed to {job.model} (job {job.id}): {left} faces to describe")
+
+    def _progress(self, job: ReembedClaim, n: int) -> None:
+        """Logged at every tenth of the faces this worker had to describe."""
+        before, self.described = self.described, self.described + n
+        if self.left and self.described * 10 // self.left > before * 10 // self.left:
+            self.log(f"re-embed to {job.model} (job {job.id}): {min(self.described, self.left)} of {self.left} "
+                     "faces described")
 
     def _engine(self, model: str) -> FaceEngine:
         if self.engines is None:
