@@ -114,7 +114,7 @@ class Searcher(SubjectAccess):
         self.engine = engine
         self.limits = Limits.from_settings(settings)
         self._engine_lock = threading.Lock()
-        self._opt_outs = OptOutCache(radii(settings).block, engine.model_name)
+        self._opt_outs = OptOutCache(radii(settings).block, settings.face_model if engine is None else engine.model_name)
         self._copy_hashes = CopyHashes()
         self._background = False
         self._successor: Searcher | None = None  # the searcher of the model the stored faces were switched to
