@@ -39,7 +39,7 @@ from facetrail.governance import cases, watches  # noqa: E402
 from facetrail.governance.accounts import create_user  # noqa: E402
 from facetrail.governance.actors import Actor  # noqa: E402
 from facetrail.store import Database  # noqa: E402
-from facetrail.store.models import Watch  # noqa: E402
+from facetrail.store.models import Watch, WatchVector  # noqa: E402
 
 HELD_OUT = 8  # people whose photos make the templates, not the ingested faces
 
@@ -55,10 +55,14 @@ def setup(db: Database, settings: Settings, templates: list[np.ndarray]) -> None
                                purposes=settings.purposes, authorisation=cases.Authorisation("court", "B", date.today()),
                                expires_on=date.today() + timedelta(days=30), members=["ivan"])
         now = datetime.now(UTC)
-        session.add_all(Watch(case_id=case.id, owner_id=owner.id, status=watches.APPROVED, days=30,
-                              template=t.astype(np.float32).tobytes(), photos=len(t), photo_sha256=["0" * 64] * len(t),
-                              model=settings.face_model, created_at=now, approved_by="sue", approved_at=now,
-                              expires_at=now + timedelta(days=30), changed_at=now) for t in templates)
+        rows = [Watch(case_id=case.id, owner_id=owner.id, status=watches.APPROVED, days=30,
+                      template=t.astype(np.float32).tobytes(), photos=len(t), photo_sha256=["0" * 64] * len(t),
+                      model=settings.face_model, created_at=now, approved_by="sue", approved_at=now,
+                      expires_at=now + timedelta(days=30), changed_at=now) for t in templates]
+        session.add_all(rows)
+        session.flush()
+        session.add_all(WatchVector(watch_id=row.id, model=settings.face_model, embedding=row.template,
+                                    photos=row.photos) for row in rows)  # what the checker reads
 
 
 def timed(function, rounds: int) -> float:
