@@ -52,6 +52,7 @@ MODEL = "dlib_resnet_v1"
 TARGETS = (*FPIR_BANDS, ("threshold", THRESHOLD_FPIR))
 PAIR_QUANTILES = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
 BIG_PAIRS = 2_000_000
+LOWER_RATES = (0.02, 0.001)  # tail thresholds tried on the 2 M pairs (bench/bands.py: 0.02)
 
 
 # --------------------------------------------------------------------------- synthetic data
@@ -128,6 +129,7 @@ def nearest(cal, size: int, queries: np.ndarray, chunk: int, seed: int) -> np.nd
         squared, _ = index.search(queries, 1)
         np.minimum(best, squared[:, 0], out=best)
         del index, vectors
+        print(f"    {start + chunk:,} of {size:,} faces searched", file=sys.stderr, flush=True)
     return np.sqrt(np.maximum(best, 0))
 
 
@@ -182,6 +184,24 @@ def print_distributions(real: np.ndarray, shipped: Tail, synthetic_big: np.ndarr
           f"| {dev_like[0].mean():.3f} ({dev_like[0].std():.3f}) |")
 
 
+def print_real_intervals(real: np.ndarray, faces: np.ndarray, who: np.ndarray, sizes, rounds: int) -> None:
+    """The real dev set's tail (as bench/bands.py fits it) with its bootstrap interval by pair (as
+    bench/bands.py computes it) and by person."""
+    tail = fitting.fit(real)
+    by_pair, by_person = np.random.default_rng(0), np.random.default_rng(1)
+    pairs = [fitting.fit(by_pair.choice(real, len(real))) for _ in range(rounds)]
+    people = [fitting.fit(by_identity(faces, who, by_person)) for _ in range(rounds)]
+    print(f"\nReal dev set ({MODEL}): distance at each target, 95 % bootstrap by pair / by person\n")
+    print("| faces N | band | target FPIR | fitted distance | by pair | by person |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for size in sizes:
+        for name, target in TARGETS:
+            cells = [np.percentile([distance_at(target, size, b) for b in kind], [2.5, 97.5])
+                     for kind in (pairs, people)]
+            print(f"| {size:,} | {name} | {target:g} | {distance_at(target, size, tail):.3f} "
+                  + " ".join(f"| {low:.3f}–{high:.3f}" for low, high in cells) + " |")
+
+
 def print_method(sizes, near, fit: Tail, boots, replicates, replicate_boots: tuple, big: Tail) -> None:
     """replicate_boots: each replicate's bootstrap fits, resampled by pair and by person."""
     print("\n(a) The method: the tail fitted on a dev-shaped synthetic sample, checked by absent-person "
@@ -202,10 +222,11 @@ def print_method(sizes, near, fit: Tail, boots, replicates, replicate_boots: tup
             d_big = distance_at(target, size, big)
             true = float(np.quantile(q, target))
             held = [np.mean([_holds(rb, target, size, true) for rb in kind]) for kind in replicate_boots]
+            held_text = f"{held[0]:.0%}, {held[1]:.0%}" if target * len(q) >= 1 else "–"
             true_text = f"{true:.3f}" if target * len(q) >= 1 else "–"
             print(f"| {size:,} | {name} | {target:g} | {true_text} | {d:.3f} ({low:.3f}–{high:.3f}) "
                   f"| {fmt_rate(q, d)} | {fmt(rate(q, high)[0])} / {fmt(rate(q, low)[0])} "
-                  f"| {fmt(r50)} ({fmt(r05)}–{fmt(r95)}) | {held[0]:.0%}, {held[1]:.0%} "
+                  f"| {fmt(r50)} ({fmt(r05)}–{fmt(r95)}) | {held_text} "
                   f"| {d_big:.3f}, {fmt_rate(q, d_big)} |")
 
 
@@ -213,6 +234,23 @@ def _holds(boots, target: float, size: int, true: float) -> bool:
     """Whether a fit's bootstrap 95 % interval of the distance at `target` holds the true distance."""
     low, high = np.percentile([distance_at(target, size, b) for b in boots], [2.5, 97.5])
     return bool(low <= true <= high)
+
+
+def print_lower_thresholds(sizes, near, synthetic_big: np.ndarray) -> None:
+    """The 2 M-pair fit with bench/bands.py's tail threshold (the 2 % quantile) and lower ones."""
+    print("\nThe 2 M-pair synthetic fit by its tail threshold: distance, empirical FPIR per band\n")
+    print("| tail threshold (quantile) | shape | faces N | " + " | ".join(n for n, _ in TARGETS) + " |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in TARGETS) + " |")
+    for tail_rate in LOWER_RATES:
+        kept, fitting.TAIL_RATE = fitting.TAIL_RATE, tail_rate  # the same fit, below another quantile
+        try:
+            tail = fitting.fit(synthetic_big)
+        finally:
+            fitting.TAIL_RATE = kept
+        for size in sizes:
+            edges = [distance_at(target, size, tail) for _, target in TARGETS]
+            cells = [f"{d:.3f}: {fmt(rate(near[size], d)[0])}" for d in edges]
+            print(f"| {tail_rate:g} | {tail.shape} | {size:,} | " + " | ".join(cells) + " |")
 
 
 def print_shipped(sizes, near) -> None:
@@ -244,6 +282,8 @@ def main() -> None:
     parser.add_argument("--replicates", type=int, default=50, help="independent dev-shaped samples fitted")
     parser.add_argument("--replicate-rounds", type=int, default=100,
                         help="bootstrap rounds of each replicate")
+    parser.add_argument("--fewer", default="",
+                        help="SIZE:COUNT,...: search only the first COUNT queries at that size (time)")
     parser.add_argument("--threads", type=int, default=2, help="FAISS threads")
     parser.add_argument("--dir", default="/tmp/bands-scale",
                         help="cache folder: dev embeddings, each size's nearest distances")
@@ -251,6 +291,7 @@ def main() -> None:
                         help="read the nearest distances a previous run kept in --dir instead of searching")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    fewer = dict(tuple(int(x) for x in item.split(":")) for item in args.fewer.split(",") if item)
     started = time.perf_counter()
     import faiss
 
@@ -258,6 +299,23 @@ def main() -> None:
     workdir = Path(args.dir)
     workdir.mkdir(parents=True, exist_ok=True)
     cal = generator.Calibration(*generator.dev_embeddings(workdir))
+
+    queries = absent_queries(cal, args.queries, seed=5_000)
+    print(f"\n{len(queries):,} absent-person queries (one face each of new identities)", flush=True)
+    near = {}
+    for size in sizes:
+        t0 = time.perf_counter()
+        asked = queries[: fewer.get(size, len(queries))]
+        kept = workdir / f"nearest-{size}-{len(asked)}.npy"
+        if args.reuse and kept.exists():
+            near[size] = np.load(kept)
+        else:
+            near[size] = nearest(cal, size, asked, args.chunk, seed=gallery_seed(size))
+            np.save(kept, near[size])
+        print(f"  N = {size:>10,}, {len(asked):,} queries: nearest distance "
+              f"p0.1 {np.quantile(near[size], 1e-3):.3f}, p1 {np.quantile(near[size], 1e-2):.3f}, "
+              f"p50 {np.median(near[size]):.3f}; "
+              f"{time.perf_counter() - t0:.0f} s, peak RSS {peak_rss_gb():.1f} GB", flush=True)
 
     vectors, identities, usable = fitting.descriptors(MODEL)
     real = metrics.pair_distances(vectors, identities, usable)[1]
@@ -282,22 +340,9 @@ def main() -> None:
           f"{min(r.shape for r in replicates)} to {max(r.shape for r in replicates)}")
     print(f"2 M-pair synthetic fit: {tail_text(big)}")
     print_distributions(real, model_info(MODEL).calibration.tail, synthetic_big, [dev_like, *samples])
+    print_lower_thresholds(sizes, near, synthetic_big)
     del synthetic_big, samples
-
-    queries = absent_queries(cal, args.queries, seed=5_000)
-    print(f"\n{len(queries):,} absent-person queries (one face each of new identities)", flush=True)
-    near = {}
-    for size in sizes:
-        t0 = time.perf_counter()
-        kept = workdir / f"nearest-{size}-{len(queries)}.npy"
-        if args.reuse and kept.exists():
-            near[size] = np.load(kept)
-        else:
-            near[size] = nearest(cal, size, queries, args.chunk, seed=gallery_seed(size))
-            np.save(kept, near[size])
-        print(f"  N = {size:>10,}: nearest distance p0.1 {np.quantile(near[size], 1e-3):.3f}, "
-              f"p1 {np.quantile(near[size], 1e-2):.3f}, p50 {np.median(near[size]):.3f}; "
-              f"{time.perf_counter() - t0:.0f} s, peak RSS {peak_rss_gb():.1f} GB", flush=True)
+    print_real_intervals(real, vectors[usable], identities[usable], sizes, args.rounds)
 
     print_method(sizes, near, fit, boots, replicates, (replicate_boots, person_boots), big)
     print_shipped(sizes, near)
