@@ -2,6 +2,9 @@
 (issue 16, item 3).
 
     .venv/bin/python bench/bands_scale.py [--sizes 1000,10000,100000,1000000,10000000] [--queries 10000]
+                                          [--fewer 10000000:10000] [--reuse]
+
+(figures.md "Bands at scale": --queries 20000 --fewer 10000000:10000; the 10 M search took 28 min.)
 
 search/bands.py puts band edges where FPIR(d, N) = 1 - (1 - F(d))^N, the share of searches for
 someone absent from a gallery of N faces that still return a face closer than d, equals 1e-3
@@ -18,13 +21,16 @@ on bench/search.py's generator of synthetic dlib-like descriptors (imported, not
     with an exact (Clopper-Pearson) binomial 95 % interval;
   * (a) the method: the tail fitted, with bench/bands.py's own `fit`, on a synthetic sample shaped
     like the dev set (29 new identities with the dev set's photo counts: the same 26,663
-    different-person pairs), its bootstrap interval as bench/bands.py computes it, the spread
-    over independent dev-sized samples (replicates), and a fit on 2 M independent pairs (the
-    formula with a well-known F: what is left is the formula's own assumption that the N
-    distances of one search are independent);
+    different-person pairs), its bootstrap interval as bench/bands.py computes it (by pair), the
+    spread over independent dev-sized samples (replicates) and how often each replicate's
+    interval, drawn by pair or by person, holds the true distance; and fits on 2 M independent
+    pairs below their 2 % and 0.1 % quantiles (F well known: what is left is the tail model's
+    threshold and the formula's own assumption that the N distances of one search are
+    independent);
   * (b) the shipped dlib calibration: the distances `bands_at(N, "dlib_resnet_v1")` and
     `threshold_at` give, searched in the same synthetic galleries. Synthetic different-person
-    distances are not real ones: the quantiles of both are printed side by side first.
+    distances are not real ones: the quantiles of both are printed side by side first, and the
+    real dev set's fit with its interval by pair and by person.
 
 Prints the tables (markdown), wall time and peak RSS.
 """
