@@ -168,3 +168,24 @@ def test_a_worker_alternates_files_and_reembed_batches_and_follows_its_own_switc
     assert _jobs(db)[0][0] == "done" and len(_switches(db)) == 1
     assert _count(db, Face, Face.model != SFACE) == 0  # faces ingested before the switch were described too
     assert _count(db, Face) >= 5
+
+
+def test_only_an_admin_account_queues_cancels_or_runs_a_reembed(settings):
+    """Side door: an investigator's account (ivan) from the CLI can neither queue, cancel nor run a
+    re-embed; the job an admin (ada) queued stays as it was, and nothing is recorded in ivan's name."""
+    db = Database(settings.db_url)
+    add_accounts(db)
+    ivan = [*cli_base(settings), *as_user(settings, "ivan"), "reembed"]
+    for args in (["--model", SFACE, "--background"], ["--model", SFACE]):
+        refused = runner.invoke(app, [*ivan, *args])
+        assert refused.exit_code == 2 and "may not do this" in refused.output, refused.output
+    assert _jobs(db) == []
+    queued = runner.invoke(app, [*cli_base(settings), *as_user(settings, "ada"), "reembed", "--model", SFACE,
+                                 "--background"])
+    assert queued.exit_code == 0, queued.output
+    refused = runner.invoke(app, [*ivan, "--cancel"])
+    assert refused.exit_code == 2 and "may not do this" in refused.output, refused.output
+    assert [status for status, _, _ in _jobs(db)] == ["queued"]
+    with db.session() as session:
+        assert not session.scalars(select(AuditEntry).where(AuditEntry.actor == "ivan",
+                                                            AuditEntry.action.like("model.%"))).all()
